@@ -1,0 +1,71 @@
+"""Shared benchmark plumbing: the reference Omniglot, timing, a machine description, output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = Path(os.environ.get("FASTADAPT_TEST_DATA", REPO.parent / "shared" / "data"))
+
+
+def parser(description: str, data: bool = True) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    if data:
+        p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA, help="folder holding omniglot/ (default ../shared/data)")
+        p.add_argument("--cache-dir", type=Path, default=None, help="decoded-cache folder (default: per-user cache)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    return p
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads, Python {platform.python_version()}"
+
+
+def rate(fn: Callable[[], object], items: int, seconds: float = 3.0, warmup: int = 2) -> float:
+    """Items per second of ``fn`` (which handles ``items`` items a call), timed for about ``seconds``."""
+    for _ in range(warmup):
+        fn()
+    calls, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        fn()
+        calls += 1
+    return calls * items / (time.perf_counter() - start)
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def emit(rows: list[dict[str, object]], as_json: bool, title: str) -> None:
+    if as_json:
+        print(json.dumps({"machine": machine(), "rows": rows}, indent=2))
+        return
+    print(f"{title}\nmachine: {machine()}")
+    keys = list(rows[0])
+    widths = [max(len(k), *(len(_fmt(r[k])) for r in rows)) for k in keys]
+    print("  ".join(k.ljust(w) for k, w in zip(keys, widths)))
+    for r in rows:
+        print("  ".join(_fmt(r[k]).ljust(w) for k, w in zip(keys, widths)))
+
+
+def _fmt(value: object) -> str:
+    return f"{value:,.1f}" if isinstance(value, float) else str(value)

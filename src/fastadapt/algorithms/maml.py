@@ -1,0 +1,155 @@
+"""MAML (Finn et al. 2017): the meta-knowledge is an initialization that adapts in a few steps.
+
+Options add the MAML++ improvements (Antoniou et al. 2019): learned per-layer per-step learning
+rates, the multi-step loss and derivative-order annealing.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from fastadapt.algorithms.base import LossFn, MetaLearner, Predictor
+from fastadapt.algorithms.inner_loop import inner_loop
+from fastadapt.errors import ConfigError
+from fastadapt.nn.params import Params, parameter_dict
+
+
+def _key(name: str) -> str:
+    return name.replace(".", "__")
+
+
+class MAML(MetaLearner):
+    """Model-Agnostic Meta-Learning with exact second-order meta-gradients.
+
+    ``inner_steps`` gradient steps of size ``inner_lr`` on the support set adapt all parameters of
+    ``model``; the meta-gradient flows through them (``first_order=True`` drops the second-order
+    term: FOMAML). ``test_inner_steps`` is the number of steps when not training (the MAML paper
+    adapts longer at test time); it defaults to ``inner_steps``.
+
+    MAML++ options: ``per_step_lr`` learns one learning rate per parameter tensor and step;
+    ``multi_step_loss`` adds the query losses after every step, their weights annealed onto the last
+    step over ``multi_step_loss_steps`` meta-updates; ``first_order_until`` uses first-order
+    gradients for the first meta-updates (derivative-order annealing).
+    """
+
+    name = "maml"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        inner_lr: float = 0.4,
+        inner_steps: int = 1,
+        first_order: bool = False,
+        loss: str | LossFn = "cross_entropy",
+        vmap: bool | None = None,
+        test_inner_steps: int | None = None,
+        per_step_lr: bool = False,
+        multi_step_loss: bool = False,
+        multi_step_loss_steps: int = 0,
+        first_order_until: int = 0,
+    ) -> None:
+        super().__init__(loss=loss, vmap=vmap)
+        if not isinstance(inner_steps, int) or inner_steps < 1:
+            raise ConfigError(f"inner_steps must be a positive integer, got {inner_steps!r}")
+        if test_inner_steps is not None and (not isinstance(test_inner_steps, int) or test_inner_steps < 0):
+            raise ConfigError(f"test_inner_steps must be a non-negative integer, got {test_inner_steps!r}")
+        if inner_lr <= 0:
+            raise ConfigError(f"inner_lr must be positive, got {inner_lr!r}")
+        self.model = model
+        self.inner_lr = float(inner_lr)
+        self.inner_steps = inner_steps
+        self.test_inner_steps = inner_steps if test_inner_steps is None else test_inner_steps
+        self.first_order = first_order
+        self.multi_step_loss = multi_step_loss
+        self.multi_step_loss_steps = multi_step_loss_steps
+        self.first_order_until = first_order_until
+        self.step = 0
+        self.learned_lrs = self._init_learned_lrs(per_step_lr)
+
+    def _init_learned_lrs(self, per_step_lr: bool) -> nn.ParameterDict | None:
+        if not per_step_lr:
+            return None
+        return nn.ParameterDict(
+            {_key(name): nn.Parameter(torch.full((self.inner_steps,), self.inner_lr)) for name in self.fast_params()}
+        )
+
+    # What adapts, and how it is applied: ANIL overrides these two.
+    def fast_params(self) -> Params:
+        """The parameters the inner loop adapts."""
+        return parameter_dict(self.model)
+
+    def features(self, x: Tensor) -> Tensor:
+        """The input of the adapted part of the network."""
+        return x
+
+    def apply_fast(self, params: Params, features: Tensor) -> Tensor:
+        return functional_call(self.model, params, (features,))
+
+    def learning_rates(self, step: int) -> dict[str, Tensor | float]:
+        """Inner learning rates for an inner step, by parameter name (Meta-SGD overrides this)."""
+        if self.learned_lrs is None:
+            return dict.fromkeys(self.fast_params(), self.inner_lr)
+        last = self.inner_steps - 1
+        return {name: self.learned_lrs[_key(name)][min(step, last)] for name in self.fast_params()}
+
+    def set_step(self, step: int) -> None:
+        self.step = step
+
+    def _first_order_now(self) -> bool:
+        return self.first_order or self.step < self.first_order_until
+
+    def _adapted(self, support_x: Tensor, support_y: Tensor, steps: int) -> list[Params]:
+        first_order = self._first_order_now() or not torch.is_grad_enabled()
+        return inner_loop(
+            self.apply_fast,
+            self.fast_params(),
+            self.features(support_x),
+            support_y,
+            self.loss_fn,
+            steps,
+            self.learning_rates,
+            first_order,
+        )
+
+    def _check_ways(self, ways: int | None) -> None:
+        head = getattr(self.model, "head", None)
+        if ways is not None and isinstance(head, nn.Linear) and ways > head.out_features:
+            raise ConfigError(
+                f"tasks have {ways} classes but the model has {head.out_features} outputs: "
+                f"build the model with out_features={ways}"
+            )
+
+    def adapt(self, support_x: Tensor, support_y: Tensor, *, steps: int | None = None, ways: int | None = None) -> Predictor:
+        self._check_ways(ways)
+        if steps is None:
+            steps = self.inner_steps if self.training else self.test_inner_steps
+        params = self._adapted(support_x, support_y, steps)[-1]
+        return lambda x: self.apply_fast(params, self.features(x))
+
+    def task_objective(
+        self, support_x: Tensor, support_y: Tensor, query_x: Tensor, query_y: Tensor, ways: int | None
+    ) -> tuple[Tensor, Tensor]:
+        if not self.multi_step_loss:
+            return super().task_objective(support_x, support_y, query_x, query_y, ways)
+        self._check_ways(ways)
+        iterates = self._adapted(support_x, support_y, self.inner_steps)[1:]
+        query_features = self.features(query_x)
+        outputs = [self.apply_fast(params, query_features) for params in iterates]
+        weights = self.multi_step_weights()
+        objective = sum(w * self.loss_fn(out, query_y) for w, out in zip(weights, outputs))
+        return objective, outputs[-1]
+
+    def multi_step_weights(self) -> list[float]:
+        """MAML++'s importance of the query loss after each inner step at the current meta-update.
+
+        Uniform at first; the weights of the earlier steps decay linearly to a floor of
+        ``0.03 / inner_steps`` over ``multi_step_loss_steps`` meta-updates, the last step taking
+        the rest, after which only the last step counts (up to the floor).
+        """
+        n = self.inner_steps
+        floor = 0.03 / n
+        progress = 1.0 if self.multi_step_loss_steps <= 0 else min(self.step / self.multi_step_loss_steps, 1.0)
+        early = max(1.0 / n - progress * (1.0 / n - floor), floor)
+        return [early] * (n - 1) + [1.0 - early * (n - 1)]

@@ -1,0 +1,150 @@
+"""The ``fastadapt`` command: a thin shell over ``fastadapt.experiment`` and ``fastadapt.config``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+import torch
+
+from fastadapt.config import DEFAULT_PRESET, SCHEMA, build_config, load_preset, preset_names
+from fastadapt.errors import ConfigError, FastAdaptError
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit code 2), not a usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _keys_help() -> str:
+    lines = ["config keys (override any of them as key=value):"]
+    lines += [f"  {key} (default {spec.default!r})" for key, spec in SCHEMA.items() if key not in ("name", "description")]
+    return "\n".join(lines)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="fastadapt", description="Meta-learning for PyTorch: train, evaluate and list presets.")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of errors")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser(
+        "train",
+        help="meta-train a preset, then meta-test it",
+        description=f"Meta-train a preset (default: {DEFAULT_PRESET}, on the embedded glyphs dataset), keep the "
+        "best validation checkpoint, and meta-test it on held-out classes.",
+        epilog=_keys_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    train.add_argument("--preset", help=f"preset name (default {DEFAULT_PRESET}; `fastadapt presets` lists them)")
+    train.add_argument("--run-dir", type=Path, help="folder for config, metrics, checkpoints and result (default runs/<preset>-<time>)")
+    train.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
+    train.add_argument("--data-dir", help="dataset root (default $FASTADAPT_DATA, else the per-user cache folder)")
+    train.add_argument("--download", action="store_true", help="download a missing dataset from its official source")
+    train.add_argument("--threads", type=int, help="torch CPU threads")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--json", action="store_true", help="print the result as one JSON object")
+
+    evaluate = commands.add_parser("eval", help="meta-test a run or checkpoint: accuracy ± 95%% CI")
+    evaluate.add_argument("checkpoint", type=Path, metavar="RUN_DIR_OR_CHECKPOINT")
+    evaluate.add_argument("--episodes", type=int, help="number of test tasks (default: the run's test.episodes)")
+    evaluate.add_argument("--inner-steps", type=int, help="adaptation steps of gradient-based methods")
+    evaluate.add_argument("--split", choices=("test", "val"), default="test")
+    evaluate.add_argument("--data-dir", help="dataset root, if not where the run found it")
+    evaluate.add_argument("--threads", type=int, help="torch CPU threads")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object (accuracy, ci95, episodes, ...)")
+
+    commands.add_parser("presets", help="list the presets")
+    return parser
+
+
+def _overrides(extra: Sequence[str], parser: argparse.ArgumentParser) -> list[str]:
+    unknown = [item for item in extra if item.startswith("-") or "=" not in item]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    return list(extra)
+
+
+def _train(args: argparse.Namespace, overrides: list[str]) -> int:
+    from fastadapt.experiment import read_config, run_experiment
+
+    if args.resume is not None:
+        if args.preset or overrides or args.run_dir:
+            raise ConfigError("--resume continues a run with its own config: give no --preset, --run-dir or key=value overrides")
+        config, run_dir = read_config(args.resume), args.resume
+    else:
+        if args.data_dir:
+            overrides.append(f"dataset.data_dir={args.data_dir}")
+        if args.download:
+            overrides.append("dataset.download=true")
+        config = build_config(args.preset, overrides)
+        run_dir = args.run_dir or Path("runs") / f"{config['name']}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if not args.json:
+        print(f"{config['name']}: {config['description']}".rstrip(": "))
+        print(f"run folder: {run_dir}")
+    result = run_experiment(config, run_dir, resume=args.resume is not None, progress=not args.no_progress)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    best = result["best_validation"]
+    if best is not None:
+        print(f"best validation {best['metric']} {best[best['metric']]:.4f} ± {best['ci95']:.4f} at step {best['step']}")
+    test = result["test"]
+    metric = test["metric"]
+    value, ci = test[metric], test["ci95"]
+    shown = f"{100 * value:.2f}% ± {100 * ci:.2f}%" if metric == "accuracy" else f"{value:.4f} ± {ci:.4f}"
+    print(f"test {metric}: {shown} (95% CI, {test['episodes']} episodes; trained {result['train_time_s'] / 60:.1f} min)")
+    print(f"saved {Path(run_dir) / 'result.json'}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from fastadapt.experiment import evaluate_run
+
+    if args.episodes is not None and args.episodes < 1:
+        raise ConfigError(f"--episodes must be at least 1, got {args.episodes}")
+    result = evaluate_run(args.checkpoint, args.episodes, args.inner_steps, args.split, args.data_dir, progress=not args.json)
+    print(json.dumps(result.to_dict()) if args.json else f"{args.split} {result}")
+    return 0
+
+
+def _presets() -> int:
+    for name in preset_names():
+        print(f"{name:28s} {load_preset(name).get('description', '')}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    try:
+        if args.command != "train" and extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        if getattr(args, "threads", None):
+            torch.set_num_threads(args.threads)
+        if args.command == "train":
+            return _train(args, _overrides(extra, parser))
+        if args.command == "eval":
+            return _eval(args)
+        return _presets()
+    except FastAdaptError as error:
+        if args.debug:
+            raise
+        print(f"fastadapt: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("fastadapt: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

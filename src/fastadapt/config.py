@@ -1,0 +1,294 @@
+"""Run configuration: YAML presets, ``key=value`` overrides, validation, and building the run's parts.
+
+A config is a nested dict with sections ``dataset``, ``task``, ``train_task``, ``model``,
+``algorithm``, ``train`` and ``test``. Every key is declared in ``SCHEMA`` with its type and default,
+so that a misspelt key or an impossible value is named in the error instead of surfacing later.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.resources
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import yaml
+
+from fastadapt.algorithms import ALGORITHMS, MetaLearner
+from fastadapt.errors import ConfigError
+from fastadapt.nn.backbones import MLP, Conv4
+from fastadapt.regression import SinusoidTasks
+from fastadapt.tasks import FewShotTasks, TaskDistribution
+
+
+@dataclass(frozen=True)
+class Key:
+    """One config key: its type(s), default, and the values it may take."""
+
+    types: tuple[type, ...]
+    default: Any
+    choices: tuple[Any, ...] | None = None
+    minimum: float | None = None
+    nullable: bool = False
+
+
+def _k(types: type | tuple[type, ...], default: Any, choices: Iterable[Any] | None = None, minimum: float | None = None) -> Key:
+    kinds = types if isinstance(types, tuple) else (types,)
+    return Key(kinds, default, tuple(choices) if choices is not None else None, minimum, nullable=default is None)
+
+
+GRADIENT_KEYS = (
+    "inner_lr", "inner_steps", "test_inner_steps", "first_order", "per_step_lr",
+    "multi_step_loss", "multi_step_loss_steps", "first_order_until",
+)
+ALGORITHM_KEYS: dict[str, tuple[str, ...]] = {
+    "maml": GRADIENT_KEYS,
+    "metasgd": tuple(k for k in GRADIENT_KEYS if k != "per_step_lr"),
+    "anil": GRADIENT_KEYS,
+    "reptile": ("inner_lr", "inner_steps", "test_inner_steps"),
+    "protonet": (),
+}
+DATASETS = ("glyphs", "omniglot", "sinusoid")
+IMAGE_CHANNELS = {"glyphs": 1, "omniglot": 1}
+
+SCHEMA: dict[str, Key] = {
+    "name": _k(str, "custom"),
+    "description": _k(str, ""),
+    "seed": _k(int, 0),
+    "device": _k(str, "auto"),
+    "dataset.name": _k(str, "glyphs", DATASETS),
+    "dataset.scheme": _k(str, "vinyals", ("vinyals", "lake")),
+    "dataset.image_size": _k(int, 28, minimum=16),
+    "dataset.rotations": _k(bool, False),
+    "dataset.download": _k(bool, False),
+    "dataset.data_dir": _k(str, None),
+    "task.ways": _k(int, 5, minimum=2),
+    "task.shots": _k(int, 1, minimum=1),
+    "task.queries": _k(int, 15, minimum=1),
+    "train_task.ways": _k(int, None, minimum=2),
+    "train_task.shots": _k(int, None, minimum=1),
+    "train_task.queries": _k(int, None, minimum=1),
+    "model.name": _k(str, "conv4", ("conv4", "mlp")),
+    "model.hidden": _k(int, 64, minimum=1),
+    "model.pool": _k(str, "max", ("max", "stride")),
+    "model.layers": _k(list, [40, 40]),
+    "model.channels_last": _k(bool, False),
+    "algorithm.name": _k(str, "maml", tuple(ALGORITHMS)),
+    "algorithm.vmap": _k(bool, None),
+    "algorithm.inner_lr": _k((float, int), 0.4, minimum=0),
+    "algorithm.inner_steps": _k(int, 1, minimum=1),
+    "algorithm.test_inner_steps": _k(int, None, minimum=0),
+    "algorithm.first_order": _k(bool, False),
+    "algorithm.per_step_lr": _k(bool, False),
+    "algorithm.multi_step_loss": _k(bool, False),
+    "algorithm.multi_step_loss_steps": _k(int, 0, minimum=0),
+    "algorithm.first_order_until": _k(int, 0, minimum=0),
+    "train.steps": _k(int, 1000, minimum=1),
+    "train.meta_batch": _k(int, 32, minimum=1),
+    "train.optimizer": _k(str, "adam", ("adam", "sgd")),
+    "train.lr": _k((float, int), 1e-3, minimum=0),
+    "train.schedule": _k(str, "constant", ("constant", "cosine", "linear", "step")),
+    "train.lr_decay_every": _k(int, 0, minimum=0),
+    "train.lr_decay": _k((float, int), 0.5, minimum=0),
+    "train.grad_clip": _k((float, int), None, minimum=0),
+    "train.val_every": _k(int, 500, minimum=1),
+    "train.val_episodes": _k(int, 200, minimum=1),
+    "train.log_every": _k(int, 10, minimum=1),
+    "train.skip_nonfinite": _k(bool, False),
+    "test.episodes": _k(int, 600, minimum=1),
+    "test.inner_steps": _k(int, None, minimum=0),
+    "test.seed": _k(int, 2024),
+}
+DEFAULT_PRESET = "protonet-glyphs-5w1s"
+SECTIONS = sorted({key.split(".")[0] for key in SCHEMA if "." in key})
+
+
+def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and (prefix + key) in SECTIONS:
+            flat.update(flatten(value, prefix + key + "."))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
+def unflatten(flat: dict[str, Any]) -> dict[str, Any]:
+    nested: dict[str, Any] = {}
+    for key, value in flat.items():
+        *sections, leaf = key.split(".")
+        target = nested
+        for section in sections:
+            target = target.setdefault(section, {})
+        target[leaf] = value
+    return nested
+
+
+def _unknown(key: str) -> ConfigError:
+    close = difflib.get_close_matches(key, list(SCHEMA), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else "; `fastadapt train --help` lists the keys"
+    return ConfigError(f"unknown config key {key!r}{hint}")
+
+
+def _check(key: str, value: Any) -> Any:
+    spec = SCHEMA[key]
+    if value is None:
+        if spec.nullable:
+            return None
+        raise ConfigError(f"{key} cannot be empty (null)")
+    if float in spec.types and isinstance(value, str):  # YAML 1.1 reads 3e-4 (no dot) as a string
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if float in spec.types and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, spec.types) or (isinstance(value, bool) and bool not in spec.types):
+        wanted = " or ".join(t.__name__ for t in spec.types)
+        raise ConfigError(f"{key} must be {wanted}, got {value!r} ({type(value).__name__})")
+    if spec.choices is not None and value not in spec.choices:
+        raise ConfigError(f"{key} must be one of {list(spec.choices)}, got {value!r}")
+    if spec.minimum is not None and value < spec.minimum:
+        raise ConfigError(f"{key} must be at least {spec.minimum}, got {value!r}")
+    return value
+
+
+def resolve(config: dict[str, Any]) -> dict[str, Any]:
+    """Validate a (partial) nested config and fill in every default; errors name the key."""
+    flat = flatten(config)
+    for key in flat:
+        if key not in SCHEMA:
+            raise _unknown(key)
+    resolved = {key: _check(key, flat[key]) if key in flat else spec.default for key, spec in SCHEMA.items()}
+    algorithm = resolved["algorithm.name"]
+    allowed = set(ALGORITHM_KEYS[algorithm])
+    for key in flat:
+        section, _, leaf = key.partition(".")
+        if section == "algorithm" and leaf not in ("name", "vmap") and leaf not in allowed:
+            raise ConfigError(f"{key} does not apply to {algorithm} (its keys: {sorted(allowed) or 'none'})")
+    for key in [k for k in resolved if k.startswith("algorithm.")]:
+        if key.partition(".")[2] not in allowed | {"name", "vmap"}:
+            del resolved[key]
+    if resolved["dataset.name"] == "sinusoid" and resolved["model.name"] != "mlp":
+        raise ConfigError("the sinusoid dataset needs model.name=mlp")
+    if resolved["dataset.name"] != "sinusoid" and resolved["model.name"] != "conv4":
+        raise ConfigError(f"image dataset {resolved['dataset.name']} needs model.name=conv4")
+    if not all(isinstance(w, int) and w > 0 for w in resolved["model.layers"]):
+        raise ConfigError(f"model.layers must be a list of positive integers, got {resolved['model.layers']!r}")
+    return unflatten(resolved)
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
+    """``["train.steps=100", "algorithm.first_order=true"]`` -> a nested dict (values parsed as YAML)."""
+    flat: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} is not of the form key=value (e.g. train.steps=100)")
+        if key not in SCHEMA:
+            raise _unknown(key)
+        try:
+            flat[key] = yaml.safe_load(text) if text else None
+        except yaml.YAMLError:
+            raise ConfigError(f"override {item!r}: cannot parse the value {text!r}") from None
+    return unflatten(flat)
+
+
+def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """``update`` laid over ``base`` (flat keys replace)."""
+    return unflatten({**flatten(base), **flatten(update)})
+
+
+def _preset_files() -> dict[str, Any]:
+    folder = importlib.resources.files("fastadapt") / "presets"
+    return {item.name[: -len(".yaml")]: item for item in folder.iterdir() if item.name.endswith(".yaml")}
+
+
+def preset_names() -> list[str]:
+    return sorted(_preset_files())
+
+
+def load_preset(name: str) -> dict[str, Any]:
+    """A preset as a nested dict; ``extends: other`` inherits another preset's keys."""
+    files = _preset_files()
+    if name not in files:
+        close = difflib.get_close_matches(name, list(files), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ConfigError(f"unknown preset {name!r}{hint} (`fastadapt presets` lists them)")
+    raw = yaml.safe_load(files[name].read_text()) or {}
+    parent = raw.pop("extends", None)
+    config = merge(load_preset(parent), raw) if parent else raw
+    config["name"] = name
+    return config
+
+
+def build_config(preset: str | None, overrides: Iterable[str] = ()) -> dict[str, Any]:
+    """The resolved config of a preset (default: ``DEFAULT_PRESET``) with command-line overrides."""
+    base = load_preset(preset or DEFAULT_PRESET)
+    return resolve(merge(base, parse_overrides(overrides)))
+
+
+
+def device_of(config: dict[str, Any]) -> torch.device:
+    name = config["device"]
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"device {name!r} is not a torch device (use auto, cpu, cuda or cuda:N)") from None
+
+
+def _image_dataset(config: dict[str, Any], split: str):  # -> ClassDataset
+    from fastadapt.datasets import Glyphs, Omniglot
+
+    data = config["dataset"]
+    if data["name"] == "omniglot":
+        return Omniglot(
+            data["data_dir"], split=split, scheme=data["scheme"], image_size=data["image_size"],
+            rotations=data["rotations"], download=data["download"],
+        )
+    return Glyphs(data["data_dir"], split=split, image_size=data["image_size"], rotations=data["rotations"])
+
+
+def build_tasks(config: dict[str, Any], split: str, seed: int) -> TaskDistribution:
+    """The task distribution of a split: ``train`` uses ``train_task`` sizes where given."""
+    task = dict(config["task"])
+    if split == "train":
+        task.update({k: v for k, v in config["train_task"].items() if v is not None})
+    if config["dataset"]["name"] == "sinusoid":
+        return SinusoidTasks(shots=task["shots"], queries=task["queries"], seed=seed)
+    return FewShotTasks(_image_dataset(config, split), task["ways"], task["shots"], task["queries"], seed=seed)
+
+
+def has_validation(config: dict[str, Any]) -> bool:
+    return not (config["dataset"]["name"] == "omniglot" and config["dataset"]["scheme"] == "lake")
+
+
+def build_learner(config: dict[str, Any]) -> MetaLearner:
+    """The algorithm and its backbone, sized for the config's data and tasks."""
+    algorithm, model_cfg = config["algorithm"], config["model"]
+    name = algorithm["name"]
+    ways = max(config["task"]["ways"], config["train_task"]["ways"] or 0)
+    if model_cfg["name"] == "mlp":
+        model: torch.nn.Module = MLP(1, None if name == "protonet" else 1, hidden=model_cfg["layers"])
+    else:
+        channels, size = IMAGE_CHANNELS[config["dataset"]["name"]], config["dataset"]["image_size"]
+        model = Conv4(channels, None if name == "protonet" else ways, model_cfg["hidden"], model_cfg["pool"], size)
+        if model_cfg["channels_last"]:
+            model = model.to(memory_format=torch.channels_last)
+    if name == "protonet":
+        return ALGORITHMS[name](model, vmap=algorithm["vmap"])
+    options = {key: algorithm[key] for key in ALGORITHM_KEYS[name]}
+    loss = "mse" if config["dataset"]["name"] == "sinusoid" else "cross_entropy"
+    return ALGORITHMS[name](model, loss=loss, vmap=algorithm["vmap"], **options)
+
+
+def optimizer_for(config: dict[str, Any], learner: MetaLearner) -> torch.optim.Optimizer:
+    train = config["train"]
+    if train["optimizer"] == "sgd":
+        return torch.optim.SGD(learner.parameters(), lr=train["lr"])
+    return torch.optim.Adam(learner.parameters(), lr=train["lr"])

@@ -1,0 +1,200 @@
+"""Omniglot (Lake et al. 2015): 1623 handwritten characters of 50 alphabets, 20 drawings each.
+
+The official release is two zips, ``images_background.zip`` (30 alphabets, 964 characters) and
+``images_evaluation.zip`` (20 alphabets, 659 characters). They are read in place (zip or extracted
+folder), decoded once into a uint8 cache (ink bright on black, ``image_size`` pixels square) and
+memory-mapped by later runs.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from fastadapt.datasets.base import ClassDataset
+from fastadapt.datasets.cache import load_cache, save_cache
+from fastadapt.datasets.download import download
+from fastadapt.datasets.paths import data_root, writable_dir
+from fastadapt.errors import ConfigError, DataError
+
+BASE_URL = "https://raw.githubusercontent.com/brendenlake/omniglot/master/python/"
+# part -> (md5 of the official zip, alphabets, characters); the md5s are those the release publishes.
+PARTS = {
+    "images_background": ("68d2efa1b9178cc56df9314c21c6e718", 30, 964),
+    "images_evaluation": ("6b91aef0f799c5bb55b94e3f2daec811", 20, 659),
+}
+IMAGES_PER_CHARACTER = 20
+MAX_MEMBER_BYTES = 1 << 20  # an Omniglot PNG is ~300 bytes; anything huge is not the release
+
+# The split of Vinyals et al. (2016) as published with the Prototypical Networks code: by alphabet,
+# except Gurmukhi, whose characters 42-45 are test and the rest train.
+VINYALS_VAL = frozenset({"Armenian", "Bengali", "Early_Aramaic", "Hebrew", "Mkhedruli_(Georgian)"})
+VINYALS_TEST = frozenset(
+    {
+        "Kannada", "Keble", "Malayalam", "Manipuri", "Mongolian", "Old_Church_Slavonic_(Cyrillic)", "Oriya",
+        "Sylheti", "Syriac_(Serto)", "Tengwar", "Tibetan", "ULOG",
+    }
+)
+SCHEMES = ("vinyals", "lake")
+SPLITS = {"vinyals": ("train", "val", "test", "trainval", "all"), "lake": ("train", "test", "all")}
+
+
+def vinyals_split(class_name: str) -> str:
+    """``train``, ``val`` or ``test`` for a character named ``Alphabet/characterNN``."""
+    alphabet, character = class_name.split("/")
+    if alphabet == "Gurmukhi":
+        return "test" if int(character.removeprefix("character")) >= 42 else "train"
+    if alphabet in VINYALS_TEST:
+        return "test"
+    return "val" if alphabet in VINYALS_VAL else "train"
+
+
+def _in_split(scheme: str, split: str, class_name: str, part: str) -> bool:
+    if split == "all":
+        return True
+    if scheme == "lake":
+        return (part == "images_background") == (split == "train")
+    which = vinyals_split(class_name)
+    return which in ("train", "val") if split == "trainval" else which == split
+
+
+def _find_source(folder: Path, part: str, download_missing: bool) -> Path:
+    extracted, archive = folder / part, folder / f"{part}.zip"
+    if extracted.is_dir():
+        return extracted
+    if archive.is_file():
+        return archive
+    if download_missing:
+        return download(BASE_URL + archive.name, archive, md5=PARTS[part][0])
+    raise DataError(
+        f"Omniglot is not in {folder}: {archive.name} (or its extracted folder) is missing. "
+        f"Download it with download=True (CLI: --download), or copy the official "
+        f"images_background.zip and images_evaluation.zip from {BASE_URL} into that folder"
+    )
+
+
+def _members(source: Path) -> Iterator[tuple[str, bytes]]:
+    """``(relative path, bytes)`` of every PNG under a zip or an extracted folder, sorted by path."""
+    if source.is_dir():
+        for path in sorted(source.rglob("*.png")):
+            yield path.relative_to(source.parent).as_posix(), path.read_bytes()
+        return
+    try:
+        with zipfile.ZipFile(source) as archive:
+            infos = sorted((i for i in archive.infolist() if i.filename.endswith(".png")), key=lambda i: i.filename)
+            for info in infos:
+                if info.file_size > MAX_MEMBER_BYTES:
+                    raise DataError(f"{source}: member {info.filename} is {info.file_size} bytes, too large for an Omniglot image")
+                yield info.filename, archive.read(info)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as error:
+        raise DataError(
+            f"{source} is not a readable zip archive ({error}): it is corrupt or truncated; "
+            f"delete it and download it again (download=True)"
+        ) from None
+
+
+def _decode(name: str, data: bytes, size: int) -> np.ndarray:
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            gray = image.convert("L").resize((size, size), Image.LANCZOS)
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        raise DataError(f"{name} is not a readable image ({error}): the Omniglot files are corrupt; download them again") from None
+    return 255 - np.asarray(gray, dtype=np.uint8)
+
+
+def _decode_part(source: Path, part: str, size: int) -> tuple[list[np.ndarray], list[str]]:
+    """Decode one part; check that it has the release's alphabets, characters and drawings."""
+    images: list[np.ndarray] = []
+    characters: list[str] = []
+    counts: dict[str, int] = {}
+    for name, data in _members(source):
+        pieces = name.split("/")
+        if len(pieces) != 4 or pieces[0] != part:
+            raise DataError(f"{source}: unexpected member {name}; expected {part}/<alphabet>/<character>/<file>.png")
+        character = f"{pieces[1]}/{pieces[2]}"
+        if character not in counts:
+            counts[character] = 0
+            characters.append(character)
+        counts[character] += 1
+        images.append(_decode(f"{source}:{name}", data, size))
+    _, alphabets, expected = PARTS[part]
+    found_alphabets = {c.split("/")[0] for c in characters}
+    wrong = [c for c, n in counts.items() if n != IMAGES_PER_CHARACTER]
+    if len(characters) != expected or len(found_alphabets) != alphabets or wrong:
+        raise DataError(
+            f"{source} is not the Omniglot release: {len(found_alphabets)} alphabets and {len(characters)} "
+            f"characters (expected {alphabets} and {expected}), {len(wrong)} characters without "
+            f"{IMAGES_PER_CHARACTER} drawings; delete it and download it again (download=True)"
+        )
+    return images, characters
+
+
+def load_omniglot(
+    root: str | os.PathLike[str] | None = None,
+    image_size: int = 28,
+    download: bool = False,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> tuple[ClassDataset, list[str]]:
+    """All 1623 characters (background first) and the part each comes from, decoding on first use."""
+    if not isinstance(image_size, int) or image_size < 8:
+        raise ConfigError(f"image_size must be an integer of at least 8, got {image_size!r}")
+    folder = data_root(root) / "omniglot"
+    cache_folder = Path(cache_dir) if cache_dir is not None else writable_dir(folder, "omniglot")
+    cache_file = cache_folder / f"omniglot-{image_size}px.pt"
+    cached = load_cache(cache_file, "omniglot")
+    if cached is not None:
+        dataset, meta = cached
+        return dataset, meta["parts"]
+    images: list[np.ndarray] = []
+    names: list[str] = []
+    parts: list[str] = []
+    for part in PARTS:
+        part_images, characters = _decode_part(_find_source(folder, part, download), part, image_size)
+        images += part_images
+        names += characters
+        parts += [part] * len(characters)
+    tensor = torch.from_numpy(np.stack(images)).unsqueeze(1)
+    labels = torch.arange(len(names)).repeat_interleave(IMAGES_PER_CHARACTER)
+    dataset = ClassDataset(tensor, labels, names, name="omniglot")
+    save_cache(cache_file, dataset, {"parts": parts, "image_size": image_size})
+    return dataset, parts
+
+
+class Omniglot(ClassDataset):
+    """One split of Omniglot as a ``ClassDataset`` of ``image_size``-pixel images (ink = 255).
+
+    ``scheme="vinyals"`` (train/val/test: 1028/172/423 characters, by alphabet) is the split of
+    nearly every few-shot paper; ``scheme="lake"`` trains on the 30 background alphabets and tests on
+    the 20 evaluation alphabets (it has no validation classes). ``rotations=True`` adds each
+    character rotated by 90, 180 and 270 degrees as a new class, as the papers do.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str] | None = None,
+        split: str = "train",
+        scheme: str = "vinyals",
+        image_size: int = 28,
+        rotations: bool = False,
+        download: bool = False,
+        cache_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        if scheme not in SCHEMES:
+            raise ConfigError(f"unknown Omniglot split scheme {scheme!r}; choose one of {SCHEMES}")
+        if split not in SPLITS[scheme]:
+            hint = " (the lake scheme has no validation classes)" if scheme == "lake" else ""
+            raise ConfigError(f"unknown Omniglot split {split!r} for scheme {scheme!r}; choose one of {SPLITS[scheme]}{hint}")
+        full, parts = load_omniglot(root, image_size, download, cache_dir)
+        keep = [i for i, (name, part) in enumerate(zip(full.class_names, parts)) if _in_split(scheme, split, name, part)]
+        chosen = full.subset(keep, name=f"omniglot-{scheme}-{split}")
+        if rotations:
+            chosen = chosen.with_rotations()
+        super().__init__(chosen.images, chosen.labels, chosen.class_names, chosen.name)
+        self.split, self.scheme, self.rotations = split, scheme, rotations

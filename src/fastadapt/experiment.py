@@ -1,0 +1,154 @@
+"""Whole runs from a config: build the parts, meta-train, meta-test the best state, record the result.
+
+``fastadapt train`` and ``fastadapt eval`` are thin shells over ``run_experiment`` and
+``evaluate_run``; Python users call them directly.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from fastadapt import __version__
+from fastadapt.algorithms.base import MetaLearner
+from fastadapt.checkpoint import load_checkpoint
+from fastadapt.config import build_learner, build_tasks, device_of, has_validation, optimizer_for, resolve
+from fastadapt.errors import CheckpointError
+from fastadapt.evaluate import EvalResult, meta_test
+from fastadapt.storage import atomic_write_text
+from fastadapt.tasks import TaskDistribution
+from fastadapt.train import meta_train
+
+VAL_SEED_OFFSET = 1
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "fastadapt": __version__,
+    }
+
+
+def prepare(config: dict[str, Any]) -> tuple[MetaLearner, TaskDistribution, TaskDistribution | None]:
+    """The learner (on the config's device), its training tasks and its validation tasks."""
+    torch.manual_seed(config["seed"])
+    train_tasks = build_tasks(config, "train", seed=config["seed"])
+    val_tasks = build_tasks(config, "val", seed=config["seed"] + VAL_SEED_OFFSET) if has_validation(config) else None
+    learner = build_learner(config).to(device_of(config))
+    return learner, train_tasks, val_tasks
+
+
+def run_experiment(
+    config: dict[str, Any], run_dir: str | Path, resume: bool = False, progress: bool = True
+) -> dict[str, Any]:
+    """Meta-train as ``config`` says, then meta-test the best state; return (and store) the result.
+
+    The run folder gets ``config.yaml``, ``metrics.jsonl``, ``last.pt``, ``best.pt`` and
+    ``result.json``; ``resume=True`` continues an interrupted run in ``run_dir``.
+    """
+    config = resolve(config)
+    learner, train_tasks, val_tasks = prepare(config)
+    train = config["train"]
+    start = time.perf_counter()
+    outcome = meta_train(
+        learner,
+        train_tasks,
+        steps=train["steps"],
+        meta_batch=train["meta_batch"],
+        optimizer=optimizer_for(config, learner),
+        schedule=train["schedule"],
+        lr_decay_every=train["lr_decay_every"],
+        lr_decay=train["lr_decay"],
+        grad_clip=train["grad_clip"],
+        val_tasks=val_tasks,
+        val_every=train["val_every"],
+        val_episodes=train["val_episodes"],
+        run_dir=run_dir,
+        resume=resume,
+        config=config,
+        log_every=train["log_every"],
+        skip_nonfinite=train["skip_nonfinite"],
+        progress=progress,
+    )
+    wall = time.perf_counter() - start
+    test = test_learner(learner, config, progress=progress)
+    result = {
+        "preset": config["name"],
+        "algorithm": config["algorithm"]["name"],
+        "dataset": config["dataset"]["name"],
+        "task": config["task"],
+        "test": test.to_dict(),
+        "train_steps": outcome.steps,
+        "best_step": outcome.best_step,
+        "best_validation": outcome.best_validation,
+        "train_time_s": outcome.elapsed_s,
+        "wall_time_s": wall,
+        "machine": machine(),
+    }
+    atomic_write_text(json.dumps(result, indent=2) + "\n", Path(run_dir) / "result.json")
+    return result
+
+
+def test_learner(
+    learner: MetaLearner,
+    config: dict[str, Any],
+    episodes: int | None = None,
+    inner_steps: int | None = None,
+    split: str = "test",
+    progress: bool = False,
+) -> EvalResult:
+    """Meta-test on the config's fixed test (or validation) episodes."""
+    seed = config["test"]["seed"] if split == "test" else config["seed"] + VAL_SEED_OFFSET
+    tasks = build_tasks(config, split, seed=seed)
+    steps = inner_steps if inner_steps is not None else config["test"]["inner_steps"]
+    return meta_test(learner, tasks, episodes=episodes or config["test"]["episodes"], inner_steps=steps, progress=progress)
+
+
+def load_learner(path: str | Path, data_dir: str | None = None) -> tuple[MetaLearner, dict[str, Any]]:
+    """Rebuild the learner of a run folder or checkpoint file, with its trained weights."""
+    state = load_checkpoint(path)
+    if state.get("config") is None:
+        raise CheckpointError(
+            f"{state['path']} holds no run config (it was written by meta_train without config=...): "
+            "rebuild the learner in Python and load state['model'] into it"
+        )
+    config = resolve(state["config"])
+    if data_dir is not None:
+        config["dataset"]["data_dir"] = data_dir
+    if state["algorithm"] != config["algorithm"]["name"]:
+        raise CheckpointError(f"{state['path']} is a {state['algorithm']} checkpoint but its config says {config['algorithm']['name']}")
+    learner = build_learner(config).to(device_of(config))
+    try:
+        learner.load_state_dict(state["model"])
+    except RuntimeError as error:
+        raise CheckpointError(f"{state['path']} does not fit the model its config describes: {str(error).splitlines()[0]}") from None
+    return learner, config
+
+
+def evaluate_run(
+    path: str | Path, episodes: int | None = None, inner_steps: int | None = None, split: str = "test",
+    data_dir: str | None = None, progress: bool = False,
+) -> EvalResult:
+    """Meta-test the checkpoint of a run folder (``best.pt``, else ``last.pt``) or a checkpoint file."""
+    learner, config = load_learner(path, data_dir)
+    return test_learner(learner, config, episodes, inner_steps, split, progress)
+
+
+def read_config(run_dir: str | Path) -> dict[str, Any]:
+    """The resolved config a run folder was started with."""
+    file = Path(run_dir) / "config.yaml"
+    if not file.is_file():
+        raise CheckpointError(f"{run_dir} is not a run folder: it has no config.yaml")
+    return resolve(yaml.safe_load(file.read_text()))

@@ -1,0 +1,198 @@
+"""Tasks: a support set to learn from and a query set to be judged on; N-way K-shot sampling."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, fields
+
+import torch
+from torch import Tensor
+
+from fastadapt.datasets.base import ClassDataset
+from fastadapt.errors import ConfigError
+
+
+def _check_pair(kind: str, x: Tensor, y: Tensor, dim: int) -> None:
+    if x.dim() <= dim or y.dim() <= dim or x.shape[dim] != y.shape[dim]:
+        raise ConfigError(
+            f"{kind}_x and {kind}_y must hold the same number of examples: got shapes "
+            f"{tuple(x.shape)} and {tuple(y.shape)}"
+        )
+
+
+@dataclass
+class Task:
+    """One learning problem: ``support_x [S, ...]``, ``support_y [S]``, ``query_x [Q, ...]``, ``query_y [Q]``."""
+
+    support_x: Tensor
+    support_y: Tensor
+    query_x: Tensor
+    query_y: Tensor
+
+    def __post_init__(self) -> None:
+        _check_pair("support", self.support_x, self.support_y, 0)
+        _check_pair("query", self.query_x, self.query_y, 0)
+
+    def to(self, device: torch.device | str) -> Task:
+        return Task(*(getattr(self, f.name).to(device) for f in fields(self)))
+
+
+@dataclass
+class TaskBatch:
+    """A batch of tasks of the same size, each tensor with a leading task dimension ``T``.
+
+    ``batch[i]`` is the i-th ``Task``; ``batch[i:j]`` a smaller ``TaskBatch``.
+    """
+
+    support_x: Tensor
+    support_y: Tensor
+    query_x: Tensor
+    query_y: Tensor
+
+    def __post_init__(self) -> None:
+        _check_pair("support", self.support_x, self.support_y, 1)
+        _check_pair("query", self.query_x, self.query_y, 1)
+        sizes = {getattr(self, f.name).shape[0] for f in fields(self)}
+        if len(sizes) != 1:
+            raise ConfigError(f"every tensor of a TaskBatch needs the same leading task dimension, got sizes {sorted(sizes)}")
+
+    def __len__(self) -> int:
+        return self.support_x.shape[0]
+
+    def __getitem__(self, index: int | slice) -> Task | TaskBatch:
+        parts = (getattr(self, f.name)[index] for f in fields(self))
+        return TaskBatch(*parts) if isinstance(index, slice) else Task(*parts)
+
+    def __iter__(self) -> Iterator[Task]:
+        return (self[i] for i in range(len(self)))  # type: ignore[misc]
+
+    def to(self, device: torch.device | str) -> TaskBatch:
+        return TaskBatch(*(getattr(self, f.name).to(device) for f in fields(self)))
+
+    @staticmethod
+    def cat(batches: Sequence[TaskBatch]) -> TaskBatch:
+        """Concatenate batches of equal task sizes along the task dimension."""
+        if len(batches) == 1:
+            return batches[0]
+        return TaskBatch(*(torch.cat([getattr(b, f.name) for b in batches]) for f in fields(TaskBatch)))
+
+    @staticmethod
+    def stack(tasks: Sequence[Task]) -> TaskBatch:
+        """Stack tasks of equal sizes into a batch."""
+        if not tasks:
+            raise ConfigError("TaskBatch.stack needs at least one task")
+        try:
+            return TaskBatch(*(torch.stack([getattr(t, f.name) for t in tasks]) for f in fields(Task)))
+        except RuntimeError as error:
+            raise ConfigError(f"tasks in a batch must have the same support and query sizes: {error}") from None
+
+
+class TaskDistribution:
+    """A seeded source of tasks: ``sample(n)`` draws from a checkpointable stream,
+    ``episodes(count)`` replays a fixed sequence from ``seed`` for evaluation.
+
+    Subclasses say how to draw ``n`` tasks from a generator (``_draw``).
+    """
+
+    seed: int
+    generator: torch.Generator
+
+    def _draw(self, n: int, generator: torch.Generator) -> TaskBatch:
+        raise NotImplementedError
+
+    def sample(self, n: int = 1) -> TaskBatch:
+        """Draw ``n`` tasks from the sampler's stream."""
+        if n < 1:
+            raise ConfigError(f"sample needs n >= 1, got {n}")
+        return self._draw(n, self.generator)
+
+    def episodes(self, count: int, batch_size: int = 32, seed: int | None = None) -> Iterator[TaskBatch]:
+        """A fixed sequence of ``count`` tasks, in batches, replayed identically from ``seed``.
+
+        Tasks are drawn one by one, so the sequence does not depend on ``batch_size``, and from
+        their own generator, so evaluating never moves the training sampler.
+        """
+        if count < 1 or batch_size < 1:
+            raise ConfigError(f"episodes needs count >= 1 and batch_size >= 1, got {count} and {batch_size}")
+        generator = torch.Generator().manual_seed(self.seed if seed is None else seed)
+        for start in range(0, count, batch_size):
+            yield TaskBatch.cat([self._draw(1, generator) for _ in range(min(batch_size, count - start))])
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """The sampler's position in its stream, for exact resumption."""
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        self.generator.set_state(state["generator"])
+
+
+class FewShotTasks(TaskDistribution):
+    """N-way K-shot classification tasks drawn from a ``ClassDataset``.
+
+    A task picks ``ways`` classes at random, and from each ``shots`` support and ``queries`` query
+    images, all distinct; the classes get labels ``0..ways-1`` in a random order per task.
+    ``sample(n)`` draws from the sampler's seeded stream (checkpointed with the run);
+    ``episodes(count)`` replays a fixed sequence from ``seed``, so that every run and every method
+    is tested on the same tasks.
+    """
+
+    def __init__(
+        self,
+        dataset: ClassDataset,
+        ways: int,
+        shots: int,
+        queries: int = 15,
+        seed: int = 0,
+        device: torch.device | str | None = None,
+    ) -> None:
+        for label, value, low in (("ways", ways, 2), ("shots", shots, 1), ("queries", queries, 1)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ConfigError(f"{label} must be an integer of at least {low}, got {value!r}")
+        per_task = shots + queries
+        eligible = (dataset.counts >= per_task).nonzero().flatten()
+        if len(eligible) < ways:
+            most = int(dataset.counts.max())
+            raise ConfigError(
+                f"{ways}-way tasks with {shots} shots + {queries} queries need {ways} classes of at least "
+                f"{per_task} images; {dataset.name or 'the dataset'} has {len(eligible)} such classes "
+                f"({dataset.num_classes} classes, at most {most} images per class): lower ways, shots or queries"
+            )
+        self.dataset = dataset
+        self.ways, self.shots, self.queries = ways, shots, queries
+        self.seed = seed
+        self.device = torch.device(device) if device is not None else None
+        self._eligible = eligible
+        self._max_count = int(dataset.counts[eligible].max())
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __repr__(self) -> str:
+        return (
+            f"FewShotTasks({self.dataset!r}, ways={self.ways}, shots={self.shots}, "
+            f"queries={self.queries}, seed={self.seed})"
+        )
+
+    def _draw(self, n: int, generator: torch.Generator) -> TaskBatch:
+        ways, shots, per_task = self.ways, self.shots, self.shots + self.queries
+        data = self.dataset
+        # Classes: the `ways` largest of uniform keys, in random order.
+        pick = torch.rand(n, len(self._eligible), generator=generator).topk(ways, dim=1).indices
+        classes = self._eligible[pick]
+        # Examples: the `per_task` smallest keys among each class's rows (keys past its count masked).
+        keys = torch.rand(n, ways, self._max_count, generator=generator)
+        keys.masked_fill_(torch.arange(self._max_count) >= data.counts[classes][..., None], 2.0)
+        position = keys.topk(per_task, dim=2, largest=False).indices
+        rows = data.starts[classes][..., None] + position
+        labels = torch.arange(ways)
+        return TaskBatch(
+            self._images(rows[:, :, :shots], n),
+            labels.repeat_interleave(shots).repeat(n, 1).to(self.device),
+            self._images(rows[:, :, shots:], n),
+            labels.repeat_interleave(self.queries).repeat(n, 1).to(self.device),
+        )
+
+    def _images(self, rows: Tensor, n: int) -> Tensor:
+        """Gather rows ``[n, ways, k]`` into float images ``[n, ways * k, C, H, W]`` in [0, 1]."""
+        images = self.dataset.images[rows.reshape(-1)]
+        if self.device is not None:
+            images = images.to(self.device, non_blocking=True)
+        return images.to(torch.float32).div_(255).view(n, -1, *self.dataset.image_shape)

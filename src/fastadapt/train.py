@@ -1,0 +1,250 @@
+"""Meta-training: sample a batch of tasks, take the meta-objective, update; validate and checkpoint.
+
+One loop serves every algorithm. A run folder holds ``config.yaml``, ``metrics.jsonl`` and the
+checkpoints ``last.pt`` (to resume exactly) and ``best.pt`` (best validation accuracy).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from tqdm import tqdm
+
+from fastadapt.algorithms.base import MetaLearner
+from fastadapt.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from fastadapt.errors import CheckpointError, ConfigError, DivergenceError
+from fastadapt.evaluate import meta_test
+from fastadapt.storage import atomic_write_text
+from fastadapt.tasks import TaskDistribution
+
+SCHEDULES = ("constant", "cosine", "linear", "step")
+
+
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, schedule: str, steps: int, decay_every: int = 0, decay: float = 0.5
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """Learning-rate schedule over ``steps`` meta-updates: ``constant``, ``cosine`` (to 0),
+    ``linear`` (to 0, Reptile's outer step size) or ``step`` (times ``decay`` every ``decay_every``
+    updates, ProtoNet's halving)."""
+    if schedule == "constant":
+        factor = lambda step: 1.0  # noqa: E731
+    elif schedule == "cosine":
+        factor = lambda step: 0.5 * (1 + math.cos(math.pi * min(step / steps, 1.0)))  # noqa: E731
+    elif schedule == "linear":
+        factor = lambda step: max(1.0 - step / steps, 0.0)  # noqa: E731
+    elif schedule == "step":
+        if decay_every < 1:
+            raise ConfigError("schedule 'step' needs lr_decay_every >= 1 (meta-updates between decays)")
+        factor = lambda step: decay ** (step // decay_every)  # noqa: E731
+    else:
+        raise ConfigError(f"unknown schedule {schedule!r}; choose one of {SCHEDULES}")
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+@dataclass
+class TrainResult:
+    """What a meta-training run ended with."""
+
+    steps: int
+    best_step: int | None
+    best_validation: dict[str, Any] | None
+    elapsed_s: float
+    run_dir: Path | None
+    last_metrics: dict[str, float] = field(default_factory=dict)
+
+
+class _RunFolder:
+    """The files of a run: config, metrics log and checkpoints (absent when training in memory)."""
+
+    def __init__(self, run_dir: str | Path | None) -> None:
+        self.path = Path(run_dir) if run_dir is not None else None
+        if self.path is not None:
+            self.path.mkdir(parents=True, exist_ok=True)
+
+    def file(self, name: str) -> Path | None:
+        return self.path / name if self.path is not None else None
+
+    def log(self, record: dict[str, Any]) -> None:
+        if self.path is not None:
+            with open(self.path / "metrics.jsonl", "a") as handle:
+                handle.write(json.dumps(record) + "\n")
+
+    def truncate_log(self, step: int) -> None:
+        """Drop log records after ``step``: a resumed run writes them again."""
+        log = self.file("metrics.jsonl")
+        if log is not None and log.is_file():
+            kept = [line for line in log.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+            atomic_write_text("".join(line + "\n" for line in kept), log)
+
+
+def meta_train(
+    learner: MetaLearner,
+    tasks: TaskDistribution,
+    steps: int,
+    *,
+    meta_batch: int = 32,
+    optimizer: torch.optim.Optimizer | None = None,
+    lr: float = 1e-3,
+    schedule: str = "constant",
+    lr_decay_every: int = 0,
+    lr_decay: float = 0.5,
+    grad_clip: float | None = None,
+    val_tasks: TaskDistribution | None = None,
+    val_every: int = 500,
+    val_episodes: int = 200,
+    run_dir: str | Path | None = None,
+    resume: bool = False,
+    config: dict[str, Any] | None = None,
+    log_every: int = 10,
+    skip_nonfinite: bool = False,
+    restore_best: bool = True,
+    progress: bool = True,
+) -> TrainResult:
+    """Meta-train ``learner`` for ``steps`` meta-updates on batches of ``meta_batch`` tasks.
+
+    The optimizer defaults to Adam with learning rate ``lr``. Every ``val_every`` updates (and at
+    the end) the learner is tested on ``val_episodes`` fixed tasks of ``val_tasks``; the best state
+    is kept and, with ``restore_best``, loaded back at the end. With ``run_dir`` the run writes
+    ``config.yaml`` (``config``), ``metrics.jsonl`` and the checkpoints; ``resume=True`` continues
+    from ``last.pt`` exactly as if never stopped. A non-finite meta-loss or gradient stops the run
+    (``DivergenceError``), or with ``skip_nonfinite`` skips that meta-batch.
+    """
+    if steps < 1 or meta_batch < 1 or val_every < 1 or log_every < 1:
+        raise ConfigError(
+            f"steps, meta_batch, val_every and log_every must be positive, got {steps}, {meta_batch}, {val_every}, {log_every}"
+        )
+    device = next(learner.parameters()).device
+    optimizer = optimizer or torch.optim.Adam(learner.parameters(), lr=lr)
+    scheduler = make_scheduler(optimizer, schedule, steps, lr_decay_every, lr_decay)
+    folder = _RunFolder(run_dir)
+    start, elapsed, best, best_state = 0, 0.0, None, None
+    last_file, best_file = folder.file("last.pt"), folder.file("best.pt")
+    if resume:
+        if last_file is None or not last_file.is_file():
+            raise CheckpointError(f"cannot resume: no last.pt in {run_dir}")
+        state = load_checkpoint(last_file)
+        learner.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        tasks.load_state_dict(state["sampler"])
+        set_rng_state(state["rng"])
+        start, elapsed, best = state["step"], state["elapsed_s"], state["best"]
+        if best is not None and best_file is not None and best_file.is_file():
+            best_state = load_checkpoint(best_file)["model"]
+        folder.truncate_log(start)
+    elif config is not None and folder.path is not None:
+        atomic_write_text(yaml.safe_dump(config, sort_keys=False), folder.path / "config.yaml")
+
+    def checkpoint(path: Path | None, step: int) -> None:
+        if path is not None:
+            save_checkpoint(
+                path,
+                algorithm=learner.name,
+                config=config,
+                model=learner.state_dict(),
+                optimizer=optimizer.state_dict(),
+                scheduler=scheduler.state_dict(),
+                sampler=tasks.state_dict(),
+                rng=rng_state(),
+                step=step,
+                elapsed_s=elapsed,
+                best=best,
+            )
+
+    def validate(step: int) -> None:
+        nonlocal best, best_state
+        if val_tasks is None:
+            return
+        result = meta_test(learner, val_tasks, episodes=val_episodes)
+        record = {"step": step, "kind": "val", f"val_{result.metric}": result.mean, "val_ci95": result.ci95, "val_loss": result.loss}
+        folder.log(record)
+        higher_is_better = result.metric == "accuracy"
+        score = result.mean if higher_is_better else -result.mean
+        if best is None or score > best["score"]:
+            best = {"step": step, "score": score, **result.to_dict()}
+            best_state = copy.deepcopy(learner.state_dict())
+            checkpoint(best_file, step)
+        bar.set_postfix_str(_format(window_means, f"val {result}"), refresh=False)
+
+    learner.train()
+    window: dict[str, list[float]] = {}
+    window_means: dict[str, float] = {}
+    step, skipped = start, 0
+    bar = tqdm(total=steps, initial=start, desc=f"meta-train {learner.name}", unit="step", disable=not progress, dynamic_ncols=True)
+    clock = time.perf_counter()
+    try:
+        for step in range(start, steps):
+            learner.set_step(step)
+            batch = tasks.sample(meta_batch).to(device)
+            loss, metrics = learner.meta_loss(batch)
+            optimizer.zero_grad(set_to_none=True)
+            if _backward_finite(loss, learner, step, last_file, skip_nonfinite):
+                if grad_clip is not None:
+                    torch.nn.utils.clip_grad_norm_(learner.parameters(), grad_clip)
+                for key, value in metrics.items():
+                    window.setdefault(key, []).append(value)
+            else:
+                skipped += 1
+            optimizer.step()  # a skipped batch left no gradients: this step changes nothing
+            scheduler.step()
+            done = step + 1
+            if done % log_every == 0 or done == steps:
+                window_means = {k: sum(v) / len(v) for k, v in window.items()}
+                elapsed += time.perf_counter() - clock
+                clock = time.perf_counter()
+                record = {"step": done, "kind": "train", **window_means, "lr": scheduler.get_last_lr()[0], "elapsed_s": elapsed}
+                folder.log({**record, "skipped": skipped} if skipped else record)
+                bar.set_postfix_str(_format(window_means), refresh=False)
+                window = {}
+            bar.update(1)
+            if done % val_every == 0 or done == steps:
+                elapsed += time.perf_counter() - clock
+                validate(done)
+                clock = time.perf_counter()
+                checkpoint(last_file, done)
+        step = steps
+    except KeyboardInterrupt:
+        elapsed += time.perf_counter() - clock
+        if last_file is not None:
+            checkpoint(last_file, step)
+            bar.write(f"interrupted: step {step} saved to {last_file}; continue with --resume {folder.path}")
+        raise
+    finally:
+        bar.close()
+    elapsed += time.perf_counter() - clock
+    if restore_best and best_state is not None:
+        learner.load_state_dict(best_state)
+    return TrainResult(steps, best["step"] if best else None, best, elapsed, folder.path, window_means)
+
+
+def _backward_finite(loss: torch.Tensor, learner: MetaLearner, step: int, last: Path | None, skip: bool) -> bool:
+    """Backpropagate ``loss`` if it is finite and its gradient too; else stop or skip the batch."""
+    finite = bool(torch.isfinite(loss))
+    if finite:
+        loss.backward()
+        grads = [p.grad for p in learner.parameters() if p.grad is not None]
+        finite = all(bool(torch.isfinite(g).all()) for g in grads)
+    if finite:
+        return True
+    if skip:
+        learner.zero_grad(set_to_none=True)
+        return False
+    where = f"the last good checkpoint is {last}" if last is not None and last.is_file() else "no checkpoint was written yet"
+    raise DivergenceError(
+        f"meta-training diverged at step {step + 1}: the meta-loss or its gradient is not finite ({loss.item():.4g}); "
+        f"{where}. Lower the learning rates or clip gradients (grad_clip), or skip such batches (skip_nonfinite)"
+    )
+
+
+def _format(metrics: dict[str, float], extra: str = "") -> str:
+    parts = [f"{k} {v:.3f}" for k, v in metrics.items()]
+    return ", ".join(parts + ([extra] if extra else []))
+

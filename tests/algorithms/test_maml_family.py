@@ -1,0 +1,154 @@
+"""Meta-SGD, ANIL, the MAML++ options and Reptile: each checked where its idea differs from MAML."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from helpers import directional_fd, random_dataset, to_double, unit_directions
+
+import fastadapt as fa
+from fastadapt.errors import ConfigError
+
+
+def _image_batch(tasks: int = 2) -> fa.TaskBatch:
+    return to_double(fa.FewShotTasks(random_dataset(size=16), ways=4, shots=2, queries=3, seed=1).sample(tasks))
+
+
+def _check_meta_gradient(learner: fa.MetaLearner, batch: fa.TaskBatch) -> None:
+    """Analytic directional derivatives of meta_loss equal central finite differences."""
+    params = [p for p in learner.parameters() if p.requires_grad]
+    grads = torch.autograd.grad(learner.meta_loss(batch)[0], params, allow_unused=True)
+    grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
+    for direction in unit_directions(params, 3):
+        analytic = sum((g * d).sum() for g, d in zip(grads, direction)).item()
+        numeric = directional_fd(lambda: learner.meta_loss(batch)[0], params, direction)
+        assert analytic == pytest.approx(numeric, rel=1e-6, abs=1e-9)
+
+
+def test_metasgd_learns_a_rate_per_weight_and_its_meta_gradient_is_exact() -> None:
+    model = fa.nn.Conv4(1, 4, hidden=6, image_size=16).double()
+    learner = fa.MetaSGD(model, inner_lr=0.2, inner_steps=2).double()
+    for name, p in model.named_parameters():
+        rate = learner.learned_lrs[name.replace(".", "__")]
+        assert rate.shape == p.shape and torch.all(rate == 0.2)
+    _check_meta_gradient(learner, _image_batch())
+
+
+def test_metasgd_step_is_elementwise() -> None:
+    model = fa.nn.MLP(1, 1, hidden=(3,)).double()
+    learner = fa.MetaSGD(model, inner_lr=0.1, inner_steps=1, loss="mse").double()
+    with torch.no_grad():
+        for rate in learner.learned_lrs.values():
+            rate.uniform_(0.0, 0.5)
+    task = to_double(fa.SinusoidTasks(shots=4, seed=0).sample(1))[0]
+    grads = torch.autograd.grad(F.mse_loss(model(task.support_x), task.support_y), list(model.parameters()))
+    adapted = {n: p - learner.learned_lrs[n.replace(".", "__")] * g for (n, p), g in zip(model.named_parameters(), grads)}
+    expected = torch.func.functional_call(model, adapted, (task.query_x,))
+    torch.testing.assert_close(learner.adapt(task.support_x, task.support_y)(task.query_x), expected)
+
+
+def test_anil_adapts_only_the_head_and_its_meta_gradient_is_exact() -> None:
+    model = fa.nn.Conv4(1, 4, hidden=6, image_size=16).double()
+    learner = fa.ANIL(model, inner_lr=0.5, inner_steps=3)
+    assert set(learner.fast_params()) == {"weight", "bias"}
+    batch = _image_batch()
+    _check_meta_gradient(learner, batch)
+    # The body gets a meta-gradient only through the features: its adapted copy is the original.
+    task = batch[0]
+    learner.eval()
+    features = model.body(task.query_x)
+    head = learner._adapted(task.support_x, task.support_y, 3)[-1]
+    expected = F.linear(features, head["weight"], head["bias"])
+    torch.testing.assert_close(learner.adapt(task.support_x, task.support_y, steps=3)(task.query_x), expected)
+
+
+def test_anil_needs_a_body_and_a_head() -> None:
+    with pytest.raises(ConfigError, match="body"):
+        fa.ANIL(torch.nn.Linear(3, 2))
+
+
+def test_per_step_learning_rates_are_learned_and_exact() -> None:
+    model = fa.nn.Conv4(1, 4, hidden=6, image_size=16).double()
+    learner = fa.MAML(model, inner_lr=0.3, inner_steps=2, per_step_lr=True).double()
+    assert all(rate.shape == (2,) for rate in learner.learned_lrs.values())
+    _check_meta_gradient(learner, _image_batch())
+
+
+def test_multi_step_loss_weights_anneal_onto_the_last_step() -> None:
+    learner = fa.MAML(fa.nn.MLP(1, 1), inner_lr=0.01, inner_steps=4, multi_step_loss=True, multi_step_loss_steps=100, loss="mse")
+    learner.set_step(0)
+    assert learner.multi_step_weights() == pytest.approx([0.25] * 4)
+    learner.set_step(50)
+    halfway = learner.multi_step_weights()
+    assert sum(halfway) == pytest.approx(1.0) and halfway[0] < 0.25 < halfway[-1]
+    learner.set_step(1000)
+    assert learner.multi_step_weights() == pytest.approx([0.0075] * 3 + [1 - 3 * 0.0075])
+
+
+def test_multi_step_loss_is_the_weighted_sum_of_per_step_query_losses() -> None:
+    model = fa.nn.MLP(1, 1).double()
+    learner = fa.MAML(model, inner_lr=0.01, inner_steps=3, multi_step_loss=True, multi_step_loss_steps=10, loss="mse")
+    learner.set_step(4)
+    batch = to_double(fa.SinusoidTasks(shots=5, seed=1).sample(2))
+    weights = learner.multi_step_weights()
+    expected = 0.0
+    for task in batch:
+        per_step = [F.mse_loss(learner.adapt(task.support_x, task.support_y, steps=s)(task.query_x), task.query_y) for s in (1, 2, 3)]
+        expected += sum(w * l for w, l in zip(weights, per_step)) / len(batch)
+    assert learner.meta_loss(batch)[0].item() == pytest.approx(expected.item(), rel=1e-12)
+    _check_meta_gradient(learner, batch)
+
+
+def test_derivative_order_annealing_switches_to_second_order() -> None:
+    model = fa.nn.MLP(1, 1).double()
+    batch = to_double(fa.SinusoidTasks(shots=5, seed=1).sample(2))
+
+    def grads(learner: fa.MAML) -> list[torch.Tensor]:
+        return list(torch.autograd.grad(learner.meta_loss(batch)[0], list(model.parameters())))
+
+    annealed = fa.MAML(model, 0.01, 1, loss="mse", first_order_until=10)
+    first, second = grads(fa.MAML(model, 0.01, 1, loss="mse", first_order=True)), grads(fa.MAML(model, 0.01, 1, loss="mse"))
+    annealed.set_step(9)
+    for a, b in zip(grads(annealed), first):
+        torch.testing.assert_close(a, b)
+    annealed.set_step(10)
+    for a, b in zip(grads(annealed), second):
+        torch.testing.assert_close(a, b)
+
+
+def test_reptile_pseudo_gradient_is_the_mean_weight_difference() -> None:
+    model = fa.nn.MLP(1, 1).double()
+    learner = fa.Reptile(model, inner_lr=0.02, inner_steps=4, loss="mse")
+    batch = to_double(fa.SinusoidTasks(shots=5, seed=2).sample(3))
+    names = [n for n, _ in model.named_parameters()]
+    expected = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
+    for task in batch:
+        weights = {n: p.detach().clone() for n, p in model.named_parameters()}
+        for _ in range(4):
+            leaf = {n: w.requires_grad_() for n, w in weights.items()}
+            out = torch.func.functional_call(model, leaf, (task.support_x,))
+            grads = torch.autograd.grad(F.mse_loss(out, task.support_y), list(leaf.values()))
+            weights = {n: (w - 0.02 * g).detach() for (n, w), g in zip(leaf.items(), grads)}
+        for n, p in model.named_parameters():
+            expected[n] += (p.detach() - weights[n]) / len(batch)
+    loss, metrics = learner.meta_loss(batch)
+    ours = torch.autograd.grad(loss, list(model.parameters()))
+    for n, g in zip(names, ours):
+        torch.testing.assert_close(g, expected[n])
+    assert "loss" in metrics and "accuracy" not in metrics
+
+
+def test_reptile_sgd_meta_step_moves_towards_the_adapted_weights() -> None:
+    model = fa.nn.MLP(1, 1).double()
+    learner = fa.Reptile(model, inner_lr=0.02, inner_steps=3, loss="mse")
+    task = to_double(fa.SinusoidTasks(shots=5, seed=2).sample(1))
+    before = [p.detach().clone() for p in model.parameters()]
+    learner.eval()
+    adapted = learner._adapted(task.support_x[0], task.support_y[0], 3)[-1]
+    learner.train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    learner.meta_loss(task)[0].backward()
+    optimizer.step()
+    for p, old, new in zip(model.parameters(), before, adapted.values()):
+        torch.testing.assert_close(p.detach(), old + 0.5 * (new.detach() - old))

@@ -1,0 +1,48 @@
+"""Small builders shared by the tests."""
+
+from __future__ import annotations
+
+import torch
+
+from fastadapt.datasets.base import ClassDataset
+from fastadapt.tasks import TaskBatch
+
+
+def random_dataset(classes: int = 12, per_class: int = 6, size: int = 16, channels: int = 1, seed: int = 0) -> ClassDataset:
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (classes * per_class, channels, size, size), dtype=torch.uint8, generator=generator)
+    labels = torch.arange(classes).repeat_interleave(per_class)
+    return ClassDataset(images, labels, [f"class{i:02d}" for i in range(classes)], name="random")
+
+
+def to_double(batch: TaskBatch) -> TaskBatch:
+    return TaskBatch(*(t.double() if t.is_floating_point() else t for t in (batch.support_x, batch.support_y, batch.query_x, batch.query_y)))
+
+
+def directional_fd(loss_fn, params: list[torch.Tensor], direction: list[torch.Tensor], eps: float = 1e-6) -> float:
+    """Central finite difference of ``loss_fn()`` along ``direction`` (parameters moved in place).
+
+    ``direction`` is used as given; scale it to unit norm so that the step stays far from the
+    kinks of ReLU and max-pooling networks, where the MAML meta-loss is discontinuous.
+    """
+    with torch.no_grad():
+        for p, d in zip(params, direction):
+            p.add_(eps * d)
+        plus = float(loss_fn())
+        for p, d in zip(params, direction):
+            p.sub_(2 * eps * d)
+        minus = float(loss_fn())
+        for p, d in zip(params, direction):
+            p.add_(eps * d)
+    return (plus - minus) / (2 * eps)
+
+
+def unit_directions(params: list[torch.Tensor], count: int, seed: int = 7) -> list[list[torch.Tensor]]:
+    """``count`` random directions in parameter space, each of Euclidean norm 1."""
+    generator = torch.Generator().manual_seed(seed)
+    directions = []
+    for _ in range(count):
+        d = [torch.randn(p.shape, generator=generator, dtype=p.dtype) for p in params]
+        norm = torch.sqrt(sum((x * x).sum() for x in d))
+        directions.append([x / norm for x in d])
+    return directions

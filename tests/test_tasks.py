@@ -1,0 +1,119 @@
+"""Task sampling: shapes, labels, disjointness, determinism, and clear errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from helpers import random_dataset
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fastadapt as fa
+from fastadapt.errors import ConfigError
+
+
+def _rows(batch_x: torch.Tensor, dataset: fa.datasets.ClassDataset) -> list[int]:
+    """The dataset row of each image (images are unique random noise)."""
+    flat = (dataset.images.flatten(1).float() / 255)
+    return [int(torch.nonzero((flat == x.flatten()).all(dim=1))[0]) for x in batch_x]
+
+
+def test_shapes_and_labels() -> None:
+    dataset = random_dataset(classes=10, per_class=8, size=16)
+    batch = fa.FewShotTasks(dataset, ways=5, shots=2, queries=3, seed=0).sample(4)
+    assert batch.support_x.shape == (4, 10, 1, 16, 16) and batch.query_x.shape == (4, 15, 1, 16, 16)
+    assert batch.support_x.dtype == torch.float32 and 0 <= batch.support_x.min() and batch.support_x.max() <= 1
+    assert batch.support_y.tolist() == [[0, 0, 1, 1, 2, 2, 3, 3, 4, 4]] * 4
+    assert batch.query_y.tolist() == [[c for c in range(5) for _ in range(3)]] * 4
+    assert len(batch) == 4 and isinstance(batch[1], fa.Task) and len(batch[1:3]) == 2
+
+
+@settings(max_examples=25, deadline=None)
+@given(ways=st.integers(2, 6), shots=st.integers(1, 3), queries=st.integers(1, 3), seed=st.integers(0, 2**31 - 1))
+def test_every_task_is_a_valid_few_shot_problem(ways: int, shots: int, queries: int, seed: int) -> None:
+    dataset = random_dataset(classes=8, per_class=6, size=8)
+    task = fa.FewShotTasks(dataset, ways=ways, shots=shots, queries=queries, seed=seed).sample(1)[0]
+    support, query = _rows(task.support_x, dataset), _rows(task.query_x, dataset)
+    assert not set(support) & set(query)
+    assert len(set(support)) == len(support) and len(set(query)) == len(query)
+    # each task label is one dataset class, the same one in support and query
+    classes = {}
+    for row, label in zip(support + query, task.support_y.tolist() + task.query_y.tolist()):
+        classes.setdefault(label, set()).add(int(dataset.labels[row]))
+    assert sorted(classes) == list(range(ways)) and all(len(c) == 1 for c in classes.values())
+    assert len({next(iter(c)) for c in classes.values()}) == ways
+
+
+def test_label_order_is_random_per_task() -> None:
+    dataset = random_dataset(classes=6, per_class=4, size=8)
+    batch = fa.FewShotTasks(dataset, ways=3, shots=1, queries=1, seed=0).sample(30)
+    first_class = {int(dataset.labels[_rows(task.support_x[:1], dataset)[0]]) for task in batch}
+    assert len(first_class) > 1
+
+
+def test_sampling_is_reproducible_from_the_seed_and_resumable() -> None:
+    dataset = random_dataset()
+    a, b = fa.FewShotTasks(dataset, 4, 1, 2, seed=5), fa.FewShotTasks(dataset, 4, 1, 2, seed=5)
+    torch.testing.assert_close(a.sample(3).query_x, b.sample(3).query_x)
+    state = a.state_dict()
+    expected = a.sample(2).support_x
+    b.load_state_dict(state)
+    torch.testing.assert_close(b.sample(2).support_x, expected)
+    assert not torch.equal(fa.FewShotTasks(dataset, 4, 1, 2, seed=6).sample(3).query_x, fa.FewShotTasks(dataset, 4, 1, 2, seed=5).sample(3).query_x)
+
+
+def test_episodes_are_fixed_and_independent_of_sampling() -> None:
+    tasks = fa.FewShotTasks(random_dataset(), 4, 1, 2, seed=3)
+    first = torch.cat([b.support_x for b in tasks.episodes(10, batch_size=4)])
+    tasks.sample(7)
+    again = torch.cat([b.support_x for b in tasks.episodes(10, batch_size=3)])
+    assert first.shape[0] == 10
+    torch.testing.assert_close(first, again)
+
+
+def test_unequal_class_sizes_only_use_classes_with_enough_images() -> None:
+    images = torch.arange(13, dtype=torch.uint8).view(13, 1, 1, 1).expand(13, 1, 2, 2).contiguous()
+    labels = torch.tensor([0] * 5 + [1] * 2 + [2] * 6)
+    dataset = fa.datasets.ClassDataset(images, labels, ["a", "b", "c"])
+    batch = fa.FewShotTasks(dataset, ways=2, shots=2, queries=2, seed=0).sample(20)
+    values = set((torch.cat([batch.support_x, batch.query_x], 1) * 255).round().long().flatten().tolist())
+    assert not values & {5, 6}  # class b has only 2 images
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(ways=13, shots=1, queries=1), "13-way tasks .* need 13 classes"),
+        (dict(ways=5, shots=5, queries=5), "at least 10 images"),
+        (dict(ways=5, shots=0, queries=5), "shots must be an integer of at least 1"),
+        (dict(ways=1, shots=1, queries=5), "ways must be an integer of at least 2"),
+    ],
+)
+def test_impossible_tasks_name_the_problem(kwargs: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        fa.FewShotTasks(random_dataset(classes=12, per_class=6), **kwargs)
+
+
+def test_user_built_batches_are_checked() -> None:
+    x, y = torch.zeros(2, 5, 3), torch.zeros(2, 5, dtype=torch.long)
+    batch = fa.TaskBatch(x, y, x, y)
+    assert isinstance(fa.TaskBatch.stack([batch[0], batch[1]]), fa.TaskBatch)
+    with pytest.raises(ConfigError, match="same number of examples"):
+        fa.TaskBatch(x, y[:, :4], x, y)
+    with pytest.raises(ConfigError, match="leading task dimension"):
+        fa.TaskBatch(x, y, x[:1], y[:1])
+
+
+def test_sinusoid_tasks_follow_the_maml_ranges() -> None:
+    batch = fa.SinusoidTasks(shots=10, queries=7, seed=0).sample(200)
+    assert batch.support_x.shape == (200, 10, 1) and batch.query_y.shape == (200, 7, 1)
+    assert batch.support_x.min() >= -5 and batch.support_x.max() <= 5
+    assert batch.support_y.abs().max() <= 5
+    # y = A sin(x - phi): recover A and phi from two points of each task and check the ranges
+    for task in list(batch)[:20]:
+        x, y = task.support_x[:, 0].double(), task.support_y[:, 0].double()
+        design = torch.stack([torch.sin(x), -torch.cos(x)], 1)  # A sin(x - phi) = A cos(phi) sin x - A sin(phi) cos x
+        coef = torch.linalg.lstsq(design, y[:, None]).solution[:, 0]
+        amplitude, phase = torch.hypot(*coef).item(), torch.atan2(coef[1], coef[0]).item()
+        assert 0.1 - 1e-4 <= amplitude <= 5 + 1e-4 and -1e-4 <= phase <= torch.pi + 1e-4
+        torch.testing.assert_close(task.query_y[:, 0].double(), amplitude * torch.sin(task.query_x[:, 0].double() - phase), atol=1e-4, rtol=1e-4)

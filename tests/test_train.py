@@ -1,0 +1,125 @@
+"""The meta-training loop: exact resumption, best checkpoint, logs and divergence."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from helpers import random_dataset
+
+import fastadapt as fa
+from fastadapt.checkpoint import load_checkpoint
+from fastadapt.errors import CheckpointError, DivergenceError
+from fastadapt.train import make_scheduler, meta_train
+
+
+def _setup(seed: int = 0) -> tuple[fa.MAML, fa.FewShotTasks, fa.FewShotTasks]:
+    torch.manual_seed(seed)
+    learner = fa.MAML(fa.nn.Conv4(1, 3, hidden=4, image_size=16), inner_lr=0.3, inner_steps=1)
+    dataset = random_dataset(classes=10, per_class=5, size=16)
+    return learner, fa.FewShotTasks(dataset, 3, 1, 2, seed=seed), fa.FewShotTasks(dataset, 3, 1, 2, seed=seed + 1)
+
+
+def _train(run_dir: Path | None, steps: int = 6, **kwargs) -> fa.MAML:
+    learner, tasks, val = _setup()
+    meta_train(learner, tasks, steps, meta_batch=2, val_tasks=val, val_every=2, val_episodes=4, run_dir=run_dir,
+               log_every=1, progress=False, restore_best=False, schedule="cosine", **kwargs)
+    return learner
+
+
+def test_resumed_run_equals_uninterrupted_run_bitwise(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    reference = _train(tmp_path / "whole")
+    calls = {"n": 0}
+    original = fa.FewShotTasks.sample
+
+    def interrupt_at_step_4(self: fa.FewShotTasks, n: int = 1) -> fa.TaskBatch:
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return original(self, n)
+
+    monkeypatch.setattr(fa.FewShotTasks, "sample", interrupt_at_step_4)
+    with pytest.raises(KeyboardInterrupt):
+        _train(tmp_path / "split")
+    assert load_checkpoint(tmp_path / "split" / "last.pt")["step"] == 3
+    monkeypatch.setattr(fa.FewShotTasks, "sample", original)
+    torch.manual_seed(123)  # resuming restores the RNG states: this must not matter
+    resumed = _train(tmp_path / "split", resume=True)
+    for a, b in zip(reference.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(a, b)
+    log = [json.loads(line) for line in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()]
+    whole = [json.loads(line) for line in (tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [r["step"] for r in whole]
+    assert [r["loss"] for r in log if r["kind"] == "train"] == [r["loss"] for r in whole if r["kind"] == "train"]
+
+
+def test_run_folder_holds_config_log_and_checkpoints(tmp_path: Path) -> None:
+    learner, tasks, val = _setup()
+    result = meta_train(learner, tasks, 4, meta_batch=2, val_tasks=val, val_every=2, val_episodes=6, run_dir=tmp_path,
+                        config={"note": "kept"}, log_every=2, progress=False)
+    assert yaml.safe_load((tmp_path / "config.yaml").read_text()) == {"note": "kept"}
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["kind"]) for r in records] == [(2, "train"), (2, "val"), (4, "train"), (4, "val")]
+    best = load_checkpoint(tmp_path / "best.pt")
+    assert best["step"] == result.best_step and best["algorithm"] == "maml"
+    assert result.best_validation["accuracy"] == max(r["val_accuracy"] for r in records if r["kind"] == "val")
+    # restore_best: the learner ends with the best validation state
+    for key, value in learner.state_dict().items():
+        assert torch.equal(value, best["model"][key])
+
+
+def test_nonfinite_loss_stops_with_the_step_and_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    learner, tasks, _ = _setup()
+    original = fa.FewShotTasks.sample
+    calls = {"n": 0}
+
+    def nan_at_step_3(self: fa.FewShotTasks, n: int = 1) -> fa.TaskBatch:
+        calls["n"] += 1
+        batch = original(self, n)
+        if calls["n"] == 3:
+            batch.query_x.fill_(float("nan"))
+        return batch
+
+    monkeypatch.setattr(fa.FewShotTasks, "sample", nan_at_step_3)
+    with pytest.raises(DivergenceError, match=r"diverged at step 3: .* last good checkpoint is .*last.pt"):
+        meta_train(learner, tasks, 4, meta_batch=1, run_dir=tmp_path, val_every=1, progress=False)
+    assert load_checkpoint(tmp_path / "last.pt")["step"] == 2
+    assert all(torch.isfinite(p).all() for p in learner.parameters())
+
+
+def test_nonfinite_batches_can_be_skipped(tmp_path: Path) -> None:
+    learner, tasks, _ = _setup()
+    with torch.no_grad():
+        next(learner.parameters()).fill_(float("nan"))
+    before = [p.detach().clone() for p in learner.parameters()]
+    meta_train(learner, tasks, 3, meta_batch=1, run_dir=tmp_path, skip_nonfinite=True, log_every=3, progress=False)
+    record = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
+    assert record["skipped"] == 3
+    for p, b in zip(learner.parameters(), before):
+        assert torch.equal(p.isnan(), b.isnan())
+
+
+def test_resume_needs_a_checkpoint(tmp_path: Path) -> None:
+    learner, tasks, _ = _setup()
+    with pytest.raises(CheckpointError, match="no last.pt"):
+        meta_train(learner, tasks, 2, run_dir=tmp_path, resume=True, progress=False)
+
+
+def test_schedules() -> None:
+    def lrs(schedule: str, **kw) -> list[float]:
+        optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+        scheduler = make_scheduler(optimizer, schedule, 4, **kw)
+        values = []
+        for _ in range(4):
+            values.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            scheduler.step()
+        return values
+
+    assert lrs("constant") == [1.0] * 4
+    assert lrs("linear") == [1.0, 0.75, 0.5, 0.25]
+    assert lrs("cosine") == pytest.approx([1.0, 0.8535534, 0.5, 0.1464466])
+    assert lrs("step", decay_every=2, decay=0.5) == [1.0, 1.0, 0.5, 0.5]
