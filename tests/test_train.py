@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ from helpers import random_dataset
 import fastadapt as fa
 from fastadapt.checkpoint import load_checkpoint
 from fastadapt.errors import CheckpointError, DivergenceError
-from fastadapt.train import make_scheduler, meta_train
+from fastadapt.train import TrainingInterrupted, make_scheduler, meta_train
 
 
 def _setup(seed: int = 0) -> tuple[fa.MAML, fa.FewShotTasks, fa.FewShotTasks]:
@@ -30,21 +32,24 @@ def _train(run_dir: Path | None, steps: int = 6, **kwargs) -> fa.MAML:
     return learner
 
 
-def test_resumed_run_equals_uninterrupted_run_bitwise(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signal_stops_after_the_step_and_resume_equals_the_uninterrupted_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, signum: int
+) -> None:
     reference = _train(tmp_path / "whole")
     calls = {"n": 0}
     original = fa.FewShotTasks.sample
 
-    def interrupt_at_step_4(self: fa.FewShotTasks, n: int = 1) -> fa.TaskBatch:
+    def signal_during_step_4(self: fa.FewShotTasks, n: int = 1) -> fa.TaskBatch:
         calls["n"] += 1
         if calls["n"] == 4:
-            raise KeyboardInterrupt
+            os.kill(os.getpid(), signum)
         return original(self, n)
 
-    monkeypatch.setattr(fa.FewShotTasks, "sample", interrupt_at_step_4)
-    with pytest.raises(KeyboardInterrupt):
+    monkeypatch.setattr(fa.FewShotTasks, "sample", signal_during_step_4)
+    with pytest.raises(TrainingInterrupted):
         _train(tmp_path / "split")
-    assert load_checkpoint(tmp_path / "split" / "last.pt")["step"] == 3
+    assert load_checkpoint(tmp_path / "split" / "last.pt")["step"] == 4  # step 4 finished, then saved
     monkeypatch.setattr(fa.FewShotTasks, "sample", original)
     torch.manual_seed(123)  # resuming restores the RNG states: this must not matter
     resumed = _train(tmp_path / "split", resume=True)
@@ -54,6 +59,7 @@ def test_resumed_run_equals_uninterrupted_run_bitwise(tmp_path: Path, monkeypatc
     whole = [json.loads(line) for line in (tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [r["step"] for r in whole]
     assert [r["loss"] for r in log if r["kind"] == "train"] == [r["loss"] for r in whole if r["kind"] == "train"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers are restored
 
 
 def test_run_folder_holds_config_log_and_checkpoints(tmp_path: Path) -> None:

@@ -73,7 +73,7 @@ def meta_test(
     losses: list[float] = []
     accuracies: list[float] = []
     try:
-        with tqdm(total=episodes, desc="meta-test", unit="task", disable=not progress, leave=False) as bar:
+        with tqdm(total=episodes, desc="meta-test", unit="task", disable=None if progress else True, leave=False) as bar:
             for batch in tasks.episodes(episodes, batch_size=batch_size, seed=seed):
                 scores = learner.evaluate(batch.to(device), steps=inner_steps)
                 losses += scores["loss"].tolist()

@@ -6,10 +6,14 @@ checkpoints ``last.pt`` (to resume exactly) and ``best.pt`` (best validation acc
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +63,39 @@ class TrainResult:
     elapsed_s: float
     run_dir: Path | None
     last_metrics: dict[str, float] = field(default_factory=dict)
+
+
+class _StopRequest:
+    """Turns SIGINT/SIGTERM into a request that the loop honours between meta-updates.
+
+    The step in progress finishes, a checkpoint is written, and only then does the run stop, so a
+    signal can never leave half-updated parameters or a checkpoint that does not resume exactly.
+    A second signal stops at once.
+    """
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.signal is not None:
+            raise KeyboardInterrupt
+        self.signal = signum
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[_StopRequest]:
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Meta-training stopped on a signal after saving its state; ``--resume`` continues it."""
 
 
 class _RunFolder:
@@ -177,48 +214,49 @@ def meta_train(
     learner.train()
     window: dict[str, list[float]] = {}
     window_means: dict[str, float] = {}
-    step, skipped = start, 0
-    bar = tqdm(total=steps, initial=start, desc=f"meta-train {learner.name}", unit="step", disable=not progress, dynamic_ncols=True)
+    skipped = 0
+    bar = tqdm(total=steps, initial=start, desc=f"meta-train {learner.name}", unit="step", disable=None if progress else True, dynamic_ncols=True)
     clock = time.perf_counter()
-    try:
-        for step in range(start, steps):
-            learner.set_step(step)
-            batch = tasks.sample(meta_batch).to(device)
-            loss, metrics = learner.meta_loss(batch)
-            optimizer.zero_grad(set_to_none=True)
-            if _backward_finite(loss, learner, step, last_file, skip_nonfinite):
-                if grad_clip is not None:
-                    torch.nn.utils.clip_grad_norm_(learner.parameters(), grad_clip)
-                for key, value in metrics.items():
-                    window.setdefault(key, []).append(value)
-            else:
-                skipped += 1
-            optimizer.step()  # a skipped batch left no gradients: this step changes nothing
-            scheduler.step()
-            done = step + 1
-            if done % log_every == 0 or done == steps:
-                window_means = {k: sum(v) / len(v) for k, v in window.items()}
-                elapsed += time.perf_counter() - clock
-                clock = time.perf_counter()
-                record = {"step": done, "kind": "train", **window_means, "lr": scheduler.get_last_lr()[0], "elapsed_s": elapsed}
-                folder.log({**record, "skipped": skipped} if skipped else record)
-                bar.set_postfix_str(_format(window_means), refresh=False)
-                window = {}
-            bar.update(1)
-            if done % val_every == 0 or done == steps:
-                elapsed += time.perf_counter() - clock
-                validate(done)
-                clock = time.perf_counter()
-                checkpoint(last_file, done)
-        step = steps
-    except KeyboardInterrupt:
-        elapsed += time.perf_counter() - clock
-        if last_file is not None:
-            checkpoint(last_file, step)
-            bar.write(f"interrupted: step {step} saved to {last_file}; continue with --resume {folder.path}")
-        raise
-    finally:
-        bar.close()
+    stop = _StopRequest()
+    with stop.installed():
+        try:
+            for step in range(start, steps):
+                learner.set_step(step)
+                batch = tasks.sample(meta_batch).to(device)
+                loss, metrics = learner.meta_loss(batch)
+                optimizer.zero_grad(set_to_none=True)
+                if _backward_finite(loss, learner, step, last_file, skip_nonfinite):
+                    if grad_clip is not None:
+                        torch.nn.utils.clip_grad_norm_(learner.parameters(), grad_clip)
+                    for key, value in metrics.items():
+                        window.setdefault(key, []).append(value)
+                else:
+                    skipped += 1
+                optimizer.step()  # a skipped batch left no gradients: this step changes nothing
+                scheduler.step()
+                done = step + 1
+                if done % log_every == 0 or done == steps:
+                    window_means = {k: sum(v) / len(v) for k, v in window.items()}
+                    elapsed += time.perf_counter() - clock
+                    clock = time.perf_counter()
+                    record = {"step": done, "kind": "train", **window_means, "lr": scheduler.get_last_lr()[0], "elapsed_s": elapsed}
+                    folder.log({**record, "skipped": skipped} if skipped else record)
+                    bar.set_postfix_str(_format(window_means), refresh=False)
+                    window = {}
+                bar.update(1)
+                if done % val_every == 0 or done == steps:
+                    elapsed += time.perf_counter() - clock
+                    validate(done)
+                    clock = time.perf_counter()
+                    checkpoint(last_file, done)
+                if stop.signal is not None and done < steps:
+                    elapsed += time.perf_counter() - clock
+                    checkpoint(last_file, done)
+                    where = f"; continue with --resume {folder.path}" if folder.path is not None else ""
+                    bar.write(f"stopped by signal {stop.signal} after step {done}, state saved to {last_file}{where}")
+                    raise TrainingInterrupted(f"stopped after step {done}")
+        finally:
+            bar.close()
     elapsed += time.perf_counter() - clock
     if restore_best and best_state is not None:
         learner.load_state_dict(best_state)

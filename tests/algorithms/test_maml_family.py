@@ -152,3 +152,28 @@ def test_reptile_sgd_meta_step_moves_towards_the_adapted_weights() -> None:
     optimizer.step()
     for p, old, new in zip(model.parameters(), before, adapted.values()):
         torch.testing.assert_close(p.detach(), old + 0.5 * (new.detach() - old))
+
+
+@pytest.mark.parametrize("make", [
+    lambda m: fa.MAML(m, 0.3, 2, test_inner_steps=3),
+    lambda m: fa.MetaSGD(m, 0.3, 1),
+    lambda m: fa.ANIL(m, 0.3, 2),
+    lambda m: fa.Reptile(m, 0.1, 2),
+])
+def test_every_gradient_learner_gives_the_same_numbers_with_vmap(make) -> None:
+    batch = _image_batch(tasks=3)
+    results = {}
+    for vmap in (False, True):
+        torch.manual_seed(0)
+        learner = make(fa.nn.Conv4(1, 4, hidden=6, image_size=16)).double()
+        learner.vmap = vmap
+        loss, metrics = learner.meta_loss(batch)
+        grads = torch.autograd.grad(loss, [p for p in learner.parameters() if p.requires_grad])
+        learner.eval()
+        results[vmap] = (loss.item(), metrics, grads, learner.evaluate(batch))
+    (loss_a, metrics_a, grads_a, eval_a), (loss_b, metrics_b, grads_b, eval_b) = results[False], results[True]
+    assert loss_a == pytest.approx(loss_b, rel=1e-10) and metrics_a == pytest.approx(metrics_b, rel=1e-10)
+    scale = max(g.abs().max().item() for g in grads_a)
+    assert max((a - b).abs().max().item() for a, b in zip(grads_a, grads_b)) <= 1e-8 * scale
+    for key in eval_a:
+        torch.testing.assert_close(eval_a[key], eval_b[key])

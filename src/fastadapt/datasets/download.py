@@ -41,7 +41,7 @@ def download(url: str, destination: Path, md5: str | None = None, sha256: str | 
             length = response.headers.get("Content-Length")
             total = int(length) + offset if length else None
             with open(partial, "ab" if offset else "wb") as out, tqdm(
-                total=total, initial=offset, unit="B", unit_scale=True, desc=destination.name, disable=not progress
+                total=total, initial=offset, unit="B", unit_scale=True, desc=destination.name, disable=None if progress else True
             ) as bar:
                 for block in iter(lambda: response.read(CHUNK), b""):
                     out.write(block)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import stat
 from pathlib import Path
 
 import platformdirs
@@ -19,18 +21,25 @@ def data_root(data_dir: str | os.PathLike[str] | None = None) -> Path:
     return Path(platformdirs.user_cache_dir("fastadapt")) / "data"
 
 
+def _writable(folder: Path) -> bool:
+    """Writable by us and not marked read-only (root may write anywhere, but a r-x folder is meant to stay as is)."""
+    mode = folder.stat().st_mode
+    return os.access(folder, os.W_OK) and bool(mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+
+
 def writable_dir(preferred: Path, fallback_name: str) -> Path:
     """``preferred`` if it can be created and written to, else a folder in the per-user cache.
 
     Decoded caches go next to the data where possible; a read-only data folder (a shared copy of
-    a dataset) still gets a cache, in the user's own cache folder.
+    a dataset) still gets a cache, in the user's own cache folder, one per data folder.
     """
     try:
         preferred.mkdir(parents=True, exist_ok=True)
-        if os.access(preferred, os.W_OK):
+        if _writable(preferred):
             return preferred
     except OSError:
         pass
-    fallback = Path(platformdirs.user_cache_dir("fastadapt")) / "decoded" / fallback_name
+    key = hashlib.sha1(str(preferred.resolve()).encode()).hexdigest()[:10]
+    fallback = Path(platformdirs.user_cache_dir("fastadapt")) / "decoded" / f"{fallback_name}-{key}"
     fallback.mkdir(parents=True, exist_ok=True)
     return fallback
