@@ -70,3 +70,8 @@ def test_unknown_preset_suggests_close_names() -> None:
 
 def test_parse_overrides_nests_keys() -> None:
     assert parse_overrides(["task.ways=20", "seed=3"]) == {"task": {"ways": 20}, "seed": 3}
+
+
+def test_protonet_is_refused_for_regression() -> None:
+    with pytest.raises(ConfigError, match="protonet classifies"):
+        build_config("protonet-glyphs-5w1s", ["dataset.name=sinusoid", "model.name=mlp"])

@@ -17,6 +17,7 @@ import torch
 import yaml
 
 from fastadapt.algorithms import ALGORITHMS, MetaLearner
+from fastadapt.datasets import ClassDataset, Glyphs, Omniglot
 from fastadapt.errors import ConfigError
 from fastadapt.nn.backbones import MLP, Conv4
 from fastadapt.regression import SinusoidTasks
@@ -172,6 +173,8 @@ def resolve(config: dict[str, Any]) -> dict[str, Any]:
     for key in [k for k in resolved if k.startswith("algorithm.")]:
         if key.partition(".")[2] not in allowed | {"name", "vmap"}:
             del resolved[key]
+    if resolved["dataset.name"] == "sinusoid" and algorithm == "protonet":
+        raise ConfigError("protonet classifies; the sinusoid dataset is regression: use a gradient-based algorithm")
     if resolved["dataset.name"] == "sinusoid" and resolved["model.name"] != "mlp":
         raise ConfigError("the sinusoid dataset needs model.name=mlp")
     if resolved["dataset.name"] != "sinusoid" and resolved["model.name"] != "conv4":
@@ -231,7 +234,6 @@ def build_config(preset: str | None, overrides: Iterable[str] = ()) -> dict[str,
     return resolve(merge(base, parse_overrides(overrides)))
 
 
-
 def device_of(config: dict[str, Any]) -> torch.device:
     name = config["device"]
     if name == "auto":
@@ -242,9 +244,7 @@ def device_of(config: dict[str, Any]) -> torch.device:
         raise ConfigError(f"device {name!r} is not a torch device (use auto, cpu, cuda or cuda:N)") from None
 
 
-def _image_dataset(config: dict[str, Any], split: str):  # -> ClassDataset
-    from fastadapt.datasets import Glyphs, Omniglot
-
+def _image_dataset(config: dict[str, Any], split: str) -> ClassDataset:
     data = config["dataset"]
     if data["name"] == "omniglot":
         return Omniglot(
