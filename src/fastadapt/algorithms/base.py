@@ -41,8 +41,8 @@ class MetaLearner(nn.Module):
     """Base class of all algorithms: ``adapt`` a predictor to a support set; ``meta_loss`` over a batch.
 
     ``vmap=True`` runs a batch of tasks as one ``torch.func.vmap`` computation, ``False`` as a
-    per-task loop, ``None`` chooses by device (the loop on CPU, where it measured 2x faster with an
-    eighth of the memory; vmap on accelerators). Both give the same numbers.
+    per-task loop, ``None`` chooses by device (the loop on CPU, where it measured 2x faster with
+    2.4x less memory, see docs/PERFORMANCE.md; vmap on accelerators). Both give the same numbers.
     """
 
     name: ClassVar[str] = "metalearner"
