@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 import fastadapt as fa
@@ -53,9 +55,12 @@ def test_overrides_are_typed_by_yaml() -> None:
         (["task.shots=0"], "task.shots must be at least 1"),
         (["algorithm.first_order=maybe"], "algorithm.first_order must be bool"),
         (["train.schedule=exponential"], "train.schedule must be one of"),
-        (["algorithm.name=protonet", "algorithm.inner_lr=0.1"], "algorithm.inner_lr does not apply to protonet"),
+        (["algorithm.name=protonet", "algorithm.inner_lr=0.1"], "algorithm.inner_lr does not apply to algorithm.name=protonet"),
         (["model.name=mlp"], "needs model.name=conv4"),
-        (["model.layers=[40, -1]"], "model.layers must be a list of positive integers"),
+        (["model.layers=[40, 40, 40]"], "model.layers does not apply to model.name=conv4"),
+        (["dataset.channels=1"], "dataset.channels does not apply to dataset.name=omniglot"),
+        (["dataset.name=imagefolder", "dataset.scheme=vinyals", "dataset.download=false", "dataset.rotations=false"], "needs dataset.path"),
+        (["dataset.split_fractions=[0.5, 0.5]"], "does not apply"),
     ],
 )
 def test_bad_values_name_the_key(overrides: list[str], message: str) -> None:
@@ -75,3 +80,22 @@ def test_parse_overrides_nests_keys() -> None:
 def test_protonet_is_refused_for_regression() -> None:
     with pytest.raises(ConfigError, match="protonet classifies"):
         build_config("protonet-glyphs-5w1s", ["dataset.name=sinusoid", "model.name=mlp"])
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["model.layers=[40, -1]"], "model.layers must be a list of positive integers"),
+        (["algorithm.inner_steps=0"], "algorithm.inner_steps must be at least 1"),
+    ],
+)
+def test_bad_values_of_the_regression_preset(overrides: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        build_config("maml-sinusoid", overrides)
+
+
+def test_non_applicable_keys_are_dropped_from_the_resolved_config() -> None:
+    config = build_config("protonet-glyphs-5w1s")
+    assert set(config["algorithm"]) == {"name", "vmap"}
+    assert "layers" not in config["model"] and "scheme" not in config["dataset"]
+    assert set(build_config("maml-sinusoid")["dataset"]) == {"name"}

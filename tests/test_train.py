@@ -110,8 +110,25 @@ def test_nonfinite_batches_can_be_skipped(tmp_path: Path) -> None:
 
 def test_resume_needs_a_checkpoint(tmp_path: Path) -> None:
     learner, tasks, _ = _setup()
-    with pytest.raises(CheckpointError, match="no last.pt"):
+    with pytest.raises(CheckpointError, match="there is no run in"):
         meta_train(learner, tasks, 2, run_dir=tmp_path, resume=True, progress=False)
+
+
+def test_a_run_folder_is_never_overwritten(tmp_path: Path) -> None:
+    learner, tasks, _ = _setup()
+    meta_train(learner, tasks, 2, meta_batch=1, run_dir=tmp_path, progress=False)
+    before = (tmp_path / "last.pt").read_bytes()
+    with pytest.raises(CheckpointError, match="already holds a run"):
+        meta_train(learner, tasks, 2, meta_batch=1, run_dir=tmp_path, progress=False)
+    assert (tmp_path / "last.pt").read_bytes() == before
+
+
+def test_resume_before_the_first_checkpoint_starts_over(tmp_path: Path) -> None:
+    (tmp_path / "metrics.jsonl").write_text('{"step": 10, "kind": "train", "loss": 1.0}\n{"step": 20, "kind": "tr')
+    learner, tasks, _ = _setup()
+    meta_train(learner, tasks, 2, meta_batch=1, run_dir=tmp_path, resume=True, log_every=1, progress=False)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2]
 
 
 def test_schedules() -> None:

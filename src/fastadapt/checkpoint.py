@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -46,15 +47,21 @@ def save_checkpoint(path: Path, **content: Any) -> None:
     atomic_torch_save({"format": FORMAT, "schema": SCHEMA_VERSION, "fastadapt_version": __version__, **content}, path)
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint with ``weights_only=True`` (no code runs) and check that it is one of ours."""
+def load_checkpoint(path: str | Path, expect: str | None = None) -> dict[str, Any]:
+    """Read a checkpoint with ``weights_only=True`` (no code runs) and check that it is one of ours.
+
+    ``expect`` names the algorithm the caller will load it into; a checkpoint of another one is
+    refused with a message saying what it is.
+    """
     path = Path(path)
     if path.is_dir():
         path = path / "best.pt" if (path / "best.pt").is_file() else path / "last.pt"
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}: give a run folder (with best.pt or last.pt) or a .pt file")
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about odd pickles before refusing them
+            warnings.simplefilter("ignore")
+            blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torn, foreign or malicious files all end here
         raise CheckpointError(f"{path} is not a readable fastadapt checkpoint: {str(error).splitlines()[0]}") from None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
@@ -63,6 +70,11 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(
             f"{path} has checkpoint schema {blob.get('schema')} (written by fastadapt {blob.get('fastadapt_version')}); "
             f"this fastadapt reads schema {SCHEMA_VERSION}"
+        )
+    if expect is not None and blob.get("algorithm") != expect:
+        raise CheckpointError(
+            f"{path} is a {blob.get('algorithm')} checkpoint (step {blob.get('step')}, fastadapt "
+            f"{blob.get('fastadapt_version')}); it cannot be loaded into {expect}"
         )
     blob["path"] = str(path)
     return blob

@@ -17,7 +17,10 @@ import torch
 import yaml
 
 from fastadapt.algorithms import ALGORITHMS, MetaLearner
-from fastadapt.datasets import ClassDataset, Glyphs, Omniglot
+from fastadapt.datasets import ClassDataset, Glyphs, ImageFolder, Omniglot
+from fastadapt.datasets.glyphs import preprocessing as glyphs_preprocessing
+from fastadapt.datasets.images import Preprocessing
+from fastadapt.datasets.omniglot import preprocessing as omniglot_preprocessing
 from fastadapt.errors import ConfigError
 from fastadapt.nn.backbones import MLP, Conv4
 from fastadapt.regression import SinusoidTasks
@@ -51,20 +54,36 @@ ALGORITHM_KEYS: dict[str, tuple[str, ...]] = {
     "reptile": ("inner_lr", "inner_steps", "test_inner_steps"),
     "protonet": (),
 }
-DATASETS = ("glyphs", "omniglot", "sinusoid")
-IMAGE_CHANNELS = {"glyphs": 1, "omniglot": 1}
+# Which keys of a section apply, by the section's `name` (besides `name` itself and COMMON_KEYS).
+APPLICABLE: dict[str, dict[str, tuple[str, ...]]] = {
+    "algorithm": ALGORITHM_KEYS,
+    "dataset": {
+        "glyphs": ("data_dir", "image_size", "rotations"),
+        "omniglot": ("data_dir", "scheme", "image_size", "rotations", "download"),
+        "imagefolder": ("path", "image_size", "channels", "invert", "rotations", "split_seed", "split_fractions"),
+        "sinusoid": (),
+    },
+    "model": {"conv4": ("hidden", "pool", "channels_last"), "mlp": ("layers",)},
+}
+COMMON_KEYS = {"algorithm": ("vmap",), "dataset": (), "model": ()}
 
 SCHEMA: dict[str, Key] = {
     "name": _k(str, "custom"),
     "description": _k(str, ""),
     "seed": _k(int, 0),
     "device": _k(str, "auto"),
-    "dataset.name": _k(str, "glyphs", DATASETS),
+    "deterministic": _k(bool, False),
+    "dataset.name": _k(str, "glyphs", ("glyphs", "omniglot", "imagefolder", "sinusoid")),
+    "dataset.path": _k(str, None),
     "dataset.scheme": _k(str, "vinyals", ("vinyals", "lake")),
     "dataset.image_size": _k(int, 28, minimum=16),
+    "dataset.channels": _k(int, 3, (1, 3)),
+    "dataset.invert": _k(bool, False),
     "dataset.rotations": _k(bool, False),
     "dataset.download": _k(bool, False),
     "dataset.data_dir": _k(str, None),
+    "dataset.split_seed": _k(int, 0),
+    "dataset.split_fractions": _k(list, [0.6, 0.2, 0.2]),
     "task.ways": _k(int, 5, minimum=2),
     "task.shots": _k(int, 1, minimum=1),
     "task.queries": _k(int, 15, minimum=1),
@@ -95,6 +114,7 @@ SCHEMA: dict[str, Key] = {
     "train.lr_decay": _k((float, int), 0.5, minimum=0),
     "train.grad_clip": _k((float, int), None, minimum=0),
     "train.val_every": _k(int, 500, minimum=1),
+    "train.checkpoint_every": _k(int, None, minimum=1),
     "train.val_episodes": _k(int, 200, minimum=1),
     "train.log_every": _k(int, 10, minimum=1),
     "train.skip_nonfinite": _k(bool, False),
@@ -164,23 +184,29 @@ def resolve(config: dict[str, Any]) -> dict[str, Any]:
         if key not in SCHEMA:
             raise _unknown(key)
     resolved = {key: _check(key, flat[key]) if key in flat else spec.default for key, spec in SCHEMA.items()}
-    algorithm = resolved["algorithm.name"]
-    allowed = set(ALGORITHM_KEYS[algorithm])
-    for key in flat:
-        section, _, leaf = key.partition(".")
-        if section == "algorithm" and leaf not in ("name", "vmap") and leaf not in allowed:
-            raise ConfigError(f"{key} does not apply to {algorithm} (its keys: {sorted(allowed) or 'none'})")
-    for key in [k for k in resolved if k.startswith("algorithm.")]:
-        if key.partition(".")[2] not in allowed | {"name", "vmap"}:
-            del resolved[key]
-    if resolved["dataset.name"] == "sinusoid" and algorithm == "protonet":
+    if resolved["dataset.name"] == "sinusoid" and resolved["algorithm.name"] == "protonet":
         raise ConfigError("protonet classifies; the sinusoid dataset is regression: use a gradient-based algorithm")
     if resolved["dataset.name"] == "sinusoid" and resolved["model.name"] != "mlp":
         raise ConfigError("the sinusoid dataset needs model.name=mlp")
     if resolved["dataset.name"] != "sinusoid" and resolved["model.name"] != "conv4":
         raise ConfigError(f"image dataset {resolved['dataset.name']} needs model.name=conv4")
-    if not all(isinstance(w, int) and w > 0 for w in resolved["model.layers"]):
+    for section, kinds in APPLICABLE.items():
+        kind = resolved[f"{section}.name"]
+        allowed = {"name", *COMMON_KEYS[section], *kinds[kind]}
+        for key in [k for k in resolved if k.startswith(section + ".")]:
+            leaf = key.partition(".")[2]
+            if leaf in allowed:
+                continue
+            if key in flat and flat[key] != SCHEMA[key].default:
+                raise ConfigError(f"{key} does not apply to {section}.name={kind} (its keys: {sorted(kinds[kind]) or 'none'})")
+            del resolved[key]
+    if not all(isinstance(w, int) and w > 0 for w in resolved.get("model.layers", [1])):
         raise ConfigError(f"model.layers must be a list of positive integers, got {resolved['model.layers']!r}")
+    fractions = resolved.get("dataset.split_fractions", [1, 1, 1])
+    if len(fractions) != 3 or not all(isinstance(f, (int, float)) and not isinstance(f, bool) and f > 0 for f in fractions):
+        raise ConfigError(f"dataset.split_fractions must be three positive numbers (train, val, test), got {fractions!r}")
+    if resolved["dataset.name"] == "imagefolder" and not resolved["dataset.path"]:
+        raise ConfigError("dataset.name=imagefolder needs dataset.path: the folder (or archive) of class folders")
     return unflatten(resolved)
 
 
@@ -244,12 +270,29 @@ def device_of(config: dict[str, Any]) -> torch.device:
         raise ConfigError(f"device {name!r} is not a torch device (use auto, cpu, cuda or cuda:N)") from None
 
 
+def preprocessing_of(config: dict[str, Any]) -> Preprocessing | None:
+    """How the run's images were made from files (``None`` for non-image data)."""
+    data = config["dataset"]
+    if data["name"] == "omniglot":
+        return omniglot_preprocessing(data["image_size"])
+    if data["name"] == "glyphs":
+        return glyphs_preprocessing(data["image_size"])
+    if data["name"] == "imagefolder":
+        return Preprocessing(data["image_size"], data["channels"], data["invert"])
+    return None
+
+
 def _image_dataset(config: dict[str, Any], split: str) -> ClassDataset:
     data = config["dataset"]
     if data["name"] == "omniglot":
         return Omniglot(
             data["data_dir"], split=split, scheme=data["scheme"], image_size=data["image_size"],
             rotations=data["rotations"], download=data["download"],
+        )
+    if data["name"] == "imagefolder":
+        return ImageFolder(
+            data["path"], split=split, image_size=data["image_size"], channels=data["channels"], invert=data["invert"],
+            split_fractions=data["split_fractions"], split_seed=data["split_seed"], rotations=data["rotations"],
         )
     return Glyphs(data["data_dir"], split=split, image_size=data["image_size"], rotations=data["rotations"])
 
@@ -276,8 +319,10 @@ def build_learner(config: dict[str, Any]) -> MetaLearner:
     if model_cfg["name"] == "mlp":
         model: torch.nn.Module = MLP(1, None if name == "protonet" else 1, hidden=model_cfg["layers"])
     else:
-        channels, size = IMAGE_CHANNELS[config["dataset"]["name"]], config["dataset"]["image_size"]
-        model = Conv4(channels, None if name == "protonet" else ways, model_cfg["hidden"], model_cfg["pool"], size)
+        preprocessing = preprocessing_of(config)
+        model = Conv4(
+            preprocessing.channels, None if name == "protonet" else ways, model_cfg["hidden"], model_cfg["pool"], preprocessing.image_size
+        )
         if model_cfg["channels_last"]:
             model = model.to(memory_format=torch.channels_last)
     if name == "protonet":

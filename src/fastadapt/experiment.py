@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -18,7 +19,7 @@ import yaml
 from fastadapt import __version__
 from fastadapt.algorithms.base import MetaLearner
 from fastadapt.checkpoint import load_checkpoint
-from fastadapt.config import build_learner, build_tasks, device_of, has_validation, optimizer_for, resolve
+from fastadapt.config import build_learner, build_tasks, device_of, has_validation, optimizer_for, preprocessing_of, resolve
 from fastadapt.errors import CheckpointError
 from fastadapt.evaluate import EvalResult, meta_test
 from fastadapt.storage import atomic_write_text
@@ -43,6 +44,9 @@ def machine() -> dict[str, Any]:
 
 def prepare(config: dict[str, Any]) -> tuple[MetaLearner, TaskDistribution, TaskDistribution | None]:
     """The learner (on the config's device), its training tasks and its validation tasks."""
+    if config["deterministic"]:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # needed by deterministic cuBLAS
+        torch.use_deterministic_algorithms(True)
     torch.manual_seed(config["seed"])
     train_tasks = build_tasks(config, "train", seed=config["seed"])
     val_tasks = build_tasks(config, "val", seed=config["seed"] + VAL_SEED_OFFSET) if has_validation(config) else None
@@ -75,9 +79,11 @@ def run_experiment(
         val_tasks=val_tasks,
         val_every=train["val_every"],
         val_episodes=train["val_episodes"],
+        checkpoint_every=train["checkpoint_every"],
         run_dir=run_dir,
         resume=resume,
         config=config,
+        metadata={"preprocessing": _preprocessing_dict(config)},
         log_every=train["log_every"],
         skip_nonfinite=train["skip_nonfinite"],
         progress=progress,
@@ -99,6 +105,11 @@ def run_experiment(
     }
     atomic_write_text(json.dumps(result, indent=2) + "\n", Path(run_dir) / "result.json")
     return result
+
+
+def _preprocessing_dict(config: dict[str, Any]) -> dict[str, Any] | None:
+    preprocessing = preprocessing_of(config)
+    return preprocessing.to_dict() if preprocessing is not None else None
 
 
 def test_learner(

@@ -114,11 +114,25 @@ class _RunFolder:
             with open(self.path / "metrics.jsonl", "a") as handle:
                 handle.write(json.dumps(record) + "\n")
 
+    def remove_torn_writes(self) -> None:
+        """Delete the temporary files of atomic writes that a kill interrupted (never a finished file)."""
+        if self.path is not None:
+            for name in ("last.pt", "best.pt", "metrics.jsonl", "config.yaml"):
+                for stale in self.path.glob(f".{name}.*.tmp"):
+                    stale.unlink(missing_ok=True)
+
     def truncate_log(self, step: int) -> None:
-        """Drop log records after ``step``: a resumed run writes them again."""
+        """Drop log records after ``step`` (a resumed run writes them again) and any line torn by a kill."""
         log = self.file("metrics.jsonl")
         if log is not None and log.is_file():
-            kept = [line for line in log.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+            kept = []
+            for line in log.read_text().splitlines():
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(record, dict) and record.get("step", step + 1) <= step:
+                    kept.append(line)
             atomic_write_text("".join(line + "\n" for line in kept), log)
 
 
@@ -137,9 +151,11 @@ def meta_train(
     val_tasks: TaskDistribution | None = None,
     val_every: int = 500,
     val_episodes: int = 200,
+    checkpoint_every: int | None = None,
     run_dir: str | Path | None = None,
     resume: bool = False,
     config: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
     log_every: int = 10,
     skip_nonfinite: bool = False,
     restore_best: bool = True,
@@ -150,13 +166,17 @@ def meta_train(
     The optimizer defaults to Adam with learning rate ``lr``. Every ``val_every`` updates (and at
     the end) the learner is tested on ``val_episodes`` fixed tasks of ``val_tasks``; the best state
     is kept and, with ``restore_best``, loaded back at the end. With ``run_dir`` the run writes
-    ``config.yaml`` (``config``), ``metrics.jsonl`` and the checkpoints; ``resume=True`` continues
-    from ``last.pt`` exactly as if never stopped. A non-finite meta-loss or gradient stops the run
+    ``config.yaml`` (``config``), ``metrics.jsonl`` and the checkpoints (``last.pt`` every
+    ``checkpoint_every`` updates, default ``val_every``; ``metadata``, such as the preprocessing
+    of the images, is stored in each); ``resume=True`` continues from ``last.pt`` exactly as if
+    never stopped. SIGINT and SIGTERM finish the current update, save and stop. A non-finite meta-loss or gradient stops the run
     (``DivergenceError``), or with ``skip_nonfinite`` skips that meta-batch.
     """
-    if steps < 1 or meta_batch < 1 or val_every < 1 or log_every < 1:
+    checkpoint_every = checkpoint_every or val_every
+    if min(steps, meta_batch, val_every, log_every, checkpoint_every) < 1:
         raise ConfigError(
-            f"steps, meta_batch, val_every and log_every must be positive, got {steps}, {meta_batch}, {val_every}, {log_every}"
+            "steps, meta_batch, val_every, checkpoint_every and log_every must be positive, got "
+            f"{steps}, {meta_batch}, {val_every}, {checkpoint_every}, {log_every}"
         )
     device = next(learner.parameters()).device
     optimizer = optimizer or torch.optim.Adam(learner.parameters(), lr=lr)
@@ -165,20 +185,25 @@ def meta_train(
     start, elapsed, best, best_state = 0, 0.0, None, None
     last_file, best_file = folder.file("last.pt"), folder.file("best.pt")
     if resume:
-        if last_file is None or not last_file.is_file():
-            raise CheckpointError(f"cannot resume: no last.pt in {run_dir}")
-        state = load_checkpoint(last_file)
-        learner.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        tasks.load_state_dict(state["sampler"])
-        set_rng_state(state["rng"])
-        start, elapsed, best = state["step"], state["elapsed_s"], state["best"]
-        if best is not None and best_file is not None and best_file.is_file():
-            best_state = load_checkpoint(best_file)["model"]
-        folder.truncate_log(start)
-    elif config is not None and folder.path is not None:
-        atomic_write_text(yaml.safe_dump(config, sort_keys=False), folder.path / "config.yaml")
+        if folder.path is None or not any(folder.path.glob("*")):
+            raise CheckpointError(f"cannot resume: there is no run in {run_dir}")
+        folder.remove_torn_writes()
+        if last_file.is_file():
+            state = load_checkpoint(last_file, expect=learner.name)
+            learner.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            tasks.load_state_dict(state["sampler"])
+            set_rng_state(state["rng"])
+            start, elapsed, best = state["step"], state["elapsed_s"], state["best"]
+            if best is not None and best_file is not None and best_file.is_file():
+                best_state = load_checkpoint(best_file)["model"]
+        folder.truncate_log(start)  # no last.pt: the run was stopped before its first checkpoint, start over
+    elif folder.path is not None:
+        if any((folder.path / name).exists() for name in ("last.pt", "metrics.jsonl")):
+            raise CheckpointError(f"{folder.path} already holds a run: continue it with resume (--resume) or choose another run folder")
+        if config is not None:
+            atomic_write_text(yaml.safe_dump(config, sort_keys=False), folder.path / "config.yaml")
 
     def checkpoint(path: Path | None, step: int) -> None:
         if path is not None:
@@ -186,6 +211,7 @@ def meta_train(
                 path,
                 algorithm=learner.name,
                 config=config,
+                metadata=metadata or {},
                 model=learner.state_dict(),
                 optimizer=optimizer.state_dict(),
                 scheduler=scheduler.state_dict(),
@@ -247,6 +273,9 @@ def meta_train(
                 if done % val_every == 0 or done == steps:
                     elapsed += time.perf_counter() - clock
                     validate(done)
+                    clock = time.perf_counter()
+                if done % checkpoint_every == 0 or done % val_every == 0 or done == steps:
+                    elapsed += time.perf_counter() - clock
                     clock = time.perf_counter()
                     checkpoint(last_file, done)
                 if stop.signal is not None and done < steps:

@@ -22,6 +22,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from fastadapt.datasets.base import ClassDataset
 from fastadapt.datasets.cache import load_cache, save_cache
+from fastadapt.datasets.images import Preprocessing
 from fastadapt.datasets.paths import data_root, writable_dir
 from fastadapt.errors import ConfigError, DataError
 
@@ -60,6 +61,12 @@ def script_of(codepoint: int) -> str:
     if words[0] in ("TURNED", "ROMAN"):  # letter-like symbols such as TURNED CAPITAL F are Latin
         return "LATIN"
     return " ".join(words[:2]) if words[0] in ("OLD", "CANADIAN") else words[0]
+
+
+def preprocessing(image_size: int = 28) -> Preprocessing:
+    """How a letter in an image file becomes input like the rendered glyphs (bright ink on black):
+    grayscale, inverted, since letters on paper and in most files are dark on light."""
+    return Preprocessing(image_size=image_size, channels=1, invert=True)
 
 
 def split_of(script: str) -> str:

@@ -8,7 +8,6 @@ memory-mapped by later runs.
 
 from __future__ import annotations
 
-import io
 import os
 import zipfile
 from collections.abc import Iterator
@@ -16,11 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
-
 from fastadapt.datasets.base import ClassDataset
 from fastadapt.datasets.cache import load_cache, save_cache
 from fastadapt.datasets.download import download
+from fastadapt.datasets.images import Preprocessing, load_image
 from fastadapt.datasets.paths import data_root, writable_dir
 from fastadapt.errors import ConfigError, DataError
 
@@ -100,13 +98,9 @@ def _members(source: Path) -> Iterator[tuple[str, bytes]]:
         ) from None
 
 
-def _decode(name: str, data: bytes, size: int) -> np.ndarray:
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            gray = image.convert("L").resize((size, size), Image.LANCZOS)
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
-        raise DataError(f"{name} is not a readable image ({error}): the Omniglot files are corrupt; download them again") from None
-    return 255 - np.asarray(gray, dtype=np.uint8)
+def preprocessing(image_size: int = 28) -> Preprocessing:
+    """Omniglot's files are black strokes on white: grayscale, inverted so that ink is bright."""
+    return Preprocessing(image_size=image_size, channels=1, invert=True)
 
 
 def _decode_part(source: Path, part: str, size: int) -> tuple[list[np.ndarray], list[str]]:
@@ -123,7 +117,7 @@ def _decode_part(source: Path, part: str, size: int) -> tuple[list[np.ndarray], 
             counts[character] = 0
             characters.append(character)
         counts[character] += 1
-        images.append(_decode(f"{source}:{name}", data, size))
+        images.append(load_image(data, preprocessing(size), name=f"{source}:{name}"))
     _, alphabets, expected = PARTS[part]
     found_alphabets = {c.split("/")[0] for c in characters}
     wrong = [c for c, n in counts.items() if n != IMAGES_PER_CHARACTER]
@@ -160,7 +154,7 @@ def load_omniglot(
         images += part_images
         names += characters
         parts += [part] * len(characters)
-    tensor = torch.from_numpy(np.stack(images)).unsqueeze(1)
+    tensor = torch.from_numpy(np.stack(images))
     labels = torch.arange(len(names)).repeat_interleave(IMAGES_PER_CHARACTER)
     dataset = ClassDataset(tensor, labels, names, name="omniglot")
     save_cache(cache_file, dataset, {"parts": parts, "image_size": image_size})

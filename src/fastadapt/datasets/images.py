@@ -1,0 +1,89 @@
+"""Turning an image file into model input: one preprocessing, shared by datasets and ``predict``.
+
+A model is only as good as the agreement between the images it was trained on and the images it
+is shown later, so the rule is written once and stored in every checkpoint.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from fastadapt.errors import ConfigError, DataError
+
+MAX_IMAGE_PIXELS = 50_000_000  # larger claims are decompression bombs, not few-shot data
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How an image becomes a ``[channels, image_size, image_size]`` uint8 array.
+
+    The image is converted to grayscale (``channels=1``) or RGB (``channels=3``), resized to a
+    square of ``image_size`` pixels (Lanczos), and with ``invert`` mapped to ``255 - value``, so that
+    dark strokes on a light page (Omniglot's files, a scanned letter) become bright on black.
+    """
+
+    image_size: int = 28
+    channels: int = 1
+    invert: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.image_size, int) or self.image_size < 8:
+            raise ConfigError(f"image_size must be an integer of at least 8, got {self.image_size!r}")
+        if self.channels not in (1, 3):
+            raise ConfigError(f"channels must be 1 (grayscale) or 3 (RGB), got {self.channels!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @staticmethod
+    def from_dict(values: dict[str, Any]) -> Preprocessing:
+        return Preprocessing(**values)
+
+
+def load_image(source: str | Path | bytes, preprocessing: Preprocessing, name: str | None = None) -> np.ndarray:
+    """Read one image (a path or the bytes of a file) into a ``[C, H, W]`` uint8 array.
+
+    Any format Pillow reads, in any mode (1-bit, palette, 16-bit, with alpha) or size, is
+    accepted; an unreadable, truncated or absurdly large file raises ``DataError`` naming it.
+    """
+    label = name or (str(source) if not isinstance(source, bytes) else "image")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
+                if image.width * image.height > MAX_IMAGE_PIXELS:
+                    raise DataError(f"{label}: its header claims {image.width}x{image.height} pixels, too many for an image to learn from")
+                image.load()
+                converted = _convert(image, preprocessing.channels)
+                resized = converted.resize((preprocessing.image_size, preprocessing.image_size), Image.LANCZOS)
+    except DataError:
+        raise
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        raise DataError(f"{label}: its header claims too many pixels for an image to learn from (a decompression bomb?)") from None
+    except (OSError, ValueError, SyntaxError) as error:
+        raise DataError(f"{label} is not a readable image ({error or type(error).__name__}): replace or remove it") from None
+    array = np.asarray(resized, dtype=np.uint8)
+    if preprocessing.invert:
+        array = 255 - array
+    return array[None] if array.ndim == 2 else array.transpose(2, 0, 1).copy()
+
+
+def _convert(image: Image.Image, channels: int) -> Image.Image:
+    mode = "L" if channels == 1 else "RGB"
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16/32-bit grayscale: scale to 8 bits first
+        values = np.asarray(image, dtype=np.float64)
+        peak = values.max() if values.size and values.max() > 255 else 255.0
+        image = Image.fromarray(np.clip(values * (255.0 / peak), 0, 255).astype(np.uint8), mode="L")
+    return image.convert(mode)
+
+
+def is_image_file(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")

@@ -1,0 +1,108 @@
+"""One preprocessing for every image: modes, sizes, bit depths, corrupt files, and fuzzed bytes."""
+
+from __future__ import annotations
+
+import io
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fastadapt.datasets.images import Preprocessing, load_image
+from fastadapt.errors import ConfigError, DataError
+
+
+def _png(image: Image.Image, fmt: str = "PNG") -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def _square(mode: str, size: tuple[int, int] = (40, 30)) -> Image.Image:
+    """A white image with a black left half, in ``mode``."""
+    rgb = np.full((size[1], size[0], 3), 255, dtype=np.uint8)
+    rgb[:, : size[0] // 2] = 0
+    return Image.fromarray(rgb, "RGB").convert(mode)
+
+
+@pytest.mark.parametrize("mode", ["1", "L", "P", "RGB", "RGBA", "LA", "CMYK", "I;16", "I"])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_every_mode_becomes_the_same_array(mode: str, channels: int) -> None:
+    prep = Preprocessing(image_size=16, channels=channels)
+    if mode in ("I;16", "I"):  # 16/32-bit grayscale: black stays 0, the brightest value maps to 255
+        values = np.where(np.arange(40)[None, :] < 20, 0, 4095).repeat(30, axis=0)
+        image = Image.fromarray(values.astype(np.uint16 if mode == "I;16" else np.int32))
+        assert image.mode == mode
+    else:
+        image = _square(mode)
+    array = load_image(_png(image, "TIFF" if mode in ("CMYK", "I") else "PNG"), prep)
+    assert array.shape == (channels, 16, 16) and array.dtype == np.uint8
+    assert array[:, :, :6].max() < 30 and array[:, :, -6:].min() > 225  # dark left, bright right
+
+
+def test_invert_and_resize_from_any_size() -> None:
+    prep = Preprocessing(image_size=20, channels=1, invert=True)
+    for size in [(8, 8), (20, 20), (500, 90)]:
+        array = load_image(_png(_square("L", size)), prep)
+        assert array.shape == (1, 20, 20)
+        assert array[0, :, :5].min() > 225 and array[0, :, -5:].max() < 30
+
+
+def test_files_and_bytes_give_the_same_array(tmp_path: Path) -> None:
+    data = _png(_square("RGB"))
+    (tmp_path / "a.png").write_bytes(data)
+    prep = Preprocessing(28, 3)
+    assert np.array_equal(load_image(tmp_path / "a.png", prep), load_image(data, prep))
+
+
+def test_bad_settings_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match="channels must be 1"):
+        Preprocessing(28, channels=2)
+    with pytest.raises(ConfigError, match="image_size must be an integer of at least 8"):
+        Preprocessing(4)
+
+
+def test_corrupt_truncated_and_huge_images_are_named(tmp_path: Path) -> None:
+    prep = Preprocessing()
+    good = _png(_square("L", (64, 64)))
+    cases = {"truncated.png": good[: len(good) // 2], "text.png": b"hello, I am not a picture", "empty.png": b""}
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(DataError, match=f"{name} is not a readable image"):
+            load_image(tmp_path / name, prep)
+    # headers claiming 60M, 100M and 200M pixels: refused from the header, never decoded
+    for width in (60_000, 100_000, 200_000):
+        (tmp_path / "bomb.png").write_bytes(_png(Image.new("1", (width, 1000))))
+        with pytest.raises(DataError, match="bomb.png: its header claims .*too many"):
+            load_image(tmp_path / "bomb.png", prep)
+
+
+FUZZ_SEEDS = range(300)
+
+
+def test_fuzzed_bytes_give_an_array_or_a_data_error() -> None:
+    """Random bytes and randomly damaged real files never escape as anything but ``DataError``."""
+    prep = Preprocessing(16, 1)
+    seeds = [_png(_square(mode, (33, 21)), fmt) for mode, fmt in [("L", "PNG"), ("RGB", "JPEG"), ("P", "GIF"), ("RGB", "BMP")]]
+    fuzzed = outcomes = 0
+    for seed in FUZZ_SEEDS:
+        rng = random.Random(seed)
+        if seed % 3 == 0:
+            data = rng.randbytes(rng.randrange(1, 4096))
+        else:
+            data = bytearray(rng.choice(seeds))
+            for _ in range(rng.randrange(1, 20)):
+                data[rng.randrange(len(data))] = rng.randrange(256)
+            if seed % 3 == 2:
+                data = data[: rng.randrange(1, len(data))]
+            data = bytes(data)
+        fuzzed += len(data)
+        try:
+            array = load_image(data, prep, name=f"fuzz-{seed}")
+            assert array.shape == (1, 16, 16) and array.dtype == np.uint8
+        except DataError as error:
+            assert f"fuzz-{seed}" in str(error)
+        outcomes += 1
+    assert outcomes == len(FUZZ_SEEDS) and fuzzed > 100_000
