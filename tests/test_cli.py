@@ -106,3 +106,65 @@ def test_debug_shows_the_traceback(capsys: pytest.CaptureFixture[str]) -> None:
 def test_console_script_runs_as_a_module() -> None:
     done = subprocess.run([sys.executable, "-m", "fastadapt", "presets"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "maml-sinusoid" in done.stdout
+
+
+def _glyph_folders(glyphs_root: Path, root: Path, ways: int = 5, shots: int = 1, queries: int = 6) -> tuple[Path, Path]:
+    """Test-script glyphs written as files the way a user has them: dark strokes on white PNGs."""
+    from PIL import Image
+
+    from fastadapt.datasets import Glyphs
+
+    test = Glyphs(glyphs_root, split="test")
+    for c in range(ways):
+        start = int(test.starts[c * 7])
+        for i in range(shots + queries):
+            folder = root / ("support" if i < shots else "query") / test.class_names[c * 7].replace("/", "-")
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(255 - test.images[start + i, 0].numpy()).save(folder / f"{i}.png")
+    return root / "support", root / "query"
+
+
+def test_predict_labels_query_files(trained_run: Path, glyphs_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from fastadapt.predict import predict_run
+
+    support, query = _glyph_folders(glyphs_root, tmp_path)
+    code, out, _ = _run(capsys, "predict", str(trained_run), "--support", str(support), "--query", str(query), "--json")
+    printed = json.loads(out)
+    assert code == 0 and printed == json.loads(json.dumps(predict_run(trained_run, support, [query]).to_dict()))
+    assert len(printed["predictions"]) == 30 and printed["preprocessing"] == {"image_size": 28, "channels": 1, "invert": True}
+    assert printed["accuracy"] > 0.4  # 5-way chance is 0.2; the tiny run scores well above it on unseen scripts
+    one = next(query.glob("*/1.png"))
+    code, out, _ = _run(capsys, "predict", str(trained_run / "best.pt"), "--support", str(support), "--query", str(one))
+    label, probability = out.strip().split("\t")[1:]
+    assert code == 0 and out.startswith(str(one)) and label in printed["classes"] and 0.2 <= float(probability) <= 1
+
+
+def test_predict_refuses_bad_input_in_one_line(trained_run: Path, glyphs_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from PIL import Image
+
+    support, query = _glyph_folders(glyphs_root, tmp_path)
+    inverted = tmp_path / "inverted"
+    for file in support.glob("*/*.png"):
+        (inverted / file.parent.name).mkdir(parents=True, exist_ok=True)
+        Image.eval(Image.open(file), lambda v: 255 - v).save(inverted / file.parent.name / file.name)
+    (tmp_path / "empty" / "a").mkdir(parents=True)
+    (tmp_path / "empty" / "b").mkdir()
+    cases = [
+        (["--support", str(tmp_path / "nope"), "--query", str(query)], "no support folder at"),
+        (["--support", str(tmp_path / "empty"), "--query", str(query)], "class folders hold no images"),
+        (["--support", str(inverted), "--query", str(query)], "look inverted relative to its training data"),
+        (["--support", str(support), "--query", str(tmp_path / "none.png")], "no query image or folder"),
+    ]
+    for argv, message in cases:
+        code, _, err = _run(capsys, "predict", str(trained_run), *argv)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and message in err, err
+    code, out, _ = _run(capsys, "predict", str(trained_run), "--support", str(inverted), "--query", str(query), "--force", "--json")
+    assert code == 0 and len(json.loads(out)["predictions"]) == 30
+
+
+def test_predict_refuses_a_regression_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "sine"
+    assert main(["train", "--preset", "maml-sinusoid", "--run-dir", str(run), "train.steps=2", "test.episodes=2", "--no-progress"]) == 0
+    capsys.readouterr()
+    code, _, err = _run(capsys, "predict", str(run), "--support", str(tmp_path), "--query", str(tmp_path))
+    assert code == 2 and "is a model of sinusoid data, not of images" in err

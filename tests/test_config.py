@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import re
+from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import fastadapt as fa
-from fastadapt.config import build_config, build_learner, load_preset, parse_overrides, preset_names, resolve
+from fastadapt.config import SCHEMA, build_config, build_learner, flatten, load_preset, merge, parse_overrides, preset_names, resolve, unflatten
 from fastadapt.errors import ConfigError
 
 PAPER_GRID = [f"{a}-omniglot-{s}" for a in ("maml", "fomaml", "metasgd", "anil", "reptile", "protonet") for s in ("5w1s", "5w5s", "20w1s", "20w5s")]
@@ -99,3 +103,85 @@ def test_non_applicable_keys_are_dropped_from_the_resolved_config() -> None:
     assert set(config["algorithm"]) == {"name", "vmap"}
     assert "layers" not in config["model"] and "scheme" not in config["dataset"]
     assert set(build_config("maml-sinusoid")["dataset"]) == {"name"}
+
+
+def test_a_config_file_extends_a_preset_and_overrides_win(tmp_path: Path) -> None:
+    (tmp_path / "base.yaml").write_text("extends: maml-omniglot-5w1s\ntask: {shots: 5}\ntrain: {steps: 50}\n")
+    (tmp_path / "mine.yaml").write_text("extends: base.yaml\ndescription: my run\ntrain:\n  lr: 3e-4\n")
+    config = build_config(None, ["train.steps=7"], config_file=tmp_path / "mine.yaml")
+    assert config["name"] == "mine" and config["description"] == "my run"
+    assert (config["task"]["shots"], config["train"]["steps"], config["train"]["lr"]) == (5, 7, 3e-4)
+    assert config["algorithm"] == build_config("maml-omniglot-5w1s")["algorithm"]
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("task: {ways: 5\n", r"mine.yaml is not valid YAML \(line 2, column 1\)"),
+        ("- 1\n- 2\n", "must hold config keys .* not a list"),
+        ("tsk: {ways: 5}\n", "unknown config key 'tsk'; did you mean 'task'"),
+        ("task: 5\n", "task must be a section of key: value pairs"),
+        ("task: {shots: 0}\n", "task.shots must be at least 1"),
+        ("task: {ways: five}\n", r"task.ways must be int, got 'five' \(str\)"),
+        ("extends: maml-omniglot-5w1\n", "unknown preset 'maml-omniglot-5w1'; did you mean"),
+        ("extends: mine.yaml\n", "goes round in a circle"),
+        ("extends: [a, b]\n", "extends must name a preset or a .yaml file"),
+        ("extends: maml-omniglot-5w1s\nmodel: {layers: [4]}\n", "model.layers does not apply to model.name=conv4"),
+    ],
+)
+def test_bad_config_files_name_the_problem(tmp_path: Path, text: str, message: str) -> None:
+    (tmp_path / "mine.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        build_config(None, config_file=tmp_path / "mine.yaml")
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"train.lr": math.nan}, "train.lr must be a finite number, got nan"),
+        ({"algorithm.inner_lr": math.inf}, "algorithm.inner_lr must be a finite number, got inf"),
+        ({"task": 5, "task.ways": 3}, "task is given both as a value and as a section"),
+    ],
+)
+def test_non_finite_numbers_and_clashing_keys_are_refused(values: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        resolve(merge(load_preset("maml-omniglot-5w1s"), unflatten(values)))
+
+
+def test_missing_binary_and_conflicting_config_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="there is no config file"):
+        build_config(None, config_file=tmp_path / "nope.yaml")
+    (tmp_path / "bin.yaml").write_bytes(b"\xff\xfe\x00\x81")
+    with pytest.raises(ConfigError, match="is not a text"):
+        build_config(None, config_file=tmp_path / "bin.yaml")
+    with pytest.raises(ConfigError, match="not both"):
+        build_config("maml-omniglot-5w1s", config_file=tmp_path / "bin.yaml")
+
+
+_SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12), st.lists(st.integers(-3, 100), max_size=4),
+)
+_KEYS = st.sampled_from(sorted(SCHEMA) + ["task", "train", "algorithm"]) | st.text(min_size=1, max_size=20)
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=st.dictionaries(_KEYS, _SCALARS, max_size=6))
+def test_any_config_resolves_to_a_valid_one_or_a_config_error(values: dict[str, object]) -> None:
+    """Whatever keys and values a user writes, the parser either accepts them (and every kept value
+    passes its key's own check) or raises ConfigError: never another exception."""
+    try:
+        config = resolve(merge(load_preset("maml-omniglot-5w1s"), unflatten(values)))
+    except ConfigError:
+        return
+    for key, value in flatten(config).items():
+        spec = SCHEMA[key]
+        assert value is None and spec.nullable or isinstance(value, spec.types)
+        if spec.minimum is not None and value is not None:
+            assert value >= spec.minimum
+        if spec.choices is not None:
+            assert value in spec.choices
+    flat = flatten(config)
+    for key, value in values.items():  # what was kept is what was given (ints widened to floats)
+        if key in flat and value is not None:
+            assert flat[key] == value or float in SCHEMA[key].types and math.isclose(flat[key], float(value))

@@ -46,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     train.add_argument("--preset", help=f"preset name (default {DEFAULT_PRESET}; `fastadapt presets` lists them)")
+    train.add_argument("--config", type=Path, metavar="FILE.yaml", help="your own config file (preset keys; `extends: PRESET` starts from a preset)")
     train.add_argument("--run-dir", type=Path, help="folder for config, metrics, checkpoints and result (default runs/<preset>-<time>)")
     train.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
     train.add_argument("--data-dir", help="dataset root (default $FASTADAPT_DATA, else the per-user cache folder)")
@@ -63,6 +64,21 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--threads", type=int, help="torch CPU threads")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object (accuracy, ci95, episodes, ...)")
 
+    predict = commands.add_parser(
+        "predict",
+        help="few-shot classify your own image files with a trained model",
+        description="Adapt a trained model to the classes of --support (one subfolder of images per class) and "
+        "print the predicted class and its probability for each query file. Query folders of class folders "
+        "also report accuracy.",
+    )
+    predict.add_argument("checkpoint", type=Path, metavar="RUN_DIR_OR_CHECKPOINT")
+    predict.add_argument("--support", type=Path, required=True, metavar="DIR", help="folder with one subfolder of images per class")
+    predict.add_argument("--query", type=Path, required=True, nargs="+", metavar="PATH", help="image files, or folders of them")
+    predict.add_argument("--inner-steps", type=int, help="adaptation steps of gradient-based methods")
+    predict.add_argument("--force", action="store_true", help="predict even if the images look inverted relative to the training data")
+    predict.add_argument("--threads", type=int, help="torch CPU threads")
+    predict.add_argument("--json", action="store_true", help="print one JSON object (classes, predictions, accuracy)")
+
     commands.add_parser("presets", help="list the presets")
     return parser
 
@@ -78,15 +94,15 @@ def _train(args: argparse.Namespace, overrides: list[str]) -> int:
     from fastadapt.experiment import read_config, run_experiment
 
     if args.resume is not None:
-        if args.preset or overrides or args.run_dir:
-            raise ConfigError("--resume continues a run with its own config: give no --preset, --run-dir or key=value overrides")
+        if args.preset or args.config or overrides or args.run_dir:
+            raise ConfigError("--resume continues a run with its own config: give no --preset, --config, --run-dir or key=value overrides")
         config, run_dir = read_config(args.resume), args.resume
     else:
         if args.data_dir:
             overrides.append(f"dataset.data_dir={args.data_dir}")
         if args.download:
             overrides.append("dataset.download=true")
-        config = build_config(args.preset, overrides)
+        config = build_config(args.preset, overrides, config_file=args.config)
         run_dir = args.run_dir or Path("runs") / f"{config['name']}-{time.strftime('%Y%m%d-%H%M%S')}"
     if not args.json:
         print(f"{config['name']}: {config['description']}".rstrip(": "))
@@ -117,6 +133,24 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predict(args: argparse.Namespace) -> int:
+    from fastadapt.predict import predict_run
+
+    if args.inner_steps is not None and args.inner_steps < 0:
+        raise ConfigError(f"--inner-steps must be at least 0, got {args.inner_steps}")
+    report = predict_run(args.checkpoint, args.support, args.query, args.inner_steps, args.force)
+    if args.json:
+        print(json.dumps(report.to_dict()))
+        return 0
+    for p in report.predictions:
+        truth = f"  (true class {p.truth})" if p.truth is not None else ""
+        print(f"{p.path}\t{p.label}\t{p.probability:.3f}{truth}")
+    if report.accuracy is not None:
+        known = sum(p.truth is not None for p in report.predictions)
+        print(f"accuracy {100 * report.accuracy:.2f}% on {known} queries of known class")
+    return 0
+
+
 def _presets() -> int:
     for name in preset_names():
         print(f"{name:28s} {load_preset(name).get('description', '')}")
@@ -135,6 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _train(args, _overrides(extra, parser))
         if args.command == "eval":
             return _eval(args)
+        if args.command == "predict":
+            return _predict(args)
         return _presets()
     except FastAdaptError as error:
         if args.debug:

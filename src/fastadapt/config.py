@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import difflib
 import importlib.resources
+import math
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -142,14 +145,19 @@ def unflatten(flat: dict[str, Any]) -> dict[str, Any]:
     for key, value in flat.items():
         *sections, leaf = key.split(".")
         target = nested
-        for section in sections:
+        for depth, section in enumerate(sections):
             target = target.setdefault(section, {})
+            if not isinstance(target, dict):
+                name = ".".join(sections[: depth + 1])
+                raise ConfigError(f"{name} is given both as a value and as a section (with {key}): give it once")
+        if isinstance(target.get(leaf), dict):
+            raise ConfigError(f"{key} is given both as a value and as a section: give it once")
         target[leaf] = value
     return nested
 
 
 def _unknown(key: str) -> ConfigError:
-    close = difflib.get_close_matches(key, list(SCHEMA), n=1)
+    close = difflib.get_close_matches(key, [*SCHEMA, *SECTIONS], n=1)
     hint = f"; did you mean {close[0]!r}?" if close else "; `fastadapt train --help` lists the keys"
     return ConfigError(f"unknown config key {key!r}{hint}")
 
@@ -167,6 +175,8 @@ def _check(key: str, value: Any) -> Any:
             pass
     if float in spec.types and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key} must be a finite number, got {value!r}")
     if not isinstance(value, spec.types) or (isinstance(value, bool) and bool not in spec.types):
         wanted = " or ".join(t.__name__ for t in spec.types)
         raise ConfigError(f"{key} must be {wanted}, got {value!r} ({type(value).__name__})")
@@ -181,6 +191,8 @@ def resolve(config: dict[str, Any]) -> dict[str, Any]:
     """Validate a (partial) nested config and fill in every default; errors name the key."""
     flat = flatten(config)
     for key in flat:
+        if key in SECTIONS:
+            raise ConfigError(f"{key} must be a section of key: value pairs (e.g. {key}: {{name: ...}}), got {flat[key]!r}")
         if key not in SCHEMA:
             raise _unknown(key)
     resolved = {key: _check(key, flat[key]) if key in flat else spec.default for key, spec in SCHEMA.items()}
@@ -240,23 +252,78 @@ def preset_names() -> list[str]:
     return sorted(_preset_files())
 
 
-def load_preset(name: str) -> dict[str, Any]:
+def _parse_yaml(text: str, source: str) -> dict[str, Any]:
+    """A YAML mapping, or ``ConfigError`` naming the file, line and problem."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(error, "problem", None) or "syntax error"
+        raise ConfigError(f"{source} is not valid YAML{where}: {problem}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source} must hold config keys (key: value lines), not a {type(raw).__name__}")
+    return raw
+
+
+def _extended(raw: dict[str, Any], source: str, seen: tuple[str, ...], load: Any) -> dict[str, Any]:
+    """``raw`` laid over what its ``extends`` names (a preset, or with ``load`` a YAML file)."""
+    parent = raw.pop("extends", None)
+    if parent is None:
+        return raw
+    if not isinstance(parent, str) or not parent:
+        raise ConfigError(f"{source}: extends must name a preset or a .yaml file, got {parent!r}")
+    if parent in seen:
+        raise ConfigError(f"{source}: extends {parent!r} goes round in a circle ({' -> '.join((*seen, parent))})")
+    return merge(load(parent, (*seen, parent)), raw)
+
+
+def load_preset(name: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
     """A preset as a nested dict; ``extends: other`` inherits another preset's keys."""
     files = _preset_files()
     if name not in files:
         close = difflib.get_close_matches(name, list(files), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ConfigError(f"unknown preset {name!r}{hint} (`fastadapt presets` lists them)")
-    raw = yaml.safe_load(files[name].read_text()) or {}
-    parent = raw.pop("extends", None)
-    config = merge(load_preset(parent), raw) if parent else raw
+    raw = _parse_yaml(files[name].read_text(), f"preset {name}")
+    config = _extended(raw, f"preset {name}", seen or (name,), load_preset)
     config["name"] = name
     return config
 
 
-def build_config(preset: str | None, overrides: Iterable[str] = ()) -> dict[str, Any]:
-    """The resolved config of a preset (default: ``DEFAULT_PRESET``) with command-line overrides."""
-    base = load_preset(preset or DEFAULT_PRESET)
+def load_config_file(path: str | os.PathLike[str], seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A config file of your own: the keys of a preset, with ``extends:`` naming a preset (or another
+    ``.yaml`` file, relative to this one) to start from. Its ``name`` defaults to the file's stem."""
+    path = Path(path).expanduser()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"there is no config file {path}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not a text (YAML) file") from None
+    except OSError as error:
+        raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
+
+    def load(parent: str, chain: tuple[str, ...]) -> dict[str, Any]:
+        if parent.endswith((".yaml", ".yml")):
+            return load_config_file(path.parent / parent, chain)
+        return load_preset(parent)
+
+    raw = _parse_yaml(text, str(path))
+    name = raw.get("name", path.stem)
+    config = _extended(raw, str(path), seen or (str(path),), load)
+    config["name"] = name
+    return config
+
+
+def build_config(preset: str | None, overrides: Iterable[str] = (), config_file: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """The resolved config of a preset (default: ``DEFAULT_PRESET``) or of a config file, with
+    command-line ``key=value`` overrides laid over it."""
+    if preset is not None and config_file is not None:
+        raise ConfigError("give a preset or a config file, not both (a config file can say `extends: PRESET`)")
+    base = load_config_file(config_file) if config_file is not None else load_preset(preset or DEFAULT_PRESET)
     return resolve(merge(base, parse_overrides(overrides)))
 
 
@@ -311,11 +378,18 @@ def has_validation(config: dict[str, Any]) -> bool:
     return not (config["dataset"]["name"] == "omniglot" and config["dataset"]["scheme"] == "lake")
 
 
+def head_ways(config: dict[str, Any]) -> int | None:
+    """How many classes the model's output layer can tell apart (``None``: any number, as in ProtoNet)."""
+    if config["algorithm"]["name"] == "protonet" or config["dataset"]["name"] == "sinusoid":
+        return None
+    return max(config["task"]["ways"], config["train_task"]["ways"] or 0)
+
+
 def build_learner(config: dict[str, Any]) -> MetaLearner:
     """The algorithm and its backbone, sized for the config's data and tasks."""
     algorithm, model_cfg = config["algorithm"], config["model"]
     name = algorithm["name"]
-    ways = max(config["task"]["ways"], config["train_task"]["ways"] or 0)
+    ways = head_ways(config) or 1
     if model_cfg["name"] == "mlp":
         model: torch.nn.Module = MLP(1, None if name == "protonet" else 1, hidden=model_cfg["layers"])
     else:

@@ -83,7 +83,7 @@ def run_experiment(
         run_dir=run_dir,
         resume=resume,
         config=config,
-        metadata={"preprocessing": _preprocessing_dict(config)},
+        metadata=_metadata(config, train_tasks),
         log_every=train["log_every"],
         skip_nonfinite=train["skip_nonfinite"],
         progress=progress,
@@ -107,9 +107,14 @@ def run_experiment(
     return result
 
 
-def _preprocessing_dict(config: dict[str, Any]) -> dict[str, Any] | None:
+def _metadata(config: dict[str, Any], train_tasks: TaskDistribution) -> dict[str, Any]:
+    """What ``predict`` needs to show new files to the model as its training images were made."""
     preprocessing = preprocessing_of(config)
-    return preprocessing.to_dict() if preprocessing is not None else None
+    dataset = getattr(train_tasks, "dataset", None)
+    return {
+        "preprocessing": preprocessing.to_dict() if preprocessing is not None else None,
+        "pixel_mean": dataset.pixel_mean if dataset is not None else None,
+    }
 
 
 def test_learner(
@@ -129,7 +134,11 @@ def test_learner(
 
 def load_learner(path: str | Path, data_dir: str | None = None) -> tuple[MetaLearner, dict[str, Any]]:
     """Rebuild the learner of a run folder or checkpoint file, with its trained weights."""
-    state = load_checkpoint(path)
+    return learner_from_checkpoint(load_checkpoint(path), data_dir)
+
+
+def learner_from_checkpoint(state: dict[str, Any], data_dir: str | None = None) -> tuple[MetaLearner, dict[str, Any]]:
+    """The learner and resolved config that a loaded checkpoint (``load_checkpoint``) describes."""
     if state.get("config") is None:
         raise CheckpointError(
             f"{state['path']} holds no run config (it was written by meta_train without config=...): "

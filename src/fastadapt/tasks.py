@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from fastadapt.datasets.base import ClassDataset
+from fastadapt.datasets.images import as_model_input
 from fastadapt.errors import ConfigError
 
 
@@ -195,4 +196,4 @@ class FewShotTasks(TaskDistribution):
         images = self.dataset.images[rows.reshape(-1)]
         if self.device is not None:
             images = images.to(self.device, non_blocking=True)
-        return images.to(torch.float32).div_(255).view(n, -1, *self.dataset.image_shape)
+        return as_model_input(images).view(n, -1, *self.dataset.image_shape)

@@ -57,6 +57,11 @@ class ClassDataset:
     def __len__(self) -> int:
         return self.images.shape[0]
 
+    @property
+    def pixel_mean(self) -> float:
+        """Mean pixel value in [0, 1]: how bright the data is, to recognise inverted images later."""
+        return float(self.images.sum(dtype=torch.int64)) / (255 * self.images.numel())
+
     def __repr__(self) -> str:
         c, h, w = self.image_shape
         return f"ClassDataset({self.name!r}, classes={self.num_classes}, images={len(self)}, shape={c}x{h}x{w})"

@@ -44,22 +44,31 @@ def _user_split(root: Path) -> bool:
     return bool(names) and names <= set(SPLITS) and "train" in names
 
 
-def _images_by_class(root: Path) -> dict[str, list[Path]]:
-    """``{class name: image files}``, class names prefixed by their split folder in a user split."""
-    layout = [(f"{split}/", root / split) for split in SPLITS if (root / split).is_dir()] if _user_split(root) else [("", root)]
+def class_images(folder: Path, prefix: str = "") -> dict[str, list[Path]]:
+    """``{prefix + class name: image files}`` of a folder of class folders; empty ones are refused."""
     found: dict[str, list[Path]] = {}
     empty: list[str] = []
-    for prefix, folder in layout:
-        for class_folder in _class_folders(folder):
-            files = sorted(p for p in class_folder.iterdir() if is_image_file(p))
-            if files:
-                found[prefix + class_folder.name] = files
-            else:
-                empty.append(str(class_folder))
+    for class_folder in _class_folders(folder):
+        files = sorted(p for p in class_folder.iterdir() if is_image_file(p))
+        if files:
+            found[prefix + class_folder.name] = files
+        else:
+            empty.append(str(class_folder))
     if empty:
         raise DataError(f"{len(empty)} class folders hold no images, e.g. {empty[0]}: add images or remove them")
     if not found:
-        raise DataError(f"{root} holds no class folders: put each class's images in a subfolder of its own")
+        raise DataError(f"{folder} holds no class folders: put each class's images in a subfolder of its own")
+    return found
+
+
+def _images_by_class(root: Path) -> dict[str, list[Path]]:
+    """``{class name: image files}``, class names prefixed by their split folder in a user split."""
+    if not _user_split(root):
+        return class_images(root)
+    found: dict[str, list[Path]] = {}
+    for split in SPLITS:
+        if (root / split).is_dir():
+            found.update(class_images(root / split, prefix=f"{split}/"))
     return found
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image
 
 from fastadapt.errors import ConfigError, DataError
@@ -87,3 +88,8 @@ def _convert(image: Image.Image, channels: int) -> Image.Image:
 
 def is_image_file(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+
+
+def as_model_input(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images (any leading shape) as the float32 values in [0, 1] that models see."""
+    return images.to(torch.float32).div_(255)
