@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import random
+
 import torch
 
 from fastadapt.datasets.base import ClassDataset
@@ -46,3 +49,19 @@ def unit_directions(params: list[torch.Tensor], count: int, seed: int = 7) -> li
         norm = torch.sqrt(sum((x * x).sum() for x in d))
         directions.append([x / norm for x in d])
     return directions
+
+
+FUZZ_SCALE = int(os.environ.get("FASTADAPT_FUZZ_SCALE", "1"))  # multiply the fuzz tests' trials for long runs
+
+
+def mutated(rng: random.Random, data: bytes, cut: bool) -> bytes:
+    """``data`` with 1 to 8 bytes overwritten at random, and with ``cut`` also truncated."""
+    damaged = bytearray(data)
+    for _ in range(rng.randrange(1, 9)):
+        damaged[rng.randrange(len(damaged))] = rng.randrange(256)
+    return bytes(damaged[: rng.randrange(1, len(damaged))] if cut else damaged)
+
+
+def report_fuzz(name: str, inputs: int, total_bytes: int, refused: int) -> None:
+    """One line for docs/RELIABILITY.md (shown with ``pytest -s``)."""
+    print(f"\nfuzz {name}: {inputs} inputs, {total_bytes} bytes, {refused} refused with DataError, {inputs - refused} read")

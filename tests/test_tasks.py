@@ -33,6 +33,11 @@ def test_shapes_and_labels() -> None:
 def test_every_task_is_a_valid_few_shot_problem(ways: int, shots: int, queries: int, seed: int) -> None:
     dataset = random_dataset(classes=8, per_class=6, size=8)
     task = fa.FewShotTasks(dataset, ways=ways, shots=shots, queries=queries, seed=seed).sample(1)[0]
+    again = fa.FewShotTasks(dataset, ways=ways, shots=shots, queries=queries, seed=seed).sample(1)[0]
+    assert all(torch.equal(x, y) for x, y in zip((task.support_x, task.support_y, task.query_x, task.query_y),
+                                                  (again.support_x, again.support_y, again.query_x, again.query_y)))
+    assert task.support_y.bincount(minlength=ways).tolist() == [shots] * ways
+    assert task.query_y.bincount(minlength=ways).tolist() == [queries] * ways
     support, query = _rows(task.support_x, dataset), _rows(task.query_x, dataset)
     assert not set(support) & set(query)
     assert len(set(support)) == len(support) and len(set(query)) == len(query)

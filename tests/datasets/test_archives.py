@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import io
+import random
+import shutil
 import tarfile
 import zipfile
 from pathlib import Path
 
 import pytest
+from helpers import FUZZ_SCALE, mutated, report_fuzz
 
 from fastadapt.datasets.archives import extract
 from fastadapt.errors import DataError
@@ -128,3 +131,39 @@ def test_re_extraction_replaces_the_old_folder(tmp_path: Path) -> None:
     extract(_zip(tmp_path / "a.zip", {"cls/old.png": b"1"}), tmp_path / "dest")
     extract(_zip(tmp_path / "b.zip", {"cls/new.png": b"2"}), tmp_path / "dest")
     assert sorted(p.name for p in (tmp_path / "dest" / "cls").iterdir()) == ["new.png"]
+
+
+FUZZ_TRIALS = 200 * FUZZ_SCALE
+
+
+def test_fuzzed_archives_extract_inside_the_destination_or_fail_with_a_data_error(tmp_path: Path) -> None:
+    """Damaged zip and tar archives either extract (inside the destination only) or raise
+    ``DataError``; nothing else is ever created next to the destination."""
+    (tmp_path / "src").mkdir()
+    payload = {f"cls{c}/{i}.png": random.Random(c * 10 + i).randbytes(3000) for c in range(3) for i in range(3)}
+    pristine = [_zip(tmp_path / "src" / "a.zip", payload).read_bytes(),
+                _tar(tmp_path / "src" / "a.tar.gz", [_member(name) for name in payload], payload).read_bytes()]
+    with tarfile.open(tmp_path / "src" / "a.tar", "w") as handle:  # uncompressed: damage reaches the headers
+        for name, data in payload.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            handle.addfile(info, io.BytesIO(data))
+    pristine.append((tmp_path / "src" / "a.tar").read_bytes())
+    work = tmp_path / "work"
+    fuzzed = refused = 0
+    for trial in range(FUZZ_TRIALS):
+        rng = random.Random(trial)
+        data = mutated(rng, pristine[trial % 3], cut=trial % 5 == 4)
+        fuzzed += len(data)
+        work.mkdir()
+        (work / "in.bin").write_bytes(data)
+        try:
+            extract(work / "in.bin", work / "out")
+            files = [p for p in (work / "out").rglob("*") if p.is_file() or p.is_symlink()]
+            assert all(p.resolve().is_relative_to((work / "out").resolve()) for p in files)
+        except DataError:
+            refused += 1
+        assert {p.name for p in work.iterdir()} <= {"in.bin", "out"}
+        shutil.rmtree(work)
+    report_fuzz("archive extraction", FUZZ_TRIALS, fuzzed, refused)
+    assert 0 < refused < FUZZ_TRIALS and fuzzed > 1_000_000 * FUZZ_SCALE

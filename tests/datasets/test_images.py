@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import FUZZ_SCALE, mutated, report_fuzz
 from PIL import Image
 
 from fastadapt.datasets.images import Preprocessing, load_image
@@ -79,30 +80,23 @@ def test_corrupt_truncated_and_huge_images_are_named(tmp_path: Path) -> None:
             load_image(tmp_path / "bomb.png", prep)
 
 
-FUZZ_SEEDS = range(300)
+FUZZ_TRIALS = 300 * FUZZ_SCALE
 
 
 def test_fuzzed_bytes_give_an_array_or_a_data_error() -> None:
     """Random bytes and randomly damaged real files never escape as anything but ``DataError``."""
     prep = Preprocessing(16, 1)
-    seeds = [_png(_square(mode, (33, 21)), fmt) for mode, fmt in [("L", "PNG"), ("RGB", "JPEG"), ("P", "GIF"), ("RGB", "BMP")]]
-    fuzzed = outcomes = 0
-    for seed in FUZZ_SEEDS:
-        rng = random.Random(seed)
-        if seed % 3 == 0:
-            data = rng.randbytes(rng.randrange(1, 4096))
-        else:
-            data = bytearray(rng.choice(seeds))
-            for _ in range(rng.randrange(1, 20)):
-                data[rng.randrange(len(data))] = rng.randrange(256)
-            if seed % 3 == 2:
-                data = data[: rng.randrange(1, len(data))]
-            data = bytes(data)
+    seeds = [_png(_square(mode, (33, 21)), fmt) for mode, fmt in [("L", "PNG"), ("RGB", "JPEG"), ("P", "GIF"), ("RGB", "BMP"), ("RGB", "TIFF")]]
+    fuzzed = refused = 0
+    for trial in range(FUZZ_TRIALS):
+        rng = random.Random(trial)
+        data = rng.randbytes(rng.randrange(1, 4096)) if trial % 3 == 0 else mutated(rng, rng.choice(seeds), cut=trial % 3 == 2)
         fuzzed += len(data)
         try:
-            array = load_image(data, prep, name=f"fuzz-{seed}")
+            array = load_image(data, prep, name=f"fuzz-{trial}")
             assert array.shape == (1, 16, 16) and array.dtype == np.uint8
         except DataError as error:
-            assert f"fuzz-{seed}" in str(error)
-        outcomes += 1
-    assert outcomes == len(FUZZ_SEEDS) and fuzzed > 100_000
+            assert f"fuzz-{trial}" in str(error)
+            refused += 1
+    report_fuzz("image reader", FUZZ_TRIALS, fuzzed, refused)
+    assert 0 < refused < FUZZ_TRIALS and fuzzed > 100_000 * FUZZ_SCALE

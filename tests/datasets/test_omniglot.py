@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import random
 import shutil
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import FUZZ_SCALE, mutated, report_fuzz
 from PIL import Image
 
 import fastadapt.datasets.omniglot as omniglot
@@ -152,3 +154,31 @@ def test_missing_parts_are_downloaded_when_allowed(small_release: Path, tmp_path
     dataset = Omniglot(small_release, split="all", download=True, cache_dir=tmp_path / "cache")
     assert dataset.num_classes == 8
     assert (small_release / "omniglot" / "images_background.zip").is_file()
+
+
+FUZZ_TRIALS = 60 * FUZZ_SCALE
+
+
+def test_fuzzed_zips_decode_or_fail_with_a_data_error(small_release: Path, tmp_path: Path) -> None:
+    """Damaged copies of the release zips (bytes overwritten, or cut short) are either read as they
+    are or refused with ``DataError``: never another exception, never a partial cache."""
+    pristine = {part: _zip(small_release, part).read_bytes() for part in ALPHABETS}
+    for part in ALPHABETS:
+        shutil.rmtree(small_release / "omniglot" / part)
+    fuzzed = refused = 0
+    for trial in range(FUZZ_TRIALS):
+        rng = random.Random(trial)
+        part = rng.choice(sorted(ALPHABETS))
+        data = mutated(rng, pristine[part], cut=trial % 4 == 3)
+        for name, original in pristine.items():
+            (small_release / "omniglot" / f"{name}.zip").write_bytes(data if name == part else original)
+        fuzzed += len(data)
+        cache = tmp_path / f"cache-{trial}"
+        try:
+            dataset, _ = omniglot.load_omniglot(small_release, cache_dir=cache)
+            assert dataset.num_classes == 8 and len(dataset) == 160
+        except DataError:
+            refused += 1
+            assert not cache.exists() or not any(cache.glob("*.pt"))
+    report_fuzz("Omniglot zip reader", FUZZ_TRIALS, fuzzed, refused)
+    assert refused > FUZZ_TRIALS // 2 and fuzzed > 1_000_000

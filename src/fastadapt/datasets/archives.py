@@ -13,12 +13,19 @@ import shutil
 import tarfile
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 
 from fastadapt.errors import DataError
 
 MAX_MEMBER_BYTES = 1 << 30  # 1 GiB
 MAX_TOTAL_BYTES = 64 << 30  # 64 GiB
+# What the zip, tar and decompression modules raise for damaged input (found by fuzzing): a flipped
+# flag bit reads as "encrypted" (RuntimeError) or an unsupported method (NotImplementedError).
+ARCHIVE_ERRORS = (
+    zipfile.BadZipFile, zipfile.LargeZipFile, tarfile.TarError, EOFError, OSError, zlib.error,
+    NotImplementedError, RuntimeError, ValueError, UnicodeDecodeError,
+)
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 
 
@@ -113,6 +120,6 @@ def extract(
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, UnicodeDecodeError) as error:
+    except ARCHIVE_ERRORS as error:
         raise DataError(f"{archive} cannot be extracted ({error}): it is corrupt or truncated") from None
     return destination

@@ -57,7 +57,8 @@ def load_image(source: str | Path | bytes, preprocessing: Preprocessing, name: s
     """
     label = name or (str(source) if not isinstance(source, bytes) else "image")
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings():  # Pillow's notes on damaged metadata are not the user's concern
+            warnings.simplefilter("ignore")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
                 if image.width * image.height > MAX_IMAGE_PIXELS:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from fastadapt.datasets.archives import ARCHIVE_ERRORS
 from fastadapt.datasets.base import ClassDataset
 from fastadapt.datasets.cache import load_cache, save_cache
 from fastadapt.datasets.download import download
@@ -91,7 +93,7 @@ def _members(source: Path) -> Iterator[tuple[str, bytes]]:
                 if info.file_size > MAX_MEMBER_BYTES:
                     raise DataError(f"{source}: member {info.filename} is {info.file_size} bytes, too large for an Omniglot image")
                 yield info.filename, archive.read(info)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as error:
+    except ARCHIVE_ERRORS as error:
         raise DataError(
             f"{source} is not a readable zip archive ({error}): it is corrupt or truncated; "
             f"delete it and download it again (download=True)"
