@@ -96,6 +96,25 @@ def test_nonfinite_loss_stops_with_the_step_and_checkpoint(tmp_path: Path, monke
     assert all(torch.isfinite(p).all() for p in learner.parameters())
 
 
+def test_nonfinite_gradient_of_a_finite_loss_stops_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    learner, tasks, _ = _setup()
+    original = fa.MAML.meta_loss
+
+    def nan_gradient_at_step_2(self: fa.MAML, batch: fa.TaskBatch) -> tuple[torch.Tensor, dict[str, float]]:
+        loss, metrics = original(self, batch)
+        if self.step == 1:  # sqrt at 0 has an infinite slope: the value stays finite, the gradient is NaN
+            weight = self.model.head.weight
+            loss = loss + torch.sqrt((weight - weight.detach()).abs().sum())
+        return loss, metrics
+
+    monkeypatch.setattr(fa.MAML, "meta_loss", nan_gradient_at_step_2)
+    monkeypatch.setattr(fa.MAML, "set_step", lambda self, step: setattr(self, "step", step))
+    with pytest.raises(DivergenceError, match=r"diverged at step 2: the meta-loss is [\d.]+ but its gradient is not finite in 1 tensors \(e\.g\. model\.head\.weight\)"):
+        meta_train(learner, tasks, 4, meta_batch=1, run_dir=tmp_path, val_every=1, progress=False)
+    assert load_checkpoint(tmp_path / "last.pt")["step"] == 1
+    assert all(torch.isfinite(p).all() for p in learner.parameters())
+
+
 def test_nonfinite_batches_can_be_skipped(tmp_path: Path) -> None:
     learner, tasks, _ = _setup()
     with torch.no_grad():

@@ -12,7 +12,8 @@ from typing import NoReturn
 
 import torch
 
-from fastadapt.config import DEFAULT_PRESET, SCHEMA, build_config, load_preset, preset_names
+from fastadapt.config import DEFAULT_PRESET, SCHEMA, build_config, device_of, load_preset, preset_names
+from fastadapt.distributed import current_world, leave_world
 from fastadapt.errors import ConfigError, FastAdaptError
 
 EXIT_USAGE = 2
@@ -104,10 +105,14 @@ def _train(args: argparse.Namespace, overrides: list[str]) -> int:
             overrides.append("dataset.download=true")
         config = build_config(args.preset, overrides, config_file=args.config)
         run_dir = args.run_dir or Path("runs") / f"{config['name']}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if not args.json:
+    world = current_world(device_of(config))
+    run_dir = world.from_main(run_dir)  # under torchrun, every process takes rank 0's folder
+    if not args.json and world.is_main:
         print(f"{config['name']}: {config['description']}".rstrip(": "))
-        print(f"run folder: {run_dir}")
+        print(f"run folder: {run_dir}" + (f" ({world.size} processes)" if world.distributed else ""))
     result = run_experiment(config, run_dir, resume=args.resume is not None, progress=not args.no_progress)
+    if not world.is_main:
+        return 0
     if args.json:
         print(json.dumps(result))
         return 0
@@ -180,6 +185,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("fastadapt: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        leave_world()
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from fastadapt import __version__
 from fastadapt.algorithms.base import MetaLearner
 from fastadapt.checkpoint import load_checkpoint
 from fastadapt.config import build_learner, build_tasks, device_of, has_validation, optimizer_for, preprocessing_of, resolve
+from fastadapt.distributed import World, current_world, place
 from fastadapt.errors import CheckpointError
 from fastadapt.evaluate import EvalResult, meta_test
 from fastadapt.storage import atomic_write_text
@@ -42,15 +43,16 @@ def machine() -> dict[str, Any]:
     }
 
 
-def prepare(config: dict[str, Any]) -> tuple[MetaLearner, TaskDistribution, TaskDistribution | None]:
-    """The learner (on the config's device), its training tasks and its validation tasks."""
+def prepare(config: dict[str, Any], world: World | None = None) -> tuple[MetaLearner, TaskDistribution, TaskDistribution | None]:
+    """The learner (on the config's device, or this process's GPU in a distributed run), its
+    training tasks and its validation tasks."""
     if config["deterministic"]:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # needed by deterministic cuBLAS
         torch.use_deterministic_algorithms(True)
     torch.manual_seed(config["seed"])
     train_tasks = build_tasks(config, "train", seed=config["seed"])
     val_tasks = build_tasks(config, "val", seed=config["seed"] + VAL_SEED_OFFSET) if has_validation(config) else None
-    learner = build_learner(config).to(device_of(config))
+    learner = build_learner(config).to(place(device_of(config), world or World()))
     return learner, train_tasks, val_tasks
 
 
@@ -60,10 +62,13 @@ def run_experiment(
     """Meta-train as ``config`` says, then meta-test the best state; return (and store) the result.
 
     The run folder gets ``config.yaml``, ``metrics.jsonl``, ``last.pt``, ``best.pt`` and
-    ``result.json``; ``resume=True`` continues an interrupted run in ``run_dir``.
+    ``result.json``; ``resume=True`` continues an interrupted run in ``run_dir``. Started by
+    ``torchrun``, the processes share each meta-batch (``fastadapt.distributed``); rank 0 returns
+    the result, the others an empty dict.
     """
     config = resolve(config)
-    learner, train_tasks, val_tasks = prepare(config)
+    world = current_world(device_of(config))
+    learner, train_tasks, val_tasks = prepare(config, world)
     train = config["train"]
     start = time.perf_counter()
     outcome = meta_train(
@@ -87,7 +92,10 @@ def run_experiment(
         log_every=train["log_every"],
         skip_nonfinite=train["skip_nonfinite"],
         progress=progress,
+        world=world,
     )
+    if not world.is_main:
+        return {}
     wall = time.perf_counter() - start
     test = test_learner(learner, config, progress=progress)
     result = {
@@ -102,6 +110,7 @@ def run_experiment(
         "train_time_s": outcome.elapsed_s,
         "wall_time_s": wall,
         "machine": machine(),
+        "processes": world.size,
     }
     atomic_write_text(json.dumps(result, indent=2) + "\n", Path(run_dir) / "result.json")
     return result

@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from fastadapt.algorithms.base import MetaLearner
 from fastadapt.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from fastadapt.distributed import World
 from fastadapt.errors import CheckpointError, ConfigError, DivergenceError
 from fastadapt.evaluate import meta_test
 from fastadapt.storage import atomic_write_text
@@ -99,24 +100,28 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 
 class _RunFolder:
-    """The files of a run: config, metrics log and checkpoints (absent when training in memory)."""
+    """The files of a run: config, metrics log and checkpoints (absent when training in memory).
 
-    def __init__(self, run_dir: str | Path | None) -> None:
+    Only the ``writer`` (rank 0 of a distributed run) writes; the other processes read.
+    """
+
+    def __init__(self, run_dir: str | Path | None, writer: bool = True) -> None:
         self.path = Path(run_dir) if run_dir is not None else None
-        if self.path is not None:
+        self.writer = writer
+        if self.path is not None and writer:
             self.path.mkdir(parents=True, exist_ok=True)
 
     def file(self, name: str) -> Path | None:
         return self.path / name if self.path is not None else None
 
     def log(self, record: dict[str, Any]) -> None:
-        if self.path is not None:
+        if self.path is not None and self.writer:
             with open(self.path / "metrics.jsonl", "a") as handle:
                 handle.write(json.dumps(record) + "\n")
 
     def remove_torn_writes(self) -> None:
         """Delete the temporary files of atomic writes that a kill interrupted (never a finished file)."""
-        if self.path is not None:
+        if self.path is not None and self.writer:
             for name in ("last.pt", "best.pt", "metrics.jsonl", "config.yaml"):
                 for stale in self.path.glob(f".{name}.*.tmp"):
                     stale.unlink(missing_ok=True)
@@ -124,7 +129,7 @@ class _RunFolder:
     def truncate_log(self, step: int) -> None:
         """Drop log records after ``step`` (a resumed run writes them again) and any line torn by a kill."""
         log = self.file("metrics.jsonl")
-        if log is not None and log.is_file():
+        if log is not None and log.is_file() and self.writer:
             kept = []
             for line in log.read_text().splitlines():
                 try:
@@ -160,6 +165,7 @@ def meta_train(
     skip_nonfinite: bool = False,
     restore_best: bool = True,
     progress: bool = True,
+    world: World | None = None,
 ) -> TrainResult:
     """Meta-train ``learner`` for ``steps`` meta-updates on batches of ``meta_batch`` tasks.
 
@@ -171,17 +177,23 @@ def meta_train(
     of the images, is stored in each); ``resume=True`` continues from ``last.pt`` exactly as if
     never stopped. SIGINT and SIGTERM finish the current update, save and stop. A non-finite meta-loss or gradient stops the run
     (``DivergenceError``), or with ``skip_nonfinite`` skips that meta-batch.
+
+    With a distributed ``world`` (``fastadapt.distributed``) each process computes its slice of
+    every meta-batch and the meta-gradients are averaged; rank 0 validates, logs and checkpoints.
     """
+    world = world or World()
     checkpoint_every = checkpoint_every or val_every
     if min(steps, meta_batch, val_every, log_every, checkpoint_every) < 1:
         raise ConfigError(
             "steps, meta_batch, val_every, checkpoint_every and log_every must be positive, got "
             f"{steps}, {meta_batch}, {val_every}, {checkpoint_every}, {log_every}"
         )
+    if meta_batch % world.size:
+        raise ConfigError(f"meta_batch={meta_batch} does not split evenly over {world.size} processes: use a multiple of {world.size}")
     device = next(learner.parameters()).device
     optimizer = optimizer or torch.optim.Adam(learner.parameters(), lr=lr)
     scheduler = make_scheduler(optimizer, schedule, steps, lr_decay_every, lr_decay)
-    folder = _RunFolder(run_dir)
+    folder = _RunFolder(run_dir, writer=world.is_main)
     start, elapsed, best, best_state = 0, 0.0, None, None
     last_file, best_file = folder.file("last.pt"), folder.file("best.pt")
     if resume:
@@ -202,11 +214,11 @@ def meta_train(
     elif folder.path is not None:
         if any((folder.path / name).exists() for name in ("last.pt", "metrics.jsonl")):
             raise CheckpointError(f"{folder.path} already holds a run: continue it with resume (--resume) or choose another run folder")
-        if config is not None:
+        if config is not None and world.is_main:
             atomic_write_text(yaml.safe_dump(config, sort_keys=False), folder.path / "config.yaml")
 
     def checkpoint(path: Path | None, step: int) -> None:
-        if path is not None:
+        if path is not None and world.is_main:
             save_checkpoint(
                 path,
                 algorithm=learner.name,
@@ -224,7 +236,7 @@ def meta_train(
 
     def validate(step: int) -> None:
         nonlocal best, best_state
-        if val_tasks is None:
+        if val_tasks is None or not world.is_main:
             return
         result = meta_test(learner, val_tasks, episodes=val_episodes)
         record = {"step": step, "kind": "val", f"val_{result.metric}": result.mean, "val_ci95": result.ci95, "val_loss": result.loss}
@@ -241,17 +253,17 @@ def meta_train(
     window: dict[str, list[float]] = {}
     window_means: dict[str, float] = {}
     skipped = 0
-    bar = tqdm(total=steps, initial=start, desc=f"meta-train {learner.name}", unit="step", disable=None if progress else True, dynamic_ncols=True)
+    bar = tqdm(total=steps, initial=start, desc=f"meta-train {learner.name}", unit="step", disable=None if progress and world.is_main else True, dynamic_ncols=True)
     clock = time.perf_counter()
     stop = _StopRequest()
     with stop.installed():
         try:
             for step in range(start, steps):
                 learner.set_step(step)
-                batch = tasks.sample(meta_batch).to(device)
+                batch = world.shard(tasks.sample(meta_batch)).to(device)
                 loss, metrics = learner.meta_loss(batch)
                 optimizer.zero_grad(set_to_none=True)
-                if _backward_finite(loss, learner, step, last_file, skip_nonfinite):
+                if _backward_finite(loss, metrics, learner, world, step, last_file, skip_nonfinite):
                     if grad_clip is not None:
                         torch.nn.utils.clip_grad_norm_(learner.parameters(), grad_clip)
                     for key, value in metrics.items():
@@ -278,11 +290,12 @@ def meta_train(
                     elapsed += time.perf_counter() - clock
                     clock = time.perf_counter()
                     checkpoint(last_file, done)
-                if stop.signal is not None and done < steps:
+                if world.any(stop.signal is not None, device) and done < steps:
                     elapsed += time.perf_counter() - clock
                     checkpoint(last_file, done)
                     where = f"; continue with --resume {folder.path}" if folder.path is not None else ""
-                    bar.write(f"stopped by signal {stop.signal} after step {done}, state saved to {last_file}{where}")
+                    if world.is_main:
+                        bar.write(f"stopped by signal after step {done}, state saved to {last_file}{where}")
                     raise TrainingInterrupted(f"stopped after step {done}")
         finally:
             bar.close()
@@ -292,21 +305,29 @@ def meta_train(
     return TrainResult(steps, best["step"] if best else None, best, elapsed, folder.path, window_means)
 
 
-def _backward_finite(loss: torch.Tensor, learner: MetaLearner, step: int, last: Path | None, skip: bool) -> bool:
-    """Backpropagate ``loss`` if it is finite and its gradient too; else stop or skip the batch."""
-    finite = bool(torch.isfinite(loss))
-    if finite:
-        loss.backward()
-        grads = [p.grad for p in learner.parameters() if p.grad is not None]
-        finite = all(bool(torch.isfinite(g).all()) for g in grads)
-    if finite:
+def _backward_finite(
+    loss: torch.Tensor, metrics: dict[str, float], learner: MetaLearner, world: World, step: int, last: Path | None, skip: bool
+) -> bool:
+    """Backpropagate ``loss``, average gradients and ``metrics`` over the processes, and check that
+    the (averaged) loss and gradients are finite; else stop, or skip the batch."""
+    loss.backward()
+    named = [(name, p) for name, p in learner.named_parameters() if p.grad is not None]
+    stats = torch.tensor([loss.item(), *metrics.values()], dtype=torch.float64, device=loss.device)
+    world.average([p.grad for _, p in named] + [stats])
+    mean_loss = stats[0].item()
+    metrics.update(zip(metrics, stats[1:].tolist()))
+    bad = [name for name, p in named if not bool(torch.isfinite(p.grad).all())]
+    if math.isfinite(mean_loss) and not bad:
         return True
     if skip:
         learner.zero_grad(set_to_none=True)
         return False
+    what = f"the meta-loss is {mean_loss:.4g}"
+    if math.isfinite(mean_loss):
+        what += f" but its gradient is not finite in {len(bad)} tensors (e.g. {bad[0]})"
     where = f"the last good checkpoint is {last}" if last is not None and last.is_file() else "no checkpoint was written yet"
     raise DivergenceError(
-        f"meta-training diverged at step {step + 1}: the meta-loss or its gradient is not finite ({loss.item():.4g}); "
+        f"meta-training diverged at step {step + 1}: {what}; "
         f"{where}. Lower the learning rates or clip gradients (grad_clip), or skip such batches (skip_nonfinite)"
     )
 
