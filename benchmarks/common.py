@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import resource
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -53,6 +54,22 @@ def rate(fn: Callable[[], object], items: int, seconds: float = 3.0, warmup: int
 def peak_rss_mib() -> float:
     """This process's peak resident memory so far (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def own_peak_rss_mib() -> float:
+    """This process's peak resident memory since it started its program (``VmHWM``). Unlike
+    ``ru_maxrss``, it does not include the memory of the parent it was forked from."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
+
+
+def child_peak_rss_mib(command: list[str], cwd: Path | None = None) -> float:
+    """Peak resident memory of a fresh process running ``command``, which must end by printing
+    ``own_peak_rss_mib()`` on its last line of output."""
+    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=True)
+    return float(done.stdout.strip().splitlines()[-1])
 
 
 def emit(rows: list[dict[str, object]], as_json: bool, title: str) -> None:

@@ -98,16 +98,16 @@ def test_nonfinite_loss_stops_with_the_step_and_checkpoint(tmp_path: Path, monke
 
 def test_nonfinite_gradient_of_a_finite_loss_stops_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     learner, tasks, _ = _setup()
-    original = fa.MAML.meta_loss
+    original = fa.MAML.task_objective
 
-    def nan_gradient_at_step_2(self: fa.MAML, batch: fa.TaskBatch) -> tuple[torch.Tensor, dict[str, float]]:
-        loss, metrics = original(self, batch)
+    def nan_gradient_at_step_2(self: fa.MAML, *args: object) -> tuple[torch.Tensor, torch.Tensor]:
+        objective, outputs = original(self, *args)
         if self.step == 1:  # sqrt at 0 has an infinite slope: the value stays finite, the gradient is NaN
             weight = self.model.head.weight
-            loss = loss + torch.sqrt((weight - weight.detach()).abs().sum())
-        return loss, metrics
+            objective = objective + torch.sqrt((weight - weight.detach()).abs().sum())
+        return objective, outputs
 
-    monkeypatch.setattr(fa.MAML, "meta_loss", nan_gradient_at_step_2)
+    monkeypatch.setattr(fa.MAML, "task_objective", nan_gradient_at_step_2)
     monkeypatch.setattr(fa.MAML, "set_step", lambda self, step: setattr(self, "step", step))
     with pytest.raises(DivergenceError, match=r"diverged at step 2: the meta-loss is [\d.]+ but its gradient is not finite in 1 tensors \(e\.g\. model\.head\.weight\)"):
         meta_train(learner, tasks, 4, meta_batch=1, run_dir=tmp_path, val_every=1, progress=False)

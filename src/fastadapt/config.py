@@ -48,7 +48,7 @@ def _k(types: type | tuple[type, ...], default: Any, choices: Iterable[Any] | No
 
 GRADIENT_KEYS = (
     "inner_lr", "inner_steps", "test_inner_steps", "first_order", "per_step_lr",
-    "multi_step_loss", "multi_step_loss_steps", "first_order_until",
+    "multi_step_loss", "multi_step_loss_steps", "first_order_until", "checkpoint_inner",
 )
 ALGORITHM_KEYS: dict[str, tuple[str, ...]] = {
     "maml": GRADIENT_KEYS,
@@ -108,6 +108,7 @@ SCHEMA: dict[str, Key] = {
     "algorithm.multi_step_loss": _k(bool, False),
     "algorithm.multi_step_loss_steps": _k(int, 0, minimum=0),
     "algorithm.first_order_until": _k(int, 0, minimum=0),
+    "algorithm.checkpoint_inner": _k(bool, False),
     "train.steps": _k(int, 1000, minimum=1),
     "train.meta_batch": _k(int, 32, minimum=1),
     "train.optimizer": _k(str, "adam", ("adam", "sgd")),

@@ -261,9 +261,9 @@ def meta_train(
             for step in range(start, steps):
                 learner.set_step(step)
                 batch = world.shard(tasks.sample(meta_batch)).to(device)
-                loss, metrics = learner.meta_loss(batch)
                 optimizer.zero_grad(set_to_none=True)
-                if _backward_finite(loss, metrics, learner, world, step, last_file, skip_nonfinite):
+                loss, metrics = learner.meta_backward(batch)
+                if _finite_after_backward(loss, metrics, learner, world, step, last_file, skip_nonfinite):
                     if grad_clip is not None:
                         torch.nn.utils.clip_grad_norm_(learner.parameters(), grad_clip)
                     for key, value in metrics.items():
@@ -305,14 +305,13 @@ def meta_train(
     return TrainResult(steps, best["step"] if best else None, best, elapsed, folder.path, window_means)
 
 
-def _backward_finite(
-    loss: torch.Tensor, metrics: dict[str, float], learner: MetaLearner, world: World, step: int, last: Path | None, skip: bool
+def _finite_after_backward(
+    loss: float, metrics: dict[str, float], learner: MetaLearner, world: World, step: int, last: Path | None, skip: bool
 ) -> bool:
-    """Backpropagate ``loss``, average gradients and ``metrics`` over the processes, and check that
-    the (averaged) loss and gradients are finite; else stop, or skip the batch."""
-    loss.backward()
+    """Average the gradients and ``metrics`` over the processes, and check that the (averaged) loss
+    and gradients are finite; else stop with ``DivergenceError``, or skip the batch."""
     named = [(name, p) for name, p in learner.named_parameters() if p.grad is not None]
-    stats = torch.tensor([loss.item(), *metrics.values()], dtype=torch.float64, device=loss.device)
+    stats = torch.tensor([loss, *metrics.values()], dtype=torch.float64, device=named[0][1].device if named else None)
     world.average([p.grad for _, p in named] + [stats])
     mean_loss = stats[0].item()
     metrics.update(zip(metrics, stats[1:].tolist()))

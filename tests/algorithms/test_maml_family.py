@@ -177,3 +177,59 @@ def test_every_gradient_learner_gives_the_same_numbers_with_vmap(make) -> None:
     assert max((a - b).abs().max().item() for a, b in zip(grads_a, grads_b)) <= 1e-8 * scale
     for key in eval_a:
         torch.testing.assert_close(eval_a[key], eval_b[key])
+
+
+@pytest.mark.parametrize("make", [
+    lambda m, c: fa.MAML(m, 0.3, 3, checkpoint_inner=c),
+    lambda m, c: fa.MAML(m, 0.3, 2, first_order=True, checkpoint_inner=c),
+    lambda m, c: fa.MAML(m, 0.3, 2, per_step_lr=True, multi_step_loss=True, checkpoint_inner=c),
+    lambda m, c: fa.MetaSGD(m, 0.3, 2, checkpoint_inner=c),
+    lambda m, c: fa.ANIL(m, 0.3, 2, checkpoint_inner=c),
+])
+def test_checkpointed_inner_loop_gives_the_same_meta_gradient(make) -> None:
+    batch = _image_batch(tasks=2)
+    results = []
+    for checkpoint in (False, True):
+        torch.manual_seed(0)
+        learner = make(fa.nn.Conv4(1, 4, hidden=6, image_size=16), checkpoint).double()
+        loss, _ = learner.meta_loss(batch)
+        params = [p for p in learner.parameters() if p.requires_grad]
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        results.append((loss.item(), [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]))
+    (loss_a, grads_a), (loss_b, grads_b) = results
+    assert loss_a == pytest.approx(loss_b, rel=1e-12)
+    for a, b in zip(grads_a, grads_b):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_checkpointed_meta_gradient_equals_finite_differences() -> None:
+    learner = fa.MAML(fa.nn.Conv4(1, 4, hidden=6, image_size=16), 0.3, 3, checkpoint_inner=True).double()
+    _check_meta_gradient(learner, _image_batch())
+
+
+def test_checkpointing_runs_the_loop_and_refuses_vmap() -> None:
+    assert fa.MAML(fa.nn.Conv4(1, 4, hidden=6, image_size=16), checkpoint_inner=True).vmap is False
+    with pytest.raises(ConfigError, match="checkpoint_inner runs the per-task loop"):
+        fa.MAML(fa.nn.Conv4(1, 4, hidden=6, image_size=16), checkpoint_inner=True, vmap=True)
+
+
+@pytest.mark.parametrize("make", [
+    lambda m: fa.MAML(m, 0.3, 2),
+    lambda m: fa.MAML(m, 0.3, 2, multi_step_loss=True),
+    lambda m: fa.Reptile(m, 0.1, 2),
+    lambda m: fa.ProtoNet(fa.nn.Conv4(1, None, hidden=6, image_size=16)),
+])
+@pytest.mark.parametrize("vmap", [False, True])
+def test_meta_backward_accumulates_the_gradient_of_meta_loss(make, vmap: bool) -> None:
+    """The trainer's task-by-task backward gives meta_loss's value, metrics and gradient."""
+    batch = _image_batch(tasks=3)
+    torch.manual_seed(0)
+    learner = make(fa.nn.Conv4(1, 4, hidden=6, image_size=16)).double()
+    learner.vmap = vmap
+    params = [p for p in learner.parameters() if p.requires_grad]
+    loss, metrics = learner.meta_loss(batch)
+    expected = torch.autograd.grad(loss, params)
+    value, accumulated_metrics = learner.meta_backward(batch)
+    assert value == pytest.approx(loss.item(), rel=1e-12) and accumulated_metrics == pytest.approx(metrics, rel=1e-12)
+    for p, g in zip(params, expected):
+        torch.testing.assert_close(p.grad, g, rtol=1e-10, atol=1e-12)

@@ -93,6 +93,31 @@ class MetaLearner(nn.Module):
             metrics["accuracy"] = accuracies.mean().item()
         return objective.mean(), metrics
 
+    def meta_backward(self, batch: TaskBatch) -> tuple[float, dict[str, float]]:
+        """Accumulate the gradient of ``meta_loss(batch)`` into ``.grad``; return its value and metrics.
+
+        In the per-task loop each task's graph is differentiated and freed before the next task is
+        run, so peak memory is that of one task rather than of the whole meta-batch (the trainer
+        uses this); under vmap the batch is one graph and is differentiated at once.
+        """
+        if self.uses_vmap(batch):
+            loss, metrics = self.meta_loss(batch)
+            loss.backward()
+            return loss.item(), metrics
+        ways = _ways(batch)
+        objectives, losses, accuracies = [], [], []
+        for sx, sy, qx, qy in zip(batch.support_x, batch.support_y, batch.query_x, batch.query_y):
+            objective, outputs = self.task_objective(sx, sy, qx, qy, ways)
+            (objective / len(batch)).backward()
+            objectives.append(objective.detach())
+            loss, accuracy = _scores(self.loss_fn, outputs.detach(), qy)
+            losses.append(loss)
+            accuracies.append(accuracy)
+        metrics = {"loss": torch.stack(losses).mean().item()}
+        if is_classification(batch.query_y):
+            metrics["accuracy"] = torch.stack(accuracies).mean().item()
+        return torch.stack(objectives).mean().item(), metrics
+
     def evaluate(self, batch: TaskBatch, steps: int | None = None) -> dict[str, Tensor]:
         """Per-task query ``loss`` (and ``accuracy``) after adaptation, without a meta-gradient graph."""
         ways = _ways(batch)

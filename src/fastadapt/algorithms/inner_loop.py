@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+import torch.utils.checkpoint
 from torch import Tensor
 
 from fastadapt.nn.params import Params, detach_params, sgd_step
@@ -22,6 +23,7 @@ def inner_loop(
     steps: int,
     learning_rates: LearningRates,
     first_order: bool,
+    checkpoint: bool = False,
 ) -> list[Params]:
     """Take ``steps`` gradient steps on ``loss_fn(forward(params, x), y)``; return every iterate.
 
@@ -31,11 +33,39 @@ def inner_loop(
     step). ``first_order=True`` takes each gradient at detached parameters, so the meta-gradient
     treats it as a constant (FOMAML) and no second-order graph is ever built; learned learning
     rates still receive their gradient.
+
+    ``checkpoint=True`` keeps only the iterates and recomputes each step's graph during the
+    backward pass (``torch.utils.checkpoint``), so that memory no longer grows with the activations
+    of every step; it costs one more forward and backward of the support set per step, and runs
+    in the per-task loop (torch.func transforms do not support its saved-tensor hooks).
     """
+    if checkpoint and torch.is_grad_enabled():
+        return _checkpointed(forward, params, x, y, loss_fn, steps, learning_rates, first_order)
     grad = torch.func.grad(lambda p: loss_fn(forward(p, x), y))
     iterates = [params]
     for step in range(steps):
         current = iterates[-1]
         grads = grad(detach_params(current) if first_order else current)
         iterates.append(sgd_step(current, grads, learning_rates(step)))
+    return iterates
+
+
+def _checkpointed(
+    forward: Forward, params: Params, x: Tensor, y: Tensor, loss_fn: Callable[[Tensor, Tensor], Tensor],
+    steps: int, learning_rates: LearningRates, first_order: bool,
+) -> list[Params]:
+    """``inner_loop`` with each step recomputed in the backward pass instead of stored."""
+    names = list(params)
+
+    def one_step(step: int, *values: Tensor) -> tuple[Tensor, ...]:
+        current = dict(zip(names, values))
+        at = {k: v.detach().requires_grad_() for k, v in current.items()} if first_order else current
+        grads = torch.autograd.grad(loss_fn(forward(at, x), y), list(at.values()), create_graph=not first_order, allow_unused=True)
+        grads = [torch.zeros_like(v) if g is None else g for v, g in zip(at.values(), grads)]
+        return tuple(sgd_step(current, dict(zip(names, grads)), learning_rates(step)).values())
+
+    iterates = [params]
+    for step in range(steps):
+        values = torch.utils.checkpoint.checkpoint(one_step, step, *iterates[-1].values(), use_reentrant=False)
+        iterates.append(dict(zip(names, values)))
     return iterates

@@ -32,6 +32,10 @@ class MAML(MetaLearner):
     ``multi_step_loss`` adds the query losses after every step, their weights annealed onto the last
     step over ``multi_step_loss_steps`` meta-updates; ``first_order_until`` uses first-order
     gradients for the first meta-updates (derivative-order annealing).
+
+    ``checkpoint_inner`` recomputes each inner step during the backward pass instead of storing its
+    activations (see ``inner_loop``): second-order MAML with many inner steps in bounded memory,
+    for about one more forward and backward of the support set per step. It runs the per-task loop.
     """
 
     name = "maml"
@@ -49,8 +53,11 @@ class MAML(MetaLearner):
         multi_step_loss: bool = False,
         multi_step_loss_steps: int = 0,
         first_order_until: int = 0,
+        checkpoint_inner: bool = False,
     ) -> None:
-        super().__init__(loss=loss, vmap=vmap)
+        if checkpoint_inner and vmap:
+            raise ConfigError("checkpoint_inner runs the per-task loop: it cannot be combined with vmap=True")
+        super().__init__(loss=loss, vmap=False if checkpoint_inner else vmap)
         if not isinstance(inner_steps, int) or inner_steps < 1:
             raise ConfigError(f"inner_steps must be a positive integer, got {inner_steps!r}")
         if test_inner_steps is not None and (not isinstance(test_inner_steps, int) or test_inner_steps < 0):
@@ -65,6 +72,7 @@ class MAML(MetaLearner):
         self.multi_step_loss = multi_step_loss
         self.multi_step_loss_steps = multi_step_loss_steps
         self.first_order_until = first_order_until
+        self.checkpoint_inner = checkpoint_inner
         self.step = 0
         self.learned_lrs = self._init_learned_lrs(per_step_lr)
 
@@ -111,6 +119,7 @@ class MAML(MetaLearner):
             steps,
             self.learning_rates,
             first_order,
+            self.checkpoint_inner,
         )
 
     def _check_ways(self, ways: int | None) -> None:
