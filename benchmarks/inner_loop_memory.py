@@ -3,8 +3,9 @@ checkpointing the inner loop (``MAML(..., checkpoint_inner=True)``, config
 ``algorithm.checkpoint_inner=true``).
 
 The work is the MAML paper's Omniglot meta-update (Conv4, 5-way 1-shot, 15 queries per class,
-meta-batch 32, inner lr 0.4); each configuration runs in a fresh process so that its peak RSS is
-its own, and a baseline process that builds everything but takes no step is subtracted.
+meta-batch 32, inner lr 0.4; ``--ways``, ``--shots`` and ``--queries`` for larger support sets).
+Each configuration runs in a fresh process so that its peak RSS is its own, and a baseline
+process that loads the batch and builds the model but takes no step is subtracted.
 
     python benchmarks/inner_loop_memory.py --steps 1 2 5 10
 """
@@ -28,7 +29,7 @@ def _child(args: argparse.Namespace) -> None:
     """One meta-update (none for the baseline) on the batch saved by the parent."""
     batch = torch.load(args.batch, weights_only=False)
     torch.manual_seed(0)
-    learner = fa.MAML(fa.nn.Conv4(1, 5, pool="stride"), inner_lr=0.4, inner_steps=max(args.child, 1),
+    learner = fa.MAML(fa.nn.Conv4(1, args.ways, pool="stride"), inner_lr=0.4, inner_steps=max(args.child, 1),
                       checkpoint_inner=args.checkpoint, vmap=False)
     if args.child > 0:
         learner.meta_backward(batch)  # as meta_train: task by task
@@ -39,6 +40,9 @@ def main() -> None:
     p = parser(__doc__)
     p.add_argument("--steps", type=int, nargs="+", default=[1, 2, 5, 10])
     p.add_argument("--meta-batch", type=int, default=32)
+    p.add_argument("--ways", type=int, default=5)
+    p.add_argument("--shots", type=int, default=1)
+    p.add_argument("--queries", type=int, default=15)
     p.add_argument("--child", type=int, help=argparse.SUPPRESS)
     p.add_argument("--checkpoint", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--batch", type=Path, help=argparse.SUPPRESS)
@@ -53,11 +57,11 @@ def main() -> None:
     dataset = fa.datasets.Omniglot(args.data_dir, split="train", rotations=True, cache_dir=args.cache_dir)
     scratch = tempfile.TemporaryDirectory()
     batch_file = Path(scratch.name) / "batch.pt"
-    torch.save(fa.FewShotTasks(dataset, 5, 1, 15, seed=0).sample(args.meta_batch), batch_file)
+    torch.save(fa.FewShotTasks(dataset, args.ways, args.shots, args.queries, seed=0).sample(args.meta_batch), batch_file)
     del dataset
 
     def peak(steps: int, checkpoint: bool) -> float:
-        command = [sys.executable, __file__, "--child", str(steps), "--batch", str(batch_file),
+        command = [sys.executable, __file__, "--child", str(steps), "--batch", str(batch_file), "--ways", str(args.ways),
                    "--threads", str(torch.get_num_threads())]
         command += ["--checkpoint"] if checkpoint else []
         return statistics.median(child_peak_rss_mib(command, cwd=Path(__file__).parent) for _ in range(args.repeats))
@@ -71,9 +75,11 @@ def main() -> None:
         row["plain_vs_1_step"] = round(row["plain_mib"] / rows[0]["plain_mib"], 2)
         row["checkpointed_vs_1_step"] = round(row["checkpointed_mib"] / rows[0]["checkpointed_mib"], 2)
     if args.json:
-        print(json.dumps({"machine": machine(), "meta_batch": args.meta_batch, "baseline_mib": round(baseline, 1), "rows": rows}, indent=2))
+        task = {"ways": args.ways, "shots": args.shots, "queries": args.queries, "meta_batch": args.meta_batch}
+        print(json.dumps({"machine": machine(), "task": task, "baseline_mib": round(baseline, 1), "rows": rows}, indent=2))
         return
-    print(f"peak RSS over a {baseline:.0f} MiB baseline, one second-order meta-update of {args.meta_batch} tasks\nmachine: {machine()}")
+    print(f"peak RSS over a {baseline:.0f} MiB baseline, one second-order meta-update of {args.meta_batch} "
+          f"{args.ways}-way {args.shots}-shot tasks\nmachine: {machine()}")
     keys = list(rows[0])
     print("  ".join(keys))
     for row in rows:
