@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from common import child_peak_rss_mib, machine, own_peak_rss_mib, parser
+from common import child_peak_rss_mib, emit, machine, own_peak_rss_mib, parser
 
 import fastadapt as fa
 
@@ -78,12 +78,8 @@ def main() -> None:
         task = {"ways": args.ways, "shots": args.shots, "queries": args.queries, "meta_batch": args.meta_batch}
         print(json.dumps({"machine": machine(), "task": task, "baseline_mib": round(baseline, 1), "rows": rows}, indent=2))
         return
-    print(f"peak RSS over a {baseline:.0f} MiB baseline, one second-order meta-update of {args.meta_batch} "
-          f"{args.ways}-way {args.shots}-shot tasks\nmachine: {machine()}")
-    keys = list(rows[0])
-    print("  ".join(keys))
-    for row in rows:
-        print("  ".join(str(row[k]) for k in keys))
+    emit(rows, False, f"peak RSS over a {baseline:.0f} MiB baseline, one second-order meta-update of "
+                      f"{args.meta_batch} {args.ways}-way {args.shots}-shot tasks")
 
 
 if __name__ == "__main__":

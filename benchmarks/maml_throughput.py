@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 import anchors
-from common import child_peak_rss_mib, machine, own_peak_rss_mib, parser
+from common import child_peak_rss_mib, emit, machine, own_peak_rss_mib, parser
 
 import fastadapt as fa
 
@@ -52,23 +52,33 @@ def _fastadapt(model: torch.nn.Module, s: dict, first_order: bool) -> Step:
     return step
 
 
+def _task_by_task(parameters, task_loss: Callable[[fa.Task], torch.Tensor]) -> Step:
+    """A meta-update as the libraries' MAML examples write it: Adam on the mean query loss, each
+    task's loss backpropagated as soon as it is computed."""
+    optimizer = torch.optim.Adam(parameters, lr=1e-3)
+
+    def step(batch: fa.TaskBatch) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        for task in batch:
+            (task_loss(task) / len(batch)).backward()
+        optimizer.step()
+
+    return step
+
+
 def _learn2learn(model: torch.nn.Module, s: dict, first_order: bool) -> Step | None:
     l2l = anchors.load("learn2learn")
     if l2l is None:
         return None
     maml = l2l.algorithms.MAML(model, lr=s["inner_lr"], first_order=first_order)
-    optimizer = torch.optim.Adam(maml.parameters(), lr=1e-3)
 
-    def step(batch: fa.TaskBatch) -> None:
-        optimizer.zero_grad(set_to_none=True)
-        for task in batch:
-            clone = maml.clone()
-            for _ in range(s["inner_steps"]):
-                clone.adapt(F.cross_entropy(clone(task.support_x), task.support_y))
-            (F.cross_entropy(clone(task.query_x), task.query_y) / len(batch)).backward()
-        optimizer.step()
+    def task_loss(task: fa.Task) -> torch.Tensor:
+        clone = maml.clone()
+        for _ in range(s["inner_steps"]):
+            clone.adapt(F.cross_entropy(clone(task.support_x), task.support_y))
+        return F.cross_entropy(clone(task.query_x), task.query_y)
 
-    return step
+    return _task_by_task(maml.parameters(), task_loss)
 
 
 def _higher(model: torch.nn.Module, s: dict, first_order: bool) -> Step | None:
@@ -76,18 +86,14 @@ def _higher(model: torch.nn.Module, s: dict, first_order: bool) -> Step | None:
     if higher is None or first_order:  # higher's untracked mode cuts the meta-gradient: no FOMAML
         return None
     inner = torch.optim.SGD(model.parameters(), lr=s["inner_lr"])
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
 
-    def step(batch: fa.TaskBatch) -> None:
-        optimizer.zero_grad(set_to_none=True)
-        for task in batch:
-            with higher.innerloop_ctx(model, inner, copy_initial_weights=False) as (fmodel, diffopt):
-                for _ in range(s["inner_steps"]):
-                    diffopt.step(F.cross_entropy(fmodel(task.support_x), task.support_y))
-                (F.cross_entropy(fmodel(task.query_x), task.query_y) / len(batch)).backward()
-        optimizer.step()
+    def task_loss(task: fa.Task) -> torch.Tensor:
+        with higher.innerloop_ctx(model, inner, copy_initial_weights=False) as (fmodel, diffopt):
+            for _ in range(s["inner_steps"]):
+                diffopt.step(F.cross_entropy(fmodel(task.support_x), task.support_y))
+            return F.cross_entropy(fmodel(task.query_x), task.query_y)
 
-    return step
+    return _task_by_task(model.parameters(), task_loss)
 
 
 def _torchopt(model: torch.nn.Module, s: dict, first_order: bool) -> Step | None:
@@ -190,16 +196,10 @@ def main() -> None:
         for r in rows:
             if r["order"] == ours["order"]:
                 r["vs_fastadapt"] = round(ours["tasks_per_s"] / r["tasks_per_s"], 2)
-    title = f"MAML {args.setting}: {s}"
     if args.json:
         print(json.dumps({"machine": machine(), "setting": s, "rounds": args.rounds, "chunk": args.chunk, "rows": rows}, indent=2))
         return
-    print(f"{title}\nmachine: {machine()}\n(vs_fastadapt: fastadapt's tasks/s over this row's)")
-    keys = list(rows[0])
-    print("  ".join(keys))
-    for r in rows:
-        print("  ".join(str(r[k]) for k in keys))
-
+    emit(rows, False, f"MAML {args.setting}: {s}\n(vs_fastadapt: fastadapt's tasks/s over this row's)")
 
 if __name__ == "__main__":
     main()
