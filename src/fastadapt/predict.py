@@ -21,7 +21,7 @@ from fastadapt.algorithms.base import MetaLearner
 from fastadapt.checkpoint import load_checkpoint
 from fastadapt.config import head_ways, preprocessing_of
 from fastadapt.datasets.imagefolder import class_images
-from fastadapt.datasets.images import Preprocessing, as_model_input, is_image_file, load_image
+from fastadapt.datasets.images import Preprocessing, as_model_input, is_image_file, load_image, pixel_mean
 from fastadapt.errors import CheckpointError, DataError
 
 MAX_BRIGHTNESS_GAP = 0.35  # Omniglot-like data averages ~0.1; the same drawings inverted ~0.9
@@ -92,7 +92,7 @@ def _check_brightness(images: torch.Tensor, train_mean: float | None, what: str)
     always ink and background swapped (light strokes on dark given to a model of dark on light)."""
     if train_mean is None:
         return
-    mean = float(images.sum(dtype=torch.int64)) / (255 * images.numel())
+    mean = pixel_mean(images)
     if abs(mean - train_mean) > MAX_BRIGHTNESS_GAP:
         raise DataError(
             f"the {what} images average brightness {mean:.2f} after preprocessing, but the model was trained on "

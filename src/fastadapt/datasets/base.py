@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from fastadapt.datasets.images import pixel_mean
 from fastadapt.errors import ConfigError, DataError
 
 
@@ -60,7 +61,7 @@ class ClassDataset:
     @property
     def pixel_mean(self) -> float:
         """Mean pixel value in [0, 1]: how bright the data is, to recognise inverted images later."""
-        return float(self.images.sum(dtype=torch.int64)) / (255 * self.images.numel())
+        return pixel_mean(self.images)
 
     def __repr__(self) -> str:
         c, h, w = self.image_shape

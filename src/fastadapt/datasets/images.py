@@ -94,3 +94,8 @@ def is_image_file(path: Path) -> bool:
 def as_model_input(images: torch.Tensor) -> torch.Tensor:
     """uint8 images (any leading shape) as the float32 values in [0, 1] that models see."""
     return images.to(torch.float32).div_(255)
+
+
+def pixel_mean(images: torch.Tensor) -> float:
+    """Mean value in [0, 1] of uint8 images: how bright they are, to recognise inverted images."""
+    return float(images.sum(dtype=torch.int64)) / (255 * images.numel())
