@@ -10,8 +10,14 @@ machine; peak memory is measured in a fresh child process per library, over the 
 child that loads everything and trains nothing. Libraries that are not installed are skipped
 (``benchmarks/install_anchors.sh`` installs them).
 
+On a GPU (``--device cuda``) each timed chunk ends with a device synchronization, memory is the
+peak of CUDA allocations during a library's meta-updates over what was allocated before them
+(the model, its optimizer state and the batches), and ``--vmap`` adds fastadapt's vmap mode,
+which runs the meta-batch as one batched graph.
+
     python benchmarks/maml_throughput.py --threads 2
     python benchmarks/maml_throughput.py --setting 20w1s --json
+    python benchmarks/maml_throughput.py --device cuda --vmap --json
 """
 
 from __future__ import annotations
@@ -40,8 +46,8 @@ SETTINGS = {
 Step = Callable[[fa.TaskBatch], None]
 
 
-def _fastadapt(model: torch.nn.Module, s: dict, first_order: bool) -> Step:
-    learner = fa.MAML(model, inner_lr=s["inner_lr"], inner_steps=s["inner_steps"], first_order=first_order, vmap=False)
+def _fastadapt(model: torch.nn.Module, s: dict, first_order: bool, vmap: bool = False) -> Step:
+    learner = fa.MAML(model, inner_lr=s["inner_lr"], inner_steps=s["inner_steps"], first_order=first_order, vmap=vmap)
     optimizer = torch.optim.Adam(learner.parameters(), lr=1e-3)
 
     def step(batch: fa.TaskBatch) -> None:  # what meta_train does
@@ -118,7 +124,12 @@ def _torchopt(model: torch.nn.Module, s: dict, first_order: bool) -> Step | None
     return step
 
 
-LIBRARIES = {"fastadapt": _fastadapt, "learn2learn": _learn2learn, "higher": _higher, "torchopt": _torchopt}
+def _fastadapt_vmap(model: torch.nn.Module, s: dict, first_order: bool) -> Step:
+    return _fastadapt(model, s, first_order, vmap=True)
+
+
+LIBRARIES = {"fastadapt": _fastadapt, "learn2learn": _learn2learn, "higher": _higher, "torchopt": _torchopt,
+             "fastadapt-vmap": _fastadapt_vmap}
 
 
 def _batches(args, s: dict, count: int) -> list[fa.TaskBatch]:
@@ -127,9 +138,25 @@ def _batches(args, s: dict, count: int) -> list[fa.TaskBatch]:
     return [tasks.sample(s["meta_batch"]) for _ in range(count)]
 
 
-def _model(s: dict) -> torch.nn.Module:
+def _model(s: dict, device: torch.device) -> torch.nn.Module:
     torch.manual_seed(0)
-    return fa.nn.Conv4(1, s["ways"], hidden=64, pool="stride")
+    return fa.nn.Conv4(1, s["ways"], hidden=64, pool="stride").to(device)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _cuda_peak_mib(step: Step, batches: list[fa.TaskBatch], device: torch.device) -> float:
+    """Peak CUDA memory of three meta-updates over what was allocated before them."""
+    _sync(device)
+    before = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    for i in range(3):
+        step(batches[i % len(batches)])
+    _sync(device)
+    return (torch.cuda.max_memory_allocated(device) - before) / 2**20
 
 
 def _child(args) -> None:
@@ -138,7 +165,7 @@ def _child(args) -> None:
     s = SETTINGS[args.setting]
     batches = torch.load(args.batches, weights_only=False)
     if args.child != "baseline":
-        step = LIBRARIES[args.child](_model(s), s, args.first_order)
+        step = LIBRARIES[args.child](_model(s, torch.device("cpu")), s, args.first_order)
         for i in range(args.chunk):
             step(batches[i % len(batches)])
     print(own_peak_rss_mib())
@@ -157,6 +184,8 @@ def main() -> None:
     p.add_argument("--setting", choices=sorted(SETTINGS), default="5w1s")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--chunk", type=int, default=5, help="meta-updates per library per round")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    p.add_argument("--vmap", action="store_true", help="also time fastadapt's vmap mode")
     p.add_argument("--first-order", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--batches", type=Path, help=argparse.SUPPRESS)
@@ -167,32 +196,41 @@ def main() -> None:
         _child(args)
         return
     s = SETTINGS[args.setting]
-    batches = _batches(args, s, 8)
+    device = torch.device(args.device)
+    libraries = {name: make for name, make in LIBRARIES.items() if args.vmap or name != "fastadapt-vmap"}
+    batches = [batch.to(device) for batch in _batches(args, s, 8)]
     scratch = tempfile.TemporaryDirectory()
     batches_file = Path(scratch.name) / "batches.pt"
     torch.save(batches[:2], batches_file)
     rows = []
     for first_order in (False, True):
-        steps = {name: make(_model(s), s, first_order) for name, make in LIBRARIES.items()}
+        steps = {name: make(_model(s, device), s, first_order) for name, make in libraries.items()}
         steps = {name: step for name, step in steps.items() if step is not None}
         for step in steps.values():  # warm-up
             step(batches[0])
         rates: dict[str, list[float]] = {name: [] for name in steps}
         for round_ in range(args.rounds):
             for name, step in steps.items():
+                _sync(device)
                 start = time.perf_counter()
                 for i in range(args.chunk):
                     step(batches[(round_ * args.chunk + i) % len(batches)])
+                _sync(device)
                 rates[name].append(args.chunk * s["meta_batch"] / (time.perf_counter() - start))
-        baseline = _peak_rss_mib(args, "baseline", first_order, batches_file)
-        for name in steps:
-            peak = _peak_rss_mib(args, name, first_order, batches_file)
-            rows.append({
-                "order": "first" if first_order else "second", "library": name,
-                "tasks_per_s": round(statistics.median(rates[name]), 2),
-                "vs_fastadapt": None, "peak_rss_mib": round(peak, 1), "peak_over_baseline_mib": round(peak - baseline, 1),
-            })
-        ours = next(r for r in rows if r["library"] == "fastadapt" and r["order"] == ("first" if first_order else "second"))
+        order = "first" if first_order else "second"
+        if device.type == "cuda":
+            for name, step in steps.items():
+                rows.append({"order": order, "library": name, "tasks_per_s": round(statistics.median(rates[name]), 2),
+                             "vs_fastadapt": None, "peak_cuda_over_resident_mib": round(_cuda_peak_mib(step, batches, device), 1)})
+        else:
+            baseline = _peak_rss_mib(args, "baseline", first_order, batches_file)
+            for name in steps:
+                peak = _peak_rss_mib(args, name, first_order, batches_file)
+                rows.append({
+                    "order": order, "library": name, "tasks_per_s": round(statistics.median(rates[name]), 2),
+                    "vs_fastadapt": None, "peak_rss_mib": round(peak, 1), "peak_over_baseline_mib": round(peak - baseline, 1),
+                })
+        ours = next(r for r in rows if r["library"] == "fastadapt" and r["order"] == order)
         for r in rows:
             if r["order"] == ours["order"]:
                 r["vs_fastadapt"] = round(ours["tasks_per_s"] / r["tasks_per_s"], 2)
