@@ -25,6 +25,10 @@ def test_the_papers_presets_exist() -> None:
 def test_every_preset_resolves_and_builds_its_learner(name: str) -> None:
     config = build_config(name)
     assert config["description"], f"{name} has no description"
+    if config["algorithm"]["name"] == "finetune":
+        with pytest.raises(ConfigError, match="algorithm.classes"):
+            build_learner(config)
+        config["algorithm"]["classes"] = 100  # set from the training data when a run starts
     learner = build_learner(config)
     assert learner.name == config["algorithm"]["name"]
     assert resolve(config) == config  # resolving is idempotent: a run's config.yaml reloads as is
@@ -100,7 +104,8 @@ def test_bad_values_of_the_regression_preset(overrides: list[str], message: str)
 
 def test_non_applicable_keys_are_dropped_from_the_resolved_config() -> None:
     config = build_config("protonet-glyphs-5w1s")
-    assert set(config["algorithm"]) == {"name", "vmap"}
+    assert set(config["algorithm"]) == {"name", "vmap", "distance", "temperature", "learn_temperature"}
+    assert "inner_lr" not in config["algorithm"] and "finetune_steps" not in config["algorithm"]
     assert "layers" not in config["model"] and "scheme" not in config["dataset"]
     assert set(build_config("maml-sinusoid")["dataset"]) == {"name"}
 

@@ -122,3 +122,17 @@ def test_sinusoid_tasks_follow_the_maml_ranges() -> None:
         amplitude, phase = torch.hypot(*coef).item(), torch.atan2(coef[1], coef[0]).item()
         assert 0.1 - 1e-4 <= amplitude <= 5 + 1e-4 and -1e-4 <= phase <= torch.pi + 1e-4
         torch.testing.assert_close(task.query_y[:, 0].double(), amplitude * torch.sin(task.query_x[:, 0].double() - phase), atol=1e-4, rtol=1e-4)
+
+
+def test_dataset_classes_follow_slicing_concatenation_and_devices() -> None:
+    batch = fa.FewShotTasks(random_dataset(), ways=3, shots=1, queries=2, seed=0).sample(4)
+    assert batch.classes.shape == (4, 3)
+    assert torch.equal(batch[1:3].classes, batch.classes[1:3])
+    assert torch.equal(batch[2].classes, batch.classes[2])
+    assert torch.equal(fa.TaskBatch.cat([batch[:1], batch[1:]]).classes, batch.classes)
+    assert torch.equal(fa.TaskBatch.stack(list(batch)).classes, batch.classes)
+    assert torch.equal(batch.to("cpu").classes, batch.classes)
+    plain = fa.TaskBatch(batch.support_x, batch.support_y, batch.query_x, batch.query_y)
+    assert fa.TaskBatch.cat([plain, batch]).classes is None
+    with pytest.raises(ConfigError, match="leading task dimension"):
+        fa.TaskBatch(batch.support_x, batch.support_y, batch.query_x, batch.query_y, batch.classes[:2])

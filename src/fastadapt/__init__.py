@@ -1,14 +1,16 @@
 """fastadapt: meta-learning for PyTorch.
 
 Tasks (``FewShotTasks``, ``SinusoidTasks``), algorithms (``MAML``, ``MetaSGD``, ``ANIL``,
-``Reptile``, ``ProtoNet``), the meta-training loop (``meta_train``) and the meta-test protocol
+``Reptile``, ``ProtoNet``, ``MatchingNet``, ``RelationNet``, ``Siamese``, ``FineTune``), the meta-training loop (``meta_train``) and the meta-test protocol
 (``meta_test``); ``fastadapt.datasets`` and ``fastadapt.nn`` hold the data and the backbones.
 """
 
 __version__ = "0.1.0"
 
 from fastadapt import datasets, nn  # noqa: E402
-from fastadapt.algorithms import ANIL, MAML, MetaLearner, MetaSGD, ProtoNet, Reptile  # noqa: E402
+from fastadapt.algorithms import (  # noqa: E402
+    ANIL, MAML, FineTune, MatchingNet, MetaLearner, MetaSGD, ProtoNet, RelationNet, Reptile, Siamese,
+)
 from fastadapt.config import build_config  # noqa: E402
 from fastadapt.evaluate import EvalResult, meta_test  # noqa: E402
 from fastadapt.experiment import evaluate_run, load_learner, run_experiment  # noqa: E402
@@ -31,6 +33,10 @@ __all__ = [
     "ANIL",
     "Reptile",
     "ProtoNet",
+    "MatchingNet",
+    "RelationNet",
+    "Siamese",
+    "FineTune",
     "meta_train",
     "TrainResult",
     "meta_test",

@@ -19,13 +19,13 @@ from typing import Any
 import torch
 import yaml
 
-from fastadapt.algorithms import ALGORITHMS, MetaLearner
+from fastadapt.algorithms import ALGORITHMS, EMBEDDING_ALGORITHMS, MetaLearner
 from fastadapt.datasets import ClassDataset, Glyphs, ImageFolder, Omniglot
 from fastadapt.datasets.glyphs import preprocessing as glyphs_preprocessing
 from fastadapt.datasets.images import Preprocessing
 from fastadapt.datasets.omniglot import preprocessing as omniglot_preprocessing
 from fastadapt.errors import ConfigError
-from fastadapt.nn.backbones import MLP, Conv4
+from fastadapt.nn.backbones import MLP, Conv4, ResNet12
 from fastadapt.regression import SinusoidTasks
 from fastadapt.tasks import FewShotTasks, TaskDistribution
 
@@ -55,7 +55,11 @@ ALGORITHM_KEYS: dict[str, tuple[str, ...]] = {
     "metasgd": tuple(k for k in GRADIENT_KEYS if k != "per_step_lr"),
     "anil": GRADIENT_KEYS,
     "reptile": ("inner_lr", "inner_steps", "test_inner_steps"),
-    "protonet": (),
+    "protonet": ("distance", "temperature", "learn_temperature"),
+    "matchingnet": ("fce", "fce_steps"),
+    "relationnet": (),
+    "siamese": ("distortions",),
+    "finetune": ("head", "scale", "finetune_steps", "finetune_lr", "finetune_body", "classes"),
 }
 # Which keys of a section apply, by the section's `name` (besides `name` itself and COMMON_KEYS).
 APPLICABLE: dict[str, dict[str, tuple[str, ...]]] = {
@@ -66,7 +70,7 @@ APPLICABLE: dict[str, dict[str, tuple[str, ...]]] = {
         "imagefolder": ("path", "image_size", "channels", "invert", "rotations", "split_seed", "split_fractions"),
         "sinusoid": (),
     },
-    "model": {"conv4": ("hidden", "pool", "channels_last"), "mlp": ("layers",)},
+    "model": {"conv4": ("hidden", "pool", "channels_last"), "resnet12": ("channels_last",), "mlp": ("layers",)},
 }
 COMMON_KEYS = {"algorithm": ("vmap",), "dataset": (), "model": ()}
 
@@ -93,7 +97,7 @@ SCHEMA: dict[str, Key] = {
     "train_task.ways": _k(int, None, minimum=2),
     "train_task.shots": _k(int, None, minimum=1),
     "train_task.queries": _k(int, None, minimum=1),
-    "model.name": _k(str, "conv4", ("conv4", "mlp")),
+    "model.name": _k(str, "conv4", ("conv4", "resnet12", "mlp")),
     "model.hidden": _k(int, 64, minimum=1),
     "model.pool": _k(str, "max", ("max", "stride")),
     "model.layers": _k(list, [40, 40]),
@@ -109,6 +113,18 @@ SCHEMA: dict[str, Key] = {
     "algorithm.multi_step_loss_steps": _k(int, 0, minimum=0),
     "algorithm.first_order_until": _k(int, 0, minimum=0),
     "algorithm.checkpoint_inner": _k(bool, False),
+    "algorithm.distance": _k(str, "euclidean", ("euclidean", "cosine")),
+    "algorithm.temperature": _k((float, int), 1.0, minimum=1e-6),
+    "algorithm.learn_temperature": _k(bool, False),
+    "algorithm.fce": _k(bool, False),
+    "algorithm.fce_steps": _k(int, 5, minimum=1),
+    "algorithm.distortions": _k(bool, False),
+    "algorithm.head": _k(str, "linear", ("linear", "cosine")),
+    "algorithm.scale": _k((float, int), 10.0, minimum=1e-6),
+    "algorithm.finetune_steps": _k(int, 100, minimum=0),
+    "algorithm.finetune_lr": _k((float, int), 0.1, minimum=1e-9),
+    "algorithm.finetune_body": _k(bool, False),
+    "algorithm.classes": _k(int, None, minimum=2),
     "train.steps": _k(int, 1000, minimum=1),
     "train.meta_batch": _k(int, 32, minimum=1),
     "train.optimizer": _k(str, "adam", ("adam", "sgd")),
@@ -122,6 +138,7 @@ SCHEMA: dict[str, Key] = {
     "train.val_episodes": _k(int, 200, minimum=1),
     "train.log_every": _k(int, 10, minimum=1),
     "train.skip_nonfinite": _k(bool, False),
+    "train.max_minutes": _k((float, int), None, minimum=0.001),
     "test.episodes": _k(int, 600, minimum=1),
     "test.inner_steps": _k(int, None, minimum=0),
     "test.seed": _k(int, 2024),
@@ -197,12 +214,16 @@ def resolve(config: dict[str, Any]) -> dict[str, Any]:
         if key not in SCHEMA:
             raise _unknown(key)
     resolved = {key: _check(key, flat[key]) if key in flat else spec.default for key, spec in SCHEMA.items()}
-    if resolved["dataset.name"] == "sinusoid" and resolved["algorithm.name"] == "protonet":
-        raise ConfigError("protonet classifies; the sinusoid dataset is regression: use a gradient-based algorithm")
+    if resolved["dataset.name"] == "sinusoid" and resolved["algorithm.name"] in EMBEDDING_ALGORITHMS:
+        raise ConfigError(
+            f"{resolved['algorithm.name']} classifies; the sinusoid dataset is regression: use a gradient-based algorithm"
+        )
     if resolved["dataset.name"] == "sinusoid" and resolved["model.name"] != "mlp":
         raise ConfigError("the sinusoid dataset needs model.name=mlp")
-    if resolved["dataset.name"] != "sinusoid" and resolved["model.name"] != "conv4":
-        raise ConfigError(f"image dataset {resolved['dataset.name']} needs model.name=conv4")
+    if resolved["dataset.name"] != "sinusoid" and resolved["model.name"] not in ("conv4", "resnet12"):
+        raise ConfigError(f"image dataset {resolved['dataset.name']} needs model.name=conv4 or resnet12")
+    if resolved["algorithm.name"] == "relationnet" and resolved["model.name"] != "conv4":
+        raise ConfigError("relationnet compares feature maps and is built on model.name=conv4")
     for section, kinds in APPLICABLE.items():
         kind = resolved[f"{section}.name"]
         allowed = {"name", *COMMON_KEYS[section], *kinds[kind]}
@@ -381,30 +402,37 @@ def has_validation(config: dict[str, Any]) -> bool:
 
 def head_ways(config: dict[str, Any]) -> int | None:
     """How many classes the model's output layer can tell apart (``None``: any number, as in ProtoNet)."""
-    if config["algorithm"]["name"] == "protonet" or config["dataset"]["name"] == "sinusoid":
+    if config["algorithm"]["name"] in EMBEDDING_ALGORITHMS or config["dataset"]["name"] == "sinusoid":
         return None
     return max(config["task"]["ways"], config["train_task"]["ways"] or 0)
 
 
+def _backbone(config: dict[str, Any], out_features: int | None) -> torch.nn.Module:
+    model_cfg, name = config["model"], config["algorithm"]["name"]
+    if model_cfg["name"] == "mlp":
+        return MLP(1, out_features, hidden=model_cfg["layers"])
+    preprocessing = preprocessing_of(config)
+    if model_cfg["name"] == "resnet12":
+        model: torch.nn.Module = ResNet12(preprocessing.channels, out_features, image_size=preprocessing.image_size)
+    else:
+        maps = {"downsample_blocks": 2, "feature_maps": True} if name == "relationnet" else {}
+        model = Conv4(preprocessing.channels, out_features, model_cfg["hidden"], model_cfg["pool"], preprocessing.image_size, **maps)
+    if model_cfg["channels_last"]:
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
 def build_learner(config: dict[str, Any]) -> MetaLearner:
     """The algorithm and its backbone, sized for the config's data and tasks."""
-    algorithm, model_cfg = config["algorithm"], config["model"]
+    algorithm = config["algorithm"]
     name = algorithm["name"]
-    ways = head_ways(config) or 1
-    if model_cfg["name"] == "mlp":
-        model: torch.nn.Module = MLP(1, None if name == "protonet" else 1, hidden=model_cfg["layers"])
-    else:
-        preprocessing = preprocessing_of(config)
-        model = Conv4(
-            preprocessing.channels, None if name == "protonet" else ways, model_cfg["hidden"], model_cfg["pool"], preprocessing.image_size
-        )
-        if model_cfg["channels_last"]:
-            model = model.to(memory_format=torch.channels_last)
-    if name == "protonet":
-        return ALGORITHMS[name](model, vmap=algorithm["vmap"])
     options = {key: algorithm[key] for key in ALGORITHM_KEYS[name]}
+    if name in EMBEDDING_ALGORITHMS:
+        if name == "finetune" and options["classes"] is None:
+            raise ConfigError("finetune needs algorithm.classes, the number of meta-training classes (set when a run starts)")
+        return ALGORITHMS[name](_backbone(config, None), vmap=algorithm["vmap"], **options)
     loss = "mse" if config["dataset"]["name"] == "sinusoid" else "cross_entropy"
-    return ALGORITHMS[name](model, loss=loss, vmap=algorithm["vmap"], **options)
+    return ALGORITHMS[name](_backbone(config, head_ways(config) or 1), loss=loss, vmap=algorithm["vmap"], **options)
 
 
 def optimizer_for(config: dict[str, Any], learner: MetaLearner) -> torch.optim.Optimizer:

@@ -52,6 +52,8 @@ def prepare(config: dict[str, Any], world: World | None = None) -> tuple[MetaLea
     torch.manual_seed(config["seed"])
     train_tasks = build_tasks(config, "train", seed=config["seed"])
     val_tasks = build_tasks(config, "val", seed=config["seed"] + VAL_SEED_OFFSET) if has_validation(config) else None
+    if config["algorithm"]["name"] == "finetune" and config["algorithm"]["classes"] is None:
+        config["algorithm"]["classes"] = train_tasks.dataset.num_classes  # the pre-training head, stored with the run
     learner = build_learner(config).to(place(device_of(config), world or World()))
     return learner, train_tasks, val_tasks
 
@@ -91,6 +93,7 @@ def run_experiment(
         metadata=_metadata(config, train_tasks),
         log_every=train["log_every"],
         skip_nonfinite=train["skip_nonfinite"],
+        max_minutes=train["max_minutes"],
         progress=progress,
         world=world,
     )

@@ -143,7 +143,7 @@ def predict_files(
             logits = predictor(as_model_input(query_images).to(device))[:, : len(classes)]
     finally:
         learner.train(was_training)
-    probabilities = torch.softmax(logits.double(), dim=1).cpu()
+    probabilities = learner.probabilities(logits.double()).cpu()
     best = probabilities.argmax(dim=1)
     predictions = [
         Prediction(str(path), classes[int(b)], float(probabilities[i, b]), truth)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -11,6 +11,9 @@ from torch import Tensor
 from fastadapt.datasets.base import ClassDataset
 from fastadapt.datasets.images import as_model_input
 from fastadapt.errors import ConfigError
+
+
+EXAMPLES = ("support_x", "support_y", "query_x", "query_y")
 
 
 def _check_pair(kind: str, x: Tensor, y: Tensor, dim: int) -> None:
@@ -23,37 +26,49 @@ def _check_pair(kind: str, x: Tensor, y: Tensor, dim: int) -> None:
 
 @dataclass
 class Task:
-    """One learning problem: ``support_x [S, ...]``, ``support_y [S]``, ``query_x [Q, ...]``, ``query_y [Q]``."""
+    """One learning problem: ``support_x [S, ...]``, ``support_y [S]``, ``query_x [Q, ...]``, ``query_y [Q]``.
 
-    support_x: Tensor
-    support_y: Tensor
-    query_x: Tensor
-    query_y: Tensor
-
-    def __post_init__(self) -> None:
-        _check_pair("support", self.support_x, self.support_y, 0)
-        _check_pair("query", self.query_x, self.query_y, 0)
-
-    def to(self, device: torch.device | str) -> Task:
-        return Task(*(getattr(self, f.name).to(device) for f in fields(self)))
-
-
-@dataclass
-class TaskBatch:
-    """A batch of tasks of the same size, each tensor with a leading task dimension ``T``.
-
-    ``batch[i]`` is the i-th ``Task``; ``batch[i:j]`` a smaller ``TaskBatch``.
+    ``classes [ways]``, where known, holds the dataset class behind each task label (label ``i``
+    is dataset class ``classes[i]``): what supervised pre-training (``FineTune``) learns from.
     """
 
     support_x: Tensor
     support_y: Tensor
     query_x: Tensor
     query_y: Tensor
+    classes: Tensor | None = None
+
+    def __post_init__(self) -> None:
+        _check_pair("support", self.support_x, self.support_y, 0)
+        _check_pair("query", self.query_x, self.query_y, 0)
+
+    def to(self, device: torch.device | str) -> Task:
+        return Task(*(getattr(self, name).to(device) for name in EXAMPLES), _to(self.classes, device))
+
+
+def _to(classes: Tensor | None, device: torch.device | str) -> Tensor | None:
+    return None if classes is None else classes.to(device)
+
+
+@dataclass
+class TaskBatch:
+    """A batch of tasks of the same size, each tensor with a leading task dimension ``T``.
+
+    ``batch[i]`` is the i-th ``Task``; ``batch[i:j]`` a smaller ``TaskBatch``. ``classes [T, ways]``
+    (optional) holds the dataset class behind each task's labels, as in ``Task``.
+    """
+
+    support_x: Tensor
+    support_y: Tensor
+    query_x: Tensor
+    query_y: Tensor
+    classes: Tensor | None = None
 
     def __post_init__(self) -> None:
         _check_pair("support", self.support_x, self.support_y, 1)
         _check_pair("query", self.query_x, self.query_y, 1)
-        sizes = {getattr(self, f.name).shape[0] for f in fields(self)}
+        tensors = [getattr(self, name) for name in EXAMPLES] + ([self.classes] if self.classes is not None else [])
+        sizes = {t.shape[0] for t in tensors}
         if len(sizes) != 1:
             raise ConfigError(f"every tensor of a TaskBatch needs the same leading task dimension, got sizes {sorted(sizes)}")
 
@@ -61,21 +76,28 @@ class TaskBatch:
         return self.support_x.shape[0]
 
     def __getitem__(self, index: int | slice) -> Task | TaskBatch:
-        parts = (getattr(self, f.name)[index] for f in fields(self))
-        return TaskBatch(*parts) if isinstance(index, slice) else Task(*parts)
+        parts = [getattr(self, name)[index] for name in EXAMPLES]
+        classes = None if self.classes is None else self.classes[index]
+        return TaskBatch(*parts, classes) if isinstance(index, slice) else Task(*parts, classes)
 
     def __iter__(self) -> Iterator[Task]:
         return (self[i] for i in range(len(self)))  # type: ignore[misc]
 
     def to(self, device: torch.device | str) -> TaskBatch:
-        return TaskBatch(*(getattr(self, f.name).to(device) for f in fields(self)))
+        return TaskBatch(*(getattr(self, name).to(device) for name in EXAMPLES), _to(self.classes, device))
+
+    def replace_labels(self, support_y: Tensor, query_y: Tensor) -> TaskBatch:
+        """The same tasks with other labels (e.g. dataset classes instead of task labels)."""
+        return TaskBatch(self.support_x, support_y, self.query_x, query_y, self.classes)
 
     @staticmethod
     def cat(batches: Sequence[TaskBatch]) -> TaskBatch:
         """Concatenate batches of equal task sizes along the task dimension."""
         if len(batches) == 1:
             return batches[0]
-        return TaskBatch(*(torch.cat([getattr(b, f.name) for b in batches]) for f in fields(TaskBatch)))
+        parts = [torch.cat([getattr(b, name) for b in batches]) for name in EXAMPLES]
+        known = all(b.classes is not None for b in batches)
+        return TaskBatch(*parts, torch.cat([b.classes for b in batches]) if known else None)
 
     @staticmethod
     def stack(tasks: Sequence[Task]) -> TaskBatch:
@@ -83,7 +105,9 @@ class TaskBatch:
         if not tasks:
             raise ConfigError("TaskBatch.stack needs at least one task")
         try:
-            return TaskBatch(*(torch.stack([getattr(t, f.name) for t in tasks]) for f in fields(Task)))
+            parts = [torch.stack([getattr(t, name) for t in tasks]) for name in EXAMPLES]
+            known = all(t.classes is not None for t in tasks)
+            return TaskBatch(*parts, torch.stack([t.classes for t in tasks]) if known else None)
         except RuntimeError as error:
             raise ConfigError(f"tasks in a batch must have the same support and query sizes: {error}") from None
 
@@ -189,6 +213,7 @@ class FewShotTasks(TaskDistribution):
             labels.repeat_interleave(shots).repeat(n, 1).to(self.device),
             self._images(rows[:, :, shots:], n),
             labels.repeat_interleave(self.queries).repeat(n, 1).to(self.device),
+            classes.to(self.device),
         )
 
     def _images(self, rows: Tensor, n: int) -> Tensor:

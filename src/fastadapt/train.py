@@ -166,6 +166,7 @@ def meta_train(
     restore_best: bool = True,
     progress: bool = True,
     world: World | None = None,
+    max_minutes: float | None = None,
 ) -> TrainResult:
     """Meta-train ``learner`` for ``steps`` meta-updates on batches of ``meta_batch`` tasks.
 
@@ -176,7 +177,9 @@ def meta_train(
     ``checkpoint_every`` updates, default ``val_every``; ``metadata``, such as the preprocessing
     of the images, is stored in each); ``resume=True`` continues from ``last.pt`` exactly as if
     never stopped. SIGINT and SIGTERM finish the current update, save and stop. A non-finite meta-loss or gradient stops the run
-    (``DivergenceError``), or with ``skip_nonfinite`` skips that meta-batch.
+    (``DivergenceError``), or with ``skip_nonfinite`` skips that meta-batch. ``max_minutes`` ends
+    training early, as if ``steps`` were reached, once that much training time has been spent
+    (for comparisons at an equal time budget); the result's ``steps`` says how many were done.
 
     With a distributed ``world`` (``fastadapt.distributed``) each process computes its slice of
     every meta-batch and the meta-gradients are averaged; rank 0 validates, logs and checkpoints.
@@ -255,10 +258,13 @@ def meta_train(
     skipped = 0
     bar = tqdm(total=steps, initial=start, desc=f"meta-train {learner.name}", unit="step", disable=None if progress and world.is_main else True, dynamic_ncols=True)
     clock = time.perf_counter()
+    done = start
     stop = _StopRequest()
     with stop.installed():
         try:
             for step in range(start, steps):
+                if max_minutes is not None and elapsed >= 60 * max_minutes:
+                    break  # a resumed run whose time budget was already spent
                 learner.set_step(step)
                 batch = world.shard(tasks.sample(meta_batch)).to(device)
                 optimizer.zero_grad(set_to_none=True)
@@ -273,7 +279,9 @@ def meta_train(
                 optimizer.step()  # a skipped batch left no gradients: this step changes nothing
                 scheduler.step()
                 done = step + 1
-                if done % log_every == 0 or done == steps:
+                out_of_time = max_minutes is not None and elapsed + time.perf_counter() - clock >= 60 * max_minutes
+                final = done == steps or world.any(out_of_time, device)
+                if done % log_every == 0 or final:
                     window_means = {k: sum(v) / len(v) for k, v in window.items()}
                     elapsed += time.perf_counter() - clock
                     clock = time.perf_counter()
@@ -282,15 +290,17 @@ def meta_train(
                     bar.set_postfix_str(_format(window_means), refresh=False)
                     window = {}
                 bar.update(1)
-                if done % val_every == 0 or done == steps:
+                if done % val_every == 0 or final:
                     elapsed += time.perf_counter() - clock
                     validate(done)
                     clock = time.perf_counter()
-                if done % checkpoint_every == 0 or done % val_every == 0 or done == steps:
+                if done % checkpoint_every == 0 or done % val_every == 0 or final:
                     elapsed += time.perf_counter() - clock
                     clock = time.perf_counter()
                     checkpoint(last_file, done)
-                if world.any(stop.signal is not None, device) and done < steps:
+                if final:
+                    break
+                if world.any(stop.signal is not None, device):
                     elapsed += time.perf_counter() - clock
                     checkpoint(last_file, done)
                     where = f"; continue with --resume {folder.path}" if folder.path is not None else ""
@@ -302,7 +312,7 @@ def meta_train(
     elapsed += time.perf_counter() - clock
     if restore_best and best_state is not None:
         learner.load_state_dict(best_state)
-    return TrainResult(steps, best["step"] if best else None, best, elapsed, folder.path, window_means)
+    return TrainResult(done, best["step"] if best else None, best, elapsed, folder.path, window_means)
 
 
 def _finite_after_backward(

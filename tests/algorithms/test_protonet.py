@@ -8,6 +8,7 @@ from helpers import random_dataset
 
 import fastadapt as fa
 from fastadapt.algorithms.protonet import prototypes
+from fastadapt.errors import ConfigError
 
 
 def test_logits_are_negative_squared_distances_to_class_means() -> None:
@@ -50,3 +51,36 @@ def test_vmap_and_loop_agree() -> None:
         grads[vmap] = torch.autograd.grad(loss, list(encoder.parameters()))
     scale = max(g.abs().max().item() for g in grads[False])
     assert max((a - b).abs().max().item() for a, b in zip(grads[False], grads[True])) <= 1e-8 * scale
+
+
+def test_cosine_logits_are_cosine_similarities_to_class_means_over_the_temperature() -> None:
+    learner = fa.ProtoNet(torch.nn.Flatten(), distance="cosine", temperature=0.5)
+    support_x = torch.tensor([[1.0, 0.0], [3.0, 0.0], [0.0, 2.0], [0.0, 4.0]])
+    support_y = torch.tensor([0, 0, 1, 1])
+    query_x = torch.tensor([[1.0, 1.0], [-2.0, 0.0]])
+    logits = learner.adapt(support_x, support_y)(query_x)
+    # Prototypes (2, 0) and (0, 3): cosines 1/sqrt(2), 1/sqrt(2) and -1, 0; divided by 0.5.
+    r = 2 ** -0.5
+    torch.testing.assert_close(logits, torch.tensor([[r, r], [-1.0, 0.0]]) / 0.5)
+
+
+def test_euclidean_temperature_divides_the_distances() -> None:
+    plain = fa.ProtoNet(torch.nn.Flatten())
+    hot = fa.ProtoNet(torch.nn.Flatten(), temperature=4.0)
+    x, y = torch.randn(6, 3), torch.tensor([0, 0, 1, 1, 2, 2])
+    torch.testing.assert_close(hot.adapt(x, y)(x), plain.adapt(x, y)(x) / 4.0)
+
+
+def test_a_learned_temperature_is_a_parameter_with_a_gradient() -> None:
+    learner = fa.ProtoNet(fa.nn.Conv4(1, None, hidden=8, image_size=16), distance="cosine", temperature=0.1, learn_temperature=True)
+    assert any(name == "log_temperature" for name, _ in learner.named_parameters())
+    loss, _ = learner.meta_loss(fa.FewShotTasks(random_dataset(), ways=3, shots=1, queries=2).sample(2))
+    loss.backward()
+    assert learner.log_temperature.grad is not None and learner.log_temperature.grad.abs() > 0
+    assert fa.ProtoNet(torch.nn.Flatten()).state_dict() == {}  # a fixed temperature comes from the config
+
+
+@pytest.mark.parametrize("kwargs, message", [({"distance": "manhattan"}, "distance"), ({"temperature": 0.0}, "temperature")])
+def test_bad_options_are_named(kwargs: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        fa.ProtoNet(torch.nn.Flatten(), **kwargs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+import fastadapt as fa
 from fastadapt.nn import MLP, Conv4
 
 
@@ -41,3 +42,25 @@ def test_mlp_sinusoid_network() -> None:
     model = MLP(1, 1, hidden=(40, 40))
     assert model(torch.rand(10, 1)).shape == (10, 1)
     assert sum(p.numel() for p in model.parameters()) == (40 + 40) + (40 * 40 + 40) + (40 + 1)
+
+
+@pytest.mark.parametrize("size, out", [(28, 640), (84, 640)])
+def test_resnet12_embeds_images_of_any_benchmark_size(size: int, out: int) -> None:
+    model = fa.nn.ResNet12(3, None, image_size=size)
+    assert model(torch.rand(2, 3, size, size)).shape == (2, out)
+    assert model.embedding_dim == out
+    assert fa.nn.ResNet12(1, 5, widths=(8, 8, 16, 16), image_size=28)(torch.rand(3, 1, 28, 28)).shape == (3, 5)
+
+
+def test_resnet12_blocks_are_residual() -> None:
+    block = fa.nn.ResNet12(1, None, widths=(4, 4, 4, 4), image_size=16).body[0]
+    x = torch.rand(2, 1, 16, 16)
+    expected = torch.nn.functional.max_pool2d(torch.nn.functional.leaky_relu(block.convs(x) + block.shortcut(x), 0.1), 2)
+    torch.testing.assert_close(block(x), expected)
+
+
+def test_conv4_feature_maps_for_relation_networks() -> None:
+    model = fa.nn.Conv4(1, None, hidden=8, image_size=28, downsample_blocks=2, feature_maps=True)
+    assert model(torch.rand(2, 1, 28, 28)).shape == (2, 8, 7, 7) and model.feature_shape == (8, 7, 7)
+    with pytest.raises(ValueError, match="encoder"):
+        fa.nn.Conv4(1, 5, feature_maps=True)

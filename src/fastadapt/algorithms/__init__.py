@@ -2,11 +2,22 @@
 
 from fastadapt.algorithms.anil import ANIL
 from fastadapt.algorithms.base import MetaLearner, Predictor, resolve_loss
+from fastadapt.algorithms.finetune import FineTune
 from fastadapt.algorithms.maml import MAML
+from fastadapt.algorithms.matchingnet import MatchingNet
 from fastadapt.algorithms.metasgd import MetaSGD
 from fastadapt.algorithms.protonet import ProtoNet
+from fastadapt.algorithms.relationnet import RelationNet
 from fastadapt.algorithms.reptile import Reptile
+from fastadapt.algorithms.siamese import Siamese
 
-ALGORITHMS: dict[str, type[MetaLearner]] = {cls.name: cls for cls in (MAML, MetaSGD, ANIL, Reptile, ProtoNet)}
+ALGORITHMS: dict[str, type[MetaLearner]] = {
+    cls.name: cls for cls in (MAML, MetaSGD, ANIL, Reptile, ProtoNet, MatchingNet, RelationNet, Siamese, FineTune)
+}
+# Methods that learn an embedding: their backbone has no output layer and any number of ways works.
+EMBEDDING_ALGORITHMS = ("protonet", "matchingnet", "relationnet", "siamese", "finetune")
 
-__all__ = ["MetaLearner", "Predictor", "resolve_loss", "MAML", "MetaSGD", "ANIL", "Reptile", "ProtoNet", "ALGORITHMS"]
+__all__ = [
+    "MetaLearner", "Predictor", "resolve_loss", "MAML", "MetaSGD", "ANIL", "Reptile", "ProtoNet", "MatchingNet",
+    "RelationNet", "Siamese", "FineTune", "ALGORITHMS", "EMBEDDING_ALGORITHMS",
+]

@@ -71,8 +71,17 @@ class MetaLearner(nn.Module):
         outputs = self.adapt(support_x, support_y, ways=ways)(query_x)
         return self.loss_fn(outputs, query_y), outputs
 
+    def probabilities(self, outputs: Tensor) -> Tensor:
+        """Class probabilities from a predictor's outputs ``[n, ways]`` (a softmax of logits)."""
+        return outputs.softmax(dim=-1)
+
     def set_step(self, step: int) -> None:
         """Told by the trainer before each meta-update, for schedules inside an algorithm (MAML++)."""
+
+    def training_batch(self, batch: TaskBatch) -> TaskBatch:
+        """The batch that meta-training learns from: the sampled one, unless the method augments it
+        (Siamese's affine distortions) or relabels it (FineTune's dataset classes)."""
+        return batch
 
     def uses_vmap(self, batch: TaskBatch) -> bool:
         if self.vmap is not None:
@@ -81,6 +90,9 @@ class MetaLearner(nn.Module):
 
     def meta_loss(self, batch: TaskBatch) -> tuple[Tensor, dict[str, float]]:
         """The meta-objective averaged over the batch, and the query ``loss`` (and ``accuracy``)."""
+        return self._batch_loss(self.training_batch(batch))
+
+    def _batch_loss(self, batch: TaskBatch) -> tuple[Tensor, dict[str, float]]:
         ways = _ways(batch)
 
         def one_task(sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -100,8 +112,9 @@ class MetaLearner(nn.Module):
         run, so peak memory is that of one task rather than of the whole meta-batch (the trainer
         uses this); under vmap the batch is one graph and is differentiated at once.
         """
+        batch = self.training_batch(batch)
         if self.uses_vmap(batch):
-            loss, metrics = self.meta_loss(batch)
+            loss, metrics = self._batch_loss(batch)
             loss.backward()
             return loss.item(), metrics
         ways = _ways(batch)

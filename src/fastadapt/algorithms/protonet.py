@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import math
+
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fastadapt.algorithms.base import MetaLearner, Predictor
+from fastadapt.errors import ConfigError
+
+DISTANCES = ("euclidean", "cosine")
 
 
 def prototypes(embeddings: Tensor, labels: Tensor, ways: int) -> Tensor:
@@ -19,21 +25,54 @@ def squared_distances(x: Tensor, centers: Tensor) -> Tensor:
     return (x[:, None, :] - centers[None, :, :]).pow(2).sum(dim=-1)
 
 
+def cosine_similarities(x: Tensor, centers: Tensor) -> Tensor:
+    """``[n, k]`` cosine similarities between rows of ``x`` and ``centers``."""
+    return F.normalize(x, dim=-1) @ F.normalize(centers, dim=-1).T
+
+
 class ProtoNet(MetaLearner):
     """Classify a query by the nearest class mean of the support embeddings.
 
-    The logits are the negative squared Euclidean distances to the prototypes; ``encoder`` maps a
-    batch of inputs to ``[batch, dim]`` embeddings (e.g. ``fastadapt.nn.Conv4()`` with no head).
+    The logits are the negative squared Euclidean distances to the prototypes (the paper), or with
+    ``distance="cosine"`` their cosine similarities; either is divided by ``temperature``, which
+    ``learn_temperature=True`` makes a trained parameter (the metric scaling of Oreshkin et al.
+    2018, which cosine similarities in [-1, 1] need to give confident predictions). ``encoder``
+    maps a batch of inputs to ``[batch, dim]`` embeddings (e.g. ``fastadapt.nn.Conv4()`` with no head).
     """
 
     name = "protonet"
 
-    def __init__(self, encoder: nn.Module, vmap: bool | None = None) -> None:
+    def __init__(
+        self,
+        encoder: nn.Module,
+        vmap: bool | None = None,
+        distance: str = "euclidean",
+        temperature: float = 1.0,
+        learn_temperature: bool = False,
+    ) -> None:
         super().__init__(loss="cross_entropy", vmap=vmap)
+        if distance not in DISTANCES:
+            raise ConfigError(f"ProtoNet distance must be one of {DISTANCES}, got {distance!r}")
+        if not temperature > 0:
+            raise ConfigError(f"ProtoNet temperature must be positive, got {temperature!r}")
         self.encoder = encoder
+        self.distance = distance
+        log_temperature = torch.tensor(math.log(temperature))
+        if learn_temperature:
+            self.log_temperature = nn.Parameter(log_temperature)
+        else:
+            self.register_buffer("log_temperature", log_temperature, persistent=False)  # set by the config
+
+    def logits(self, embeddings: Tensor, centers: Tensor) -> Tensor:
+        """Class scores of query ``embeddings`` against ``centers``."""
+        if self.distance == "cosine":
+            similarity = cosine_similarities(embeddings, centers)
+        else:
+            similarity = -squared_distances(embeddings, centers)
+        return similarity / self.log_temperature.exp()
 
     def adapt(self, support_x: Tensor, support_y: Tensor, *, steps: int | None = None, ways: int | None = None) -> Predictor:
         if ways is None:
             ways = int(support_y.max()) + 1
         centers = prototypes(self.encoder(support_x), support_y, ways)
-        return lambda x: -squared_distances(self.encoder(x), centers)
+        return lambda x: self.logits(self.encoder(x), centers)

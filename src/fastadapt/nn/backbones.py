@@ -69,6 +69,11 @@ class Conv4(nn.Module):
     2x2 max pooling (``pool="max"``, ProtoNet and MAML's miniImageNet network; the feature map is
     flattened) or a stride-2 convolution (``pool="stride"``, MAML's Omniglot network; the feature
     map is averaged over space). ``out_features=None`` makes it an embedding network.
+
+    ``downsample_blocks`` (default 4) is how many blocks down-sample; ``feature_maps=True`` returns
+    the last feature map ``[batch, hidden, s, s]`` itself (its shape in ``feature_shape``): the
+    encoder of Relation Networks, which compare feature maps, is ``Conv4(downsample_blocks=2,
+    feature_maps=True)``.
     """
 
     def __init__(
@@ -78,21 +83,31 @@ class Conv4(nn.Module):
         hidden: int = 64,
         pool: str = "max",
         image_size: int = 28,
+        downsample_blocks: int = 4,
+        feature_maps: bool = False,
     ) -> None:
         super().__init__()
         if pool not in _POOLS:
             raise ValueError(f"Conv4 pool must be one of {_POOLS}, got {pool!r}")
+        if not 0 <= downsample_blocks <= 4:
+            raise ValueError(f"Conv4 downsample_blocks must be between 0 and 4, got {downsample_blocks!r}")
+        if feature_maps and out_features:
+            raise ValueError("Conv4(feature_maps=True) is an encoder: leave out_features=None")
         layers: list[nn.Module] = []
         channels, size = in_channels, image_size
-        for _ in range(4):
-            stride = 2 if pool == "stride" else 1
+        for block in range(4):
+            down = block < downsample_blocks
+            stride = 2 if pool == "stride" and down else 1
             layers += [nn.Conv2d(channels, hidden, 3, stride=stride, padding=1), BatchNorm(hidden), nn.ReLU()]
-            if pool == "max":
+            if pool == "max" and down:
                 layers.append(nn.MaxPool2d(2))
-            channels, size = hidden, _conv_output_size(size, pool)
+            channels, size = hidden, _conv_output_size(size, pool) if down else size
         if size < 1:
             raise ValueError(f"Conv4 needs images of at least 16x16 pixels, got image_size={image_size}")
-        if pool == "stride":
+        self.feature_shape = (hidden, size, size)
+        if feature_maps:
+            self.embedding_dim = hidden * size * size
+        elif pool == "stride":
             layers.append(SpatialMean())
             self.embedding_dim = hidden
         else:
@@ -108,6 +123,59 @@ class Conv4(nn.Module):
             raise ValueError(
                 f"Conv4 expects images of shape [batch, {self.in_channels}, {self.image_size}, "
                 f"{self.image_size}], got {tuple(x.shape)}; build it with the dataset's channels and image_size"
+            )
+        features = self.body(x)
+        return self.head(features) if self.head is not None else features
+
+
+class ResidualBlock(nn.Module):
+    """ResNet-12's block: three 3x3 conv-BN layers with leaky ReLU (0.1), a 1x1 conv-BN shortcut,
+    and 2x2 max pooling."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        convs: list[nn.Module] = []
+        for i in range(3):
+            convs += [nn.Conv2d(in_channels if i == 0 else out_channels, out_channels, 3, padding=1, bias=False), BatchNorm(out_channels)]
+            if i < 2:
+                convs.append(nn.LeakyReLU(0.1))
+        self.convs = nn.Sequential(*convs)
+        self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, bias=False), BatchNorm(out_channels))
+        self.out = nn.Sequential(nn.LeakyReLU(0.1), nn.MaxPool2d(2))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.out(self.convs(x) + self.shortcut(x))
+
+
+class ResNet12(nn.Module):
+    """The ResNet-12 of TADAM and MetaOptNet: four residual blocks of widths 64-160-320-640, each
+    halving the feature map, then a spatial mean (a 640-dimensional embedding). Batch norm uses
+    batch statistics, as in Conv4."""
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        out_features: int | None = None,
+        widths: Sequence[int] = (64, 160, 320, 640),
+        image_size: int = 84,
+    ) -> None:
+        super().__init__()
+        if len(widths) != 4 or not all(isinstance(w, int) and w > 0 for w in widths):
+            raise ValueError(f"ResNet12 widths must be four positive integers, got {widths!r}")
+        if image_size < 16:
+            raise ValueError(f"ResNet12 needs images of at least 16x16 pixels, got image_size={image_size}")
+        blocks = [ResidualBlock(a, b) for a, b in zip((in_channels, *widths[:3]), widths)]
+        self.in_channels = in_channels
+        self.image_size = image_size
+        self.embedding_dim = widths[-1]
+        self.body = nn.Sequential(*blocks, SpatialMean())
+        self.head = nn.Linear(self.embedding_dim, out_features) if out_features else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"ResNet12 expects images of shape [batch, {self.in_channels}, H, W], got {tuple(x.shape)}; "
+                "build it with the dataset's channels"
             )
         features = self.body(x)
         return self.head(features) if self.head is not None else features

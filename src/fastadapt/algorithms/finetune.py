@@ -1,0 +1,122 @@
+"""The transfer-learning baseline (Chen et al. 2019, Baseline and Baseline++): pre-train, then fit a
+new head on each support set."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from fastadapt.algorithms.base import MetaLearner, Predictor
+from fastadapt.algorithms.inner_loop import inner_loop
+from fastadapt.algorithms.protonet import prototypes
+from fastadapt.errors import ConfigError
+from fastadapt.nn.params import Params, parameter_dict
+from fastadapt.tasks import TaskBatch
+
+HEADS = ("linear", "cosine")
+
+
+class FineTune(MetaLearner):
+    """Supervised pre-training of ``encoder`` on all meta-training classes; at test time a new
+    head fitted on the support set by ``finetune_steps`` steps of gradient descent.
+
+    ``head="linear"`` is Chen et al.'s Baseline (a new linear layer, initialized at zero);
+    ``"cosine"`` is Baseline++ (cosine similarity to class weight vectors times ``scale``, both in
+    pre-training and at test time, the new weights started at the support set's normalized class
+    means). The body stays frozen unless ``finetune_body=True``, which adapts it too. Pre-training
+    learns from the images of the sampled tasks with their dataset classes (``TaskBatch.classes``),
+    i.e. class-balanced mini-batches; ``classes`` is the number of meta-training classes.
+    """
+
+    name = "finetune"
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        classes: int,
+        vmap: bool | None = None,
+        head: str = "linear",
+        scale: float = 10.0,
+        finetune_steps: int = 100,
+        finetune_lr: float = 0.1,
+        finetune_body: bool = False,
+    ) -> None:
+        super().__init__(loss="cross_entropy", vmap=vmap)
+        if head not in HEADS:
+            raise ConfigError(f"FineTune head must be one of {HEADS}, got {head!r}")
+        dim = getattr(encoder, "embedding_dim", None)
+        if not isinstance(dim, int):
+            raise ConfigError("FineTune needs an encoder with an integer embedding_dim (e.g. fastadapt.nn.Conv4)")
+        if not isinstance(classes, int) or classes < 2:
+            raise ConfigError(f"FineTune needs the number of meta-training classes (at least 2), got {classes!r}")
+        if finetune_steps < 0 or finetune_lr <= 0:
+            raise ConfigError(f"finetune_steps must be >= 0 and finetune_lr > 0, got {finetune_steps!r} and {finetune_lr!r}")
+        self.encoder = encoder
+        self.head_kind = head
+        self.scale = float(scale)
+        self.finetune_steps = finetune_steps
+        self.finetune_lr = float(finetune_lr)
+        self.finetune_body = finetune_body
+        self.head = nn.Linear(dim, classes, bias=head == "linear")
+
+    def head_logits(self, params: Params, features: Tensor) -> Tensor:
+        """Class scores of ``features`` under head weights ``params`` (``weight``, and ``bias`` if linear)."""
+        if self.head_kind == "cosine":
+            return self.scale * F.normalize(features, dim=-1) @ F.normalize(params["weight"], dim=-1).T
+        return features @ params["weight"].T + params["bias"]
+
+    def training_batch(self, batch: TaskBatch) -> TaskBatch:
+        if batch.classes is None:
+            raise ConfigError(
+                "FineTune pre-trains on dataset classes: sample tasks with FewShotTasks (which records them) "
+                "or build TaskBatch(..., classes=...)"
+            )
+        if int(batch.classes.max()) >= self.head.out_features:
+            raise ConfigError(
+                f"tasks use dataset class {int(batch.classes.max())} but the pre-training head has "
+                f"{self.head.out_features} classes: build FineTune with classes=<number of meta-training classes>"
+            )
+        return batch.replace_labels(batch.classes.gather(1, batch.support_y), batch.classes.gather(1, batch.query_y))
+
+    def task_objective(
+        self, support_x: Tensor, support_y: Tensor, query_x: Tensor, query_y: Tensor, ways: int | None
+    ) -> tuple[Tensor, Tensor]:
+        logits = self.head_logits(parameter_dict(self.head), self.encoder(torch.cat([support_x, query_x])))
+        objective = self.loss_fn(logits, torch.cat([support_y, query_y]))
+        return objective, logits[len(support_x):]
+
+    def adapt(self, support_x: Tensor, support_y: Tensor, *, steps: int | None = None, ways: int | None = None) -> Predictor:
+        if ways is None:
+            ways = int(support_y.max()) + 1
+        steps = self.finetune_steps if steps is None else steps
+        with torch.no_grad():
+            features = self.encoder(support_x)
+        head = self._new_head(features, support_y, ways)
+        if not self.finetune_body:
+            fitted = inner_loop(self.head_logits, head, features, support_y, self.loss_fn, steps,
+                                lambda _: dict.fromkeys(head, self.finetune_lr), first_order=True)[-1]
+            return lambda x: self.head_logits(fitted, self.encoder(x))
+        start = {**_prefixed("encoder.", parameter_dict(self.encoder)), **_prefixed("head.", head)}
+
+        def forward(params: Params, x: Tensor) -> Tensor:
+            features = functional_call(self.encoder, _unprefixed("encoder.", params), (x,))
+            return self.head_logits(_unprefixed("head.", params), features)
+
+        fitted = inner_loop(forward, start, support_x, support_y, self.loss_fn, steps,
+                            lambda _: dict.fromkeys(start, self.finetune_lr), first_order=True)[-1]
+        return lambda x: forward(fitted, x)
+
+    def _new_head(self, features: Tensor, labels: Tensor, ways: int) -> Params:
+        if self.head_kind == "cosine":
+            return {"weight": prototypes(F.normalize(features, dim=-1), labels, ways)}
+        return {"weight": features.new_zeros(ways, features.shape[-1]), "bias": features.new_zeros(ways)}
+
+
+def _prefixed(prefix: str, params: Params) -> Params:
+    return {prefix + name: value.detach() for name, value in params.items()}
+
+
+def _unprefixed(prefix: str, params: Params) -> Params:
+    return {name[len(prefix):]: value for name, value in params.items() if name.startswith(prefix)}

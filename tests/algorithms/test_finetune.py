@@ -1,0 +1,76 @@
+"""The transfer-learning baseline: pre-training on dataset classes, a new head per task."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from helpers import random_dataset
+
+import fastadapt as fa
+from fastadapt.errors import ConfigError
+
+
+class _Identity(torch.nn.Flatten):
+    embedding_dim = 2
+
+
+def test_tasks_record_the_dataset_class_behind_each_label() -> None:
+    dataset = random_dataset(classes=8, per_class=4, size=4)
+    batch = fa.FewShotTasks(dataset, ways=3, shots=1, queries=2, seed=1).sample(5)
+    images = dataset.images.float() / 255
+    for task in batch:
+        for x, y in zip(torch.cat([task.support_x, task.query_x]), torch.cat([task.support_y, task.query_y])):
+            rows = (images == x).flatten(1).all(1).nonzero().flatten()
+            assert dataset.labels[rows].tolist() == [task.classes[y].item()]
+
+
+def test_pre_training_is_cross_entropy_over_the_dataset_classes() -> None:
+    dataset = random_dataset(classes=8, per_class=4, size=16)
+    batch = fa.FewShotTasks(dataset, ways=3, shots=1, queries=2).sample(2)
+    learner = fa.FineTune(fa.nn.Conv4(1, None, hidden=8, image_size=16), classes=8)
+    loss, _ = learner.meta_loss(batch)
+    expected = []
+    for task in batch:
+        x = torch.cat([task.support_x, task.query_x])
+        y = task.classes[torch.cat([task.support_y, task.query_y])]
+        expected.append(F.cross_entropy(learner.head(learner.encoder(x)), y))
+    assert loss.item() == pytest.approx(torch.stack(expected).mean().item(), rel=1e-5)
+
+
+def test_a_linear_head_fitted_on_the_support_set_separates_it() -> None:
+    learner = fa.FineTune(_Identity(), classes=4, finetune_steps=200, finetune_lr=0.5)
+    support_x = torch.tensor([[2.0, 0.0], [0.0, 2.0], [-2.0, 0.0]])
+    predict = learner.adapt(support_x, torch.tensor([0, 1, 2]))
+    assert predict(support_x + 0.1).argmax(1).tolist() == [0, 1, 2]
+    assert predict(support_x).softmax(1).diagonal().min() > 0.9
+    assert learner.adapt(support_x, torch.tensor([0, 1, 2]), steps=0)(support_x).abs().max() == 0  # zero start
+
+
+def test_a_cosine_head_starts_at_the_normalized_class_means() -> None:
+    learner = fa.FineTune(_Identity(), classes=4, head="cosine", scale=5.0)
+    support_x = torch.tensor([[1.0, 0.0], [3.0, 0.0], [0.0, 2.0]])
+    logits = learner.adapt(support_x, torch.tensor([0, 0, 1]), steps=0)(torch.tensor([[1.0, 1.0]]))
+    r = 2 ** -0.5
+    torch.testing.assert_close(logits, torch.tensor([[5 * r, 5 * r]]))
+
+
+def test_fine_tuning_the_body_adapts_a_copy() -> None:
+    encoder = fa.nn.Conv4(1, None, hidden=8, image_size=16)
+    learner = fa.FineTune(encoder, classes=8, finetune_body=True, finetune_steps=3)
+    task = fa.FewShotTasks(random_dataset(size=16), ways=3, shots=1, queries=2).sample(1)[0]
+    before = {k: v.clone() for k, v in encoder.state_dict().items()}
+    frozen = fa.FineTune(encoder, classes=8, finetune_steps=3).adapt(task.support_x, task.support_y)(task.query_x)
+    tuned = learner.adapt(task.support_x, task.support_y)(task.query_x)
+    assert not torch.allclose(frozen, tuned)
+    assert all(torch.equal(before[k], v) for k, v in encoder.state_dict().items())
+
+
+def test_tasks_without_dataset_classes_or_beyond_the_head_are_refused() -> None:
+    learner = fa.FineTune(fa.nn.Conv4(1, None, hidden=8, image_size=16), classes=4)
+    batch = fa.FewShotTasks(random_dataset(classes=8, size=16), ways=3, shots=1, queries=2).sample(2)
+    with pytest.raises(ConfigError, match="classes"):
+        learner.meta_loss(fa.TaskBatch(batch.support_x, batch.support_y, batch.query_x, batch.query_y))
+    batch.classes[:] = 7
+    with pytest.raises(ConfigError, match="4 classes"):
+        learner.meta_loss(batch)
