@@ -168,3 +168,35 @@ def test_predict_refuses_a_regression_model(tmp_path: Path, capsys: pytest.Captu
     capsys.readouterr()
     code, _, err = _run(capsys, "predict", str(run), "--support", str(tmp_path), "--query", str(tmp_path))
     assert code == 2 and "is a model of sinusoid data, not of images" in err
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["algorithm.name=matchingnet"],
+        ["algorithm.name=matchingnet", "algorithm.fce=true"],
+        ["algorithm.name=relationnet", "train_task.ways=5"],
+        ["algorithm.name=siamese", "algorithm.distortions=true"],
+        ["algorithm.name=finetune", "train_task.ways=16", "train_task.queries=1"],
+        ["algorithm.name=finetune", "algorithm.head=cosine", "algorithm.finetune_body=true", "algorithm.finetune_steps=3"],
+        ["algorithm.name=protonet", "algorithm.distance=cosine", "algorithm.temperature=0.1", "algorithm.learn_temperature=true"],
+        ["model.name=resnet12", "train.steps=2"],
+    ],
+    ids=["matchingnet", "matchingnet-fce", "relationnet", "siamese", "finetune", "baselinepp-body", "protonet-cosine", "resnet12"],
+)
+def test_every_method_trains_evaluates_and_predicts_from_the_cli(
+    overrides: list[str], glyphs_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    short = ["train.steps=6", "train.val_every=3", "train.val_episodes=4", "test.episodes=8", "train_task.ways=5", "--no-progress"]
+    code, _, err = _run(capsys, "train", "--run-dir", str(run), "--data-dir", str(glyphs_root), "--json", *short, *overrides)
+    assert code == 0, err
+    stored = json.loads((run / "result.json").read_text())["test"]
+    code, out, _ = _run(capsys, "eval", str(run), "--json", "--data-dir", str(glyphs_root))
+    assert code == 0 and json.loads(out)["accuracy"] == pytest.approx(stored["accuracy"])
+    support, query = _glyph_folders(glyphs_root, tmp_path)
+    code, out, err = _run(capsys, "predict", str(run), "--support", str(support), "--query", str(query), "--json")
+    printed = json.loads(out)
+    assert code == 0, err
+    assert len(printed["predictions"]) == 30
+    assert all(0.0 <= p["probability"] <= 1.0 and p["label"] in printed["classes"] for p in printed["predictions"])

@@ -165,3 +165,23 @@ def test_schedules() -> None:
     assert lrs("linear") == [1.0, 0.75, 0.5, 0.25]
     assert lrs("cosine") == pytest.approx([1.0, 0.8535534, 0.5, 0.1464466])
     assert lrs("step", decay_every=2, decay=0.5) == [1.0, 1.0, 0.5, 0.5]
+
+
+def test_a_time_budget_ends_training_with_validation_and_a_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = {"t": 0.0}
+
+    def fake_perf_counter() -> float:  # every reading of the clock is 10 s later
+        clock["t"] += 10.0
+        return clock["t"]
+
+    monkeypatch.setattr("fastadapt.train.time.perf_counter", fake_perf_counter)
+    learner, tasks, val = _setup()
+    result = meta_train(learner, tasks, 50, meta_batch=2, val_tasks=val, val_every=100, val_episodes=4,
+                        run_dir=tmp_path, log_every=100, progress=False, max_minutes=1)
+    assert 1 < result.steps < 50
+    assert result.elapsed_s >= 60
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["kind"] == "val"] == [result.steps]
+    assert load_checkpoint(tmp_path / "last.pt")["step"] == result.steps
+    again = meta_train(*_setup()[:2], 50, meta_batch=2, run_dir=tmp_path, resume=True, progress=False, max_minutes=1)
+    assert again.steps == result.steps  # the budget was spent: resuming trains no further

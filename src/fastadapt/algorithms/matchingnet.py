@@ -53,14 +53,17 @@ class MatchingNet(MetaLearner):
 
     ``encoder`` maps inputs to ``[batch, dim]`` embeddings. ``fce=True`` adds the paper's
     full-context embeddings (``fce_steps`` attention reads per query); it needs the embedding size,
-    taken from ``encoder.embedding_dim``. The predictor returns log-probabilities, so a softmax of
+    taken from ``encoder.embedding_dim``, and runs the per-task loop (torch.func.vmap has no
+    batching rule for LSTMs). The predictor returns log-probabilities, so a softmax of
     its output is the attention's class distribution and cross-entropy is the paper's loss.
     """
 
     name = "matchingnet"
 
     def __init__(self, encoder: nn.Module, vmap: bool | None = None, fce: bool = False, fce_steps: int = 5) -> None:
-        super().__init__(loss="cross_entropy", vmap=vmap)
+        if fce and vmap:
+            raise ConfigError("MatchingNet(fce=True) runs the per-task loop (vmap has no rule for LSTMs): leave vmap unset")
+        super().__init__(loss="cross_entropy", vmap=False if fce else vmap)
         self.encoder = encoder
         self.context = None
         if fce:
