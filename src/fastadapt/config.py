@@ -56,7 +56,7 @@ ALGORITHM_KEYS: dict[str, tuple[str, ...]] = {
     "anil": GRADIENT_KEYS,
     "reptile": ("inner_lr", "inner_steps", "test_inner_steps"),
     "protonet": ("distance", "temperature", "learn_temperature"),
-    "matchingnet": ("fce", "fce_steps"),
+    "matchingnet": ("fce", "fce_steps", "temperature", "learn_temperature"),
     "relationnet": (),
     "siamese": ("distortions",),
     "finetune": ("head", "scale", "finetune_steps", "finetune_lr", "finetune_body", "classes"),

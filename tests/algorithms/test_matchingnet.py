@@ -53,3 +53,13 @@ def test_full_context_embeddings_train_every_part() -> None:
 def test_fce_needs_an_embedding_size() -> None:
     with pytest.raises(ConfigError, match="embedding_dim"):
         fa.MatchingNet(torch.nn.Flatten(), fce=True)
+
+
+def test_a_temperature_sharpens_the_attention() -> None:
+    support_x, support_y = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 2.0]]), torch.tensor([0, 1, 1])
+    query_x = torch.tensor([[1.0, 0.0]])  # cosines 1, 0, 0; over a temperature of 0.5: 2, 0, 0
+    learner = fa.MatchingNet(torch.nn.Flatten(), temperature=0.5)
+    e2 = math.e**2
+    torch.testing.assert_close(learner.adapt(support_x, support_y)(query_x).exp(), torch.tensor([[e2 / (e2 + 2), 2 / (e2 + 2)]]))
+    learned = fa.MatchingNet(torch.nn.Flatten(), learn_temperature=True)
+    assert [name for name, _ in learned.named_parameters()] == ["temperature.log_value"]

@@ -73,10 +73,10 @@ def test_euclidean_temperature_divides_the_distances() -> None:
 
 def test_a_learned_temperature_is_a_parameter_with_a_gradient() -> None:
     learner = fa.ProtoNet(fa.nn.Conv4(1, None, hidden=8, image_size=16), distance="cosine", temperature=0.1, learn_temperature=True)
-    assert any(name == "log_temperature" for name, _ in learner.named_parameters())
+    assert any(name == "temperature.log_value" for name, _ in learner.named_parameters())
     loss, _ = learner.meta_loss(fa.FewShotTasks(random_dataset(), ways=3, shots=1, queries=2).sample(2))
     loss.backward()
-    assert learner.log_temperature.grad is not None and learner.log_temperature.grad.abs() > 0
+    assert learner.temperature.log_value.grad is not None and learner.temperature.log_value.grad.abs() > 0
     assert fa.ProtoNet(torch.nn.Flatten()).state_dict() == {}  # a fixed temperature comes from the config
 
 

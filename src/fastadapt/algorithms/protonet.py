@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import math
-
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fastadapt.algorithms.base import MetaLearner, Predictor
+from fastadapt.algorithms.temperature import Temperature
 from fastadapt.errors import ConfigError
 
 DISTANCES = ("euclidean", "cosine")
@@ -53,15 +51,9 @@ class ProtoNet(MetaLearner):
         super().__init__(loss="cross_entropy", vmap=vmap)
         if distance not in DISTANCES:
             raise ConfigError(f"ProtoNet distance must be one of {DISTANCES}, got {distance!r}")
-        if not temperature > 0:
-            raise ConfigError(f"ProtoNet temperature must be positive, got {temperature!r}")
         self.encoder = encoder
         self.distance = distance
-        log_temperature = torch.tensor(math.log(temperature))
-        if learn_temperature:
-            self.log_temperature = nn.Parameter(log_temperature)
-        else:
-            self.register_buffer("log_temperature", log_temperature, persistent=False)  # set by the config
+        self.temperature = Temperature(temperature, learn_temperature)
 
     def logits(self, embeddings: Tensor, centers: Tensor) -> Tensor:
         """Class scores of query ``embeddings`` against ``centers``."""
@@ -69,7 +61,7 @@ class ProtoNet(MetaLearner):
             similarity = cosine_similarities(embeddings, centers)
         else:
             similarity = -squared_distances(embeddings, centers)
-        return similarity / self.log_temperature.exp()
+        return self.temperature(similarity)
 
     def adapt(self, support_x: Tensor, support_y: Tensor, *, steps: int | None = None, ways: int | None = None) -> Predictor:
         if ways is None:
