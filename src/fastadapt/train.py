@@ -280,7 +280,7 @@ def meta_train(
                 scheduler.step()
                 done = step + 1
                 out_of_time = max_minutes is not None and elapsed + time.perf_counter() - clock >= 60 * max_minutes
-                final = done == steps or world.any(out_of_time, device)
+                final = done == steps or (max_minutes is not None and world.any(out_of_time, device))
                 if done % log_every == 0 or final:
                     window_means = {k: sum(v) / len(v) for k, v in window.items()}
                     elapsed += time.perf_counter() - clock
