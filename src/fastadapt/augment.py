@@ -47,3 +47,30 @@ def affine_distortions(
     theta = torch.cat([linear, shifts[:, :, None]], dim=2)
     grid = F.affine_grid(theta, list(flat.shape), align_corners=False)
     return F.grid_sample(flat, grid, padding_mode="border", align_corners=False).view(shape)
+
+
+def random_crop_flip(images: Tensor, generator: torch.Generator, padding: int | None = None) -> Tensor:
+    """The miniImageNet-family training augmentation: each image ``[..., C, H, W]`` zero-padded by
+    ``padding`` pixels (default a tenth of its height: 8 at 84x84, 3 at 32x32), cropped back to
+    its size at a random offset, and flipped left-right with probability 1/2.
+
+    Draws from ``generator`` (the task sampler's), so augmented runs stay reproducible and resumable.
+    """
+    shape = images.shape
+    flat = images.reshape(-1, *shape[-3:])
+    n, _, h, w = flat.shape
+    pad = max(1, h // 10) if padding is None else padding
+    padded = F.pad(flat, (pad, pad, pad, pad))
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+    flip = torch.rand(n, generator=generator) < 0.5
+    cols = torch.arange(w)
+    cols = torch.where(flip[:, None], cols.flip(0), cols) + dx[:, None]
+    rows = torch.arange(h) + dy[:, None]
+    index = torch.arange(n)[:, None, None]
+    index, rows, cols = index.to(flat.device), rows.to(flat.device), cols.to(flat.device)
+    cropped = padded.permute(0, 2, 3, 1)[index, rows[:, :, None], cols[:, None, :]]
+    return cropped.permute(0, 3, 1, 2).reshape(shape)
+
+
+AUGMENTATIONS = {"crop_flip": random_crop_flip}

@@ -81,6 +81,30 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--json", action="store_true", help="print one JSON object (classes, predictions, accuracy)")
 
     commands.add_parser("presets", help="list the presets")
+
+    data = commands.add_parser(
+        "data",
+        help="list, prepare, verify and describe the few-shot benchmarks",
+        description="The benchmark datasets: where they live (--data-dir, else $FASTADAPT_DATA, else the per-user cache "
+        "folder), whether their files are present and match the published checksums, and their decoded caches.",
+    )
+    actions = data.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="every known benchmark: present or not, decoded or not, classes per split")
+    info = actions.add_parser("info", help="one benchmark's files, sources, checksums state, caches and split")
+    info.add_argument("name")
+    info.add_argument("--checksums", action="store_true", help="also hash the files present and compare with the published checksums")
+    prepare = actions.add_parser("prepare", help="decode a benchmark into its cache (downloading it with --download)")
+    prepare.add_argument("name")
+    prepare.add_argument("--download", action="store_true", help="download missing files from the official source or a mirror")
+    prepare.add_argument("--source", type=Path, metavar="DIR", help="decode from files you already have (for miniImageNet: your ILSVRC-2012 train folder)")
+    prepare.add_argument("--image-size", type=int, help="decode at this size (default: the benchmark's own)")
+    prepare.add_argument("--force", action="store_true", help="decode again even if a cache exists")
+    verify = actions.add_parser("verify", help="check the files against the published checksums and decode them again")
+    verify.add_argument("name")
+    verify.add_argument("--image-size", type=int, help="decode at this size (default: the benchmark's own)")
+    for sub in (listing, info, prepare, verify):
+        sub.add_argument("--data-dir", help="dataset root (default $FASTADAPT_DATA, else the per-user cache folder)")
+        sub.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
 
@@ -162,6 +186,63 @@ def _presets() -> int:
     return 0
 
 
+def _size(count: int | None) -> str:
+    if count is None:
+        return "-"
+    for unit in ("B", "KB", "MB", "GB"):
+        if count < 1024 or unit == "GB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024  # type: ignore[assignment]
+    return str(count)
+
+
+def _print_info(report: dict) -> None:
+    print(f"{report['name']}: {report['title']} ({report['reference']})")
+    print(f"  folder:  {report['folder']} ({'files present' if report['present'] else 'files missing'})")
+    for row in report["sources"]:
+        state = "present, " + _size(row["bytes"]) if row["present"] else "missing"
+        published = f"{row['published'][0]} {row['published'][1]}" if row["published"] else "no published checksum"
+        print(f"  file:    {row['file']}: {state}; {published}" + (f"; checksum {row['checksum']}" if "checksum" in row else ""))
+        for url in row["urls"]:
+            print(f"           from {url}")
+    for cache in report["caches"] or [{"file": "none yet (`fastadapt data prepare " + report["name"] + "`)", "bytes": None}]:
+        print(f"  decoded: {cache['file']}" + (f" ({_size(cache['bytes'])})" if cache["bytes"] else ""))
+    print(f"  classes: " + " / ".join(f"{n} {s}" for s, n in report["classes"].items()) + f", {report['image_size']}x{report['image_size']} pixels")
+    print(f"  split:   {report['split_source']}")
+
+
+def _data(args: argparse.Namespace) -> int:
+    from fastadapt.datasets import catalog
+
+    if args.action == "list":
+        rows = catalog.listing(args.data_dir)
+        if args.json:
+            print(json.dumps(rows))
+            return 0
+        print(f"{'name':16s}{'files':9s}{'decoded':9s}{'classes (train/val/test)':26s}folder")
+        for row in rows:
+            classes = "/".join(str(n) for n in row["classes"].values())
+            print(f"{row['name']:16s}{'present' if row['present'] else 'missing':9s}{'yes' if row['caches'] else 'no':9s}{classes:26s}{row['folder']}")
+        return 0
+    if args.action == "info":
+        report = catalog.info(args.name, args.data_dir, checksums=args.checksums)
+    elif args.action == "prepare":
+        report = catalog.prepare(args.name, args.data_dir, args.image_size, args.download, args.source, args.force)
+    else:
+        report = catalog.verify(args.name, args.data_dir, args.image_size)
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    if args.action in ("info", "verify"):
+        _print_info(report)
+    if args.action != "info":
+        decoded = report if args.action == "prepare" else report["decoded"]
+        c, h, w = decoded["shape"]
+        splits = ", ".join(f"{s} {v['classes']} classes / {v['images']} images" for s, v in decoded["splits"].items())
+        print(f"{decoded['name']}: {decoded['images']} images of {c}x{h}x{w} ({splits}) in {decoded['cache']} [{decoded['seconds']:.1f} s]")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
@@ -176,6 +257,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _eval(args)
         if args.command == "predict":
             return _predict(args)
+        if args.command == "data":
+            return _data(args)
         return _presets()
     except FastAdaptError as error:
         if args.debug:

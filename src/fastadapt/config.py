@@ -20,7 +20,8 @@ import torch
 import yaml
 
 from fastadapt.algorithms import ALGORITHMS, EMBEDDING_ALGORITHMS, MetaLearner
-from fastadapt.datasets import ClassDataset, Glyphs, ImageFolder, Omniglot
+from fastadapt.augment import AUGMENTATIONS
+from fastadapt.datasets import CIFARFS, CUB, FC100, ClassDataset, Glyphs, ImageFolder, MiniImageNet, Omniglot, TieredImageNet
 from fastadapt.datasets.glyphs import preprocessing as glyphs_preprocessing
 from fastadapt.datasets.images import Preprocessing
 from fastadapt.datasets.omniglot import preprocessing as omniglot_preprocessing
@@ -61,6 +62,7 @@ ALGORITHM_KEYS: dict[str, tuple[str, ...]] = {
     "siamese": ("distortions",),
     "finetune": ("head", "scale", "finetune_steps", "finetune_lr", "finetune_body", "classes"),
 }
+BENCHMARKS = {"miniimagenet": MiniImageNet, "tieredimagenet": TieredImageNet, "cifarfs": CIFARFS, "fc100": FC100, "cub": CUB}
 # Which keys of a section apply, by the section's `name` (besides `name` itself and COMMON_KEYS).
 APPLICABLE: dict[str, dict[str, tuple[str, ...]]] = {
     "algorithm": ALGORITHM_KEYS,
@@ -68,6 +70,7 @@ APPLICABLE: dict[str, dict[str, tuple[str, ...]]] = {
         "glyphs": ("data_dir", "image_size", "rotations"),
         "omniglot": ("data_dir", "scheme", "image_size", "rotations", "download"),
         "imagefolder": ("path", "image_size", "channels", "invert", "rotations", "split_seed", "split_fractions"),
+        **{name: ("data_dir", "image_size", "download") for name in BENCHMARKS},
         "sinusoid": (),
     },
     "model": {"conv4": ("hidden", "pool", "channels_last"), "resnet12": ("channels_last",), "mlp": ("layers",)},
@@ -80,10 +83,10 @@ SCHEMA: dict[str, Key] = {
     "seed": _k(int, 0),
     "device": _k(str, "auto"),
     "deterministic": _k(bool, False),
-    "dataset.name": _k(str, "glyphs", ("glyphs", "omniglot", "imagefolder", "sinusoid")),
+    "dataset.name": _k(str, "glyphs", ("glyphs", "omniglot", "imagefolder", *BENCHMARKS, "sinusoid")),
     "dataset.path": _k(str, None),
     "dataset.scheme": _k(str, "vinyals", ("vinyals", "lake")),
-    "dataset.image_size": _k(int, 28, minimum=16),
+    "dataset.image_size": _k(int, None, minimum=16),  # None: the dataset's own (28 Omniglot, 84 miniImageNet, 32 CIFAR)
     "dataset.channels": _k(int, 3, (1, 3)),
     "dataset.invert": _k(bool, False),
     "dataset.rotations": _k(bool, False),
@@ -139,6 +142,7 @@ SCHEMA: dict[str, Key] = {
     "train.log_every": _k(int, 10, minimum=1),
     "train.skip_nonfinite": _k(bool, False),
     "train.max_minutes": _k((float, int), None, minimum=0.001),
+    "train.augment": _k(str, "none", ("none", *AUGMENTATIONS)),
     "test.episodes": _k(int, 600, minimum=1),
     "test.inner_steps": _k(int, None, minimum=0),
     "test.seed": _k(int, 2024),
@@ -239,6 +243,8 @@ def resolve(config: dict[str, Any]) -> dict[str, Any]:
     fractions = resolved.get("dataset.split_fractions", [1, 1, 1])
     if len(fractions) != 3 or not all(isinstance(f, (int, float)) and not isinstance(f, bool) and f > 0 for f in fractions):
         raise ConfigError(f"dataset.split_fractions must be three positive numbers (train, val, test), got {fractions!r}")
+    if "dataset.image_size" in resolved and resolved["dataset.image_size"] is None:
+        resolved["dataset.image_size"] = BENCHMARKS[resolved["dataset.name"]].release.image_size if resolved["dataset.name"] in BENCHMARKS else 28
     if resolved["dataset.name"] == "imagefolder" and not resolved["dataset.path"]:
         raise ConfigError("dataset.name=imagefolder needs dataset.path: the folder (or archive) of class folders")
     return unflatten(resolved)
@@ -368,6 +374,8 @@ def preprocessing_of(config: dict[str, Any]) -> Preprocessing | None:
         return glyphs_preprocessing(data["image_size"])
     if data["name"] == "imagefolder":
         return Preprocessing(data["image_size"], data["channels"], data["invert"])
+    if data["name"] in BENCHMARKS:
+        return Preprocessing(data["image_size"], BENCHMARKS[data["name"]].release.channels)
     return None
 
 
@@ -383,6 +391,8 @@ def _image_dataset(config: dict[str, Any], split: str) -> ClassDataset:
             data["path"], split=split, image_size=data["image_size"], channels=data["channels"], invert=data["invert"],
             split_fractions=data["split_fractions"], split_seed=data["split_seed"], rotations=data["rotations"],
         )
+    if data["name"] in BENCHMARKS:
+        return BENCHMARKS[data["name"]](data["data_dir"], split=split, image_size=data["image_size"], download=data["download"])
     return Glyphs(data["data_dir"], split=split, image_size=data["image_size"], rotations=data["rotations"])
 
 
@@ -393,7 +403,8 @@ def build_tasks(config: dict[str, Any], split: str, seed: int) -> TaskDistributi
         task.update({k: v for k, v in config["train_task"].items() if v is not None})
     if config["dataset"]["name"] == "sinusoid":
         return SinusoidTasks(shots=task["shots"], queries=task["queries"], seed=seed)
-    return FewShotTasks(_image_dataset(config, split), task["ways"], task["shots"], task["queries"], seed=seed)
+    augment = AUGMENTATIONS.get(config["train"]["augment"]) if split == "train" else None
+    return FewShotTasks(_image_dataset(config, split), task["ways"], task["shots"], task["queries"], seed=seed, augment=augment)
 
 
 def has_validation(config: dict[str, Any]) -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -158,7 +158,9 @@ class FewShotTasks(TaskDistribution):
     images, all distinct; the classes get labels ``0..ways-1`` in a random order per task.
     ``sample(n)`` draws from the sampler's seeded stream (checkpointed with the run);
     ``episodes(count)`` replays a fixed sequence from ``seed``, so that every run and every method
-    is tested on the same tasks.
+    is tested on the same tasks. ``augment(images, generator)`` transforms the support and query
+    images of ``sample`` (training) with the sampler's own random stream (e.g. ``random_crop_flip``);
+    ``episodes`` (evaluation) are never augmented.
     """
 
     def __init__(
@@ -169,6 +171,7 @@ class FewShotTasks(TaskDistribution):
         queries: int = 15,
         seed: int = 0,
         device: torch.device | str | None = None,
+        augment: Callable[[Tensor, torch.Generator], Tensor] | None = None,
     ) -> None:
         for label, value, low in (("ways", ways, 2), ("shots", shots, 1), ("queries", queries, 1)):
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
@@ -189,6 +192,7 @@ class FewShotTasks(TaskDistribution):
         self._eligible = eligible
         self._max_count = int(dataset.counts[eligible].max())
         self.generator = torch.Generator().manual_seed(seed)
+        self.augment = augment
 
     def __repr__(self) -> str:
         return (
@@ -208,10 +212,13 @@ class FewShotTasks(TaskDistribution):
         position = keys.topk(per_task, dim=2, largest=False).indices
         rows = data.starts[classes][..., None] + position
         labels = torch.arange(ways)
+        support, query = self._images(rows[:, :, :shots], n), self._images(rows[:, :, shots:], n)
+        if self.augment is not None and generator is self.generator:
+            support, query = self.augment(support, generator), self.augment(query, generator)
         return TaskBatch(
-            self._images(rows[:, :, :shots], n),
+            support,
             labels.repeat_interleave(shots).repeat(n, 1).to(self.device),
-            self._images(rows[:, :, shots:], n),
+            query,
             labels.repeat_interleave(self.queries).repeat(n, 1).to(self.device),
             classes.to(self.device),
         )

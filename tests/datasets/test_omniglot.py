@@ -52,7 +52,7 @@ def test_the_cache_is_reused(shared_data: Path, omniglot_cache: Path, monkeypatc
     def fail(*args: object) -> None:
         raise AssertionError("decoded again instead of reading the cache")
 
-    monkeypatch.setattr(omniglot, "_decode_part", fail)
+    monkeypatch.setattr(omniglot, "decode_images", fail)
     assert Omniglot(shared_data, split="test", cache_dir=omniglot_cache).num_classes == 423
 
 

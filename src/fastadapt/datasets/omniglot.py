@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import os
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
-import torch
 
 from fastadapt.datasets.archives import ARCHIVE_ERRORS
 from fastadapt.datasets.base import ClassDataset
-from fastadapt.datasets.cache import load_cache, save_cache
-from fastadapt.datasets.download import download
-from fastadapt.datasets.images import Preprocessing, load_image
-from fastadapt.datasets.paths import data_root, writable_dir
+from fastadapt.datasets.images import Preprocessing, decode_images
+from fastadapt.datasets.release import Decoded, Release, Source, load_release
 from fastadapt.errors import ConfigError, DataError
 
 BASE_URL = "https://raw.githubusercontent.com/brendenlake/omniglot/master/python/"
@@ -65,19 +63,13 @@ def _in_split(scheme: str, split: str, class_name: str, part: str) -> bool:
     return which in ("train", "val") if split == "trainval" else which == split
 
 
-def _find_source(folder: Path, part: str, download_missing: bool) -> Path:
+def _find_source(folder: Path, part: str) -> Path:
     extracted, archive = folder / part, folder / f"{part}.zip"
     if extracted.is_dir():
         return extracted
     if archive.is_file():
         return archive
-    if download_missing:
-        return download(BASE_URL + archive.name, archive, md5=PARTS[part][0])
-    raise DataError(
-        f"Omniglot is not in {folder}: {archive.name} (or its extracted folder) is missing. "
-        f"Download it with download=True (CLI: --download), or copy the official "
-        f"images_background.zip and images_evaluation.zip from {BASE_URL} into that folder"
-    )
+    raise DataError(RELEASE.missing_message(folder))
 
 
 def _members(source: Path) -> Iterator[tuple[str, bytes]]:
@@ -105,9 +97,10 @@ def preprocessing(image_size: int = 28) -> Preprocessing:
     return Preprocessing(image_size=image_size, channels=1, invert=True)
 
 
-def _decode_part(source: Path, part: str, size: int) -> tuple[list[np.ndarray], list[str]]:
-    """Decode one part; check that it has the release's alphabets, characters and drawings."""
-    images: list[np.ndarray] = []
+def _read_part(source: Path, part: str) -> tuple[list[bytes], list[str], list[str]]:
+    """The PNG files of one part, their names and characters; checks the release's counts."""
+    files: list[bytes] = []
+    names: list[str] = []
     characters: list[str] = []
     counts: dict[str, int] = {}
     for name, data in _members(source):
@@ -119,7 +112,8 @@ def _decode_part(source: Path, part: str, size: int) -> tuple[list[np.ndarray], 
             counts[character] = 0
             characters.append(character)
         counts[character] += 1
-        images.append(load_image(data, preprocessing(size), name=f"{source}:{name}"))
+        files.append(data)
+        names.append(f"{source}:{name}")
     _, alphabets, expected = PARTS[part]
     found_alphabets = {c.split("/")[0] for c in characters}
     wrong = [c for c, n in counts.items() if n != IMAGES_PER_CHARACTER]
@@ -129,7 +123,49 @@ def _decode_part(source: Path, part: str, size: int) -> tuple[list[np.ndarray], 
             f"characters (expected {alphabets} and {expected}), {len(wrong)} characters without "
             f"{IMAGES_PER_CHARACTER} drawings; delete it and download it again (download=True)"
         )
-    return images, characters
+    return files, names, characters
+
+
+class OmniglotRelease(Release):
+    name = "omniglot"
+    folder = "omniglot"
+    title = "Omniglot"
+    reference = "Lake et al. 2015, Human-level concept learning through probabilistic program induction"
+    split_source = "Vinyals et al. 2016 by alphabet (as published with the Prototypical Networks code); or Lake's background/evaluation"
+    image_size = 28
+    channels = 1
+    expected_classes: ClassVar[dict[str, int]] = {"train": 1028, "val": 172, "test": 423}
+
+    @property
+    def sources(self) -> tuple[Source, ...]:  # type: ignore[override]
+        return tuple(Source(f"{part}.zip", (BASE_URL + f"{part}.zip",), md5=md5) for part, (md5, _, _) in PARTS.items())
+
+    def check(self, splits: Sequence[str], where: Path) -> None:
+        """Nothing to add: each part's alphabets, characters and drawings were counted as it was read."""
+
+    def present(self, folder: Path) -> bool:
+        return all((folder / part).is_dir() or (folder / f"{part}.zip").is_file() for part in PARTS)
+
+    def decode(self, folder: Path, image_size: int, source: Path | None = None) -> Decoded:
+        files: list[bytes] = []
+        names: list[str] = []
+        characters: list[str] = []
+        parts: list[str] = []
+        for part in PARTS:
+            part_files, part_names, part_characters = _read_part(_find_source(source or folder, part), part)
+            files += part_files
+            names += part_names
+            characters += part_characters
+            parts += [part] * len(part_characters)
+        images = decode_images(files, preprocessing(image_size), names=names, progress=True)
+        labels = np.arange(len(characters)).repeat(IMAGES_PER_CHARACTER)
+        return Decoded(images, labels, characters, {"part": parts})
+
+    def class_splits(self, class_names: Sequence[str], class_info: dict[str, list[str]]) -> list[str]:
+        return [vinyals_split(name) for name in class_names]
+
+
+RELEASE = OmniglotRelease()
 
 
 def load_omniglot(
@@ -139,28 +175,8 @@ def load_omniglot(
     cache_dir: str | os.PathLike[str] | None = None,
 ) -> tuple[ClassDataset, list[str]]:
     """All 1623 characters (background first) and the part each comes from, decoding on first use."""
-    if not isinstance(image_size, int) or image_size < 8:
-        raise ConfigError(f"image_size must be an integer of at least 8, got {image_size!r}")
-    folder = data_root(root) / "omniglot"
-    cache_folder = Path(cache_dir) if cache_dir is not None else writable_dir(folder, "omniglot")
-    cache_file = cache_folder / f"omniglot-{image_size}px.pt"
-    cached = load_cache(cache_file, "omniglot")
-    if cached is not None:
-        dataset, meta = cached
-        return dataset, meta["parts"]
-    images: list[np.ndarray] = []
-    names: list[str] = []
-    parts: list[str] = []
-    for part in PARTS:
-        part_images, characters = _decode_part(_find_source(folder, part, download), part, image_size)
-        images += part_images
-        names += characters
-        parts += [part] * len(characters)
-    tensor = torch.from_numpy(np.stack(images))
-    labels = torch.arange(len(names)).repeat_interleave(IMAGES_PER_CHARACTER)
-    dataset = ClassDataset(tensor, labels, names, name="omniglot")
-    save_cache(cache_file, dataset, {"parts": parts, "image_size": image_size})
-    return dataset, parts
+    dataset, info = load_release(RELEASE, root, image_size, download, cache_dir)
+    return dataset, info["part"]
 
 
 class Omniglot(ClassDataset):
