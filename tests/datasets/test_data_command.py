@@ -58,3 +58,20 @@ def test_bad_names_and_missing_data_are_one_line_errors(tmp_path: Path, capsys: 
     assert code == 2 and "unknown dataset 'minimagenet'; did you mean 'miniimagenet'?" in err and "Traceback" not in err
     code, _, err = _run(capsys, "data", "prepare", "cub", "--data-dir", str(tmp_path))
     assert code == 2 and "CUB-200-2011 is not in" in err and "--download" in err
+
+
+def test_train_and_eval_a_cifar_fs_preset_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The CIFAR-FS preset runs from the CLI on the official-format archive: augmented 20-way
+    training episodes, validation, test; `eval` then reproduces the test figure."""
+    write_cifar(tmp_path / "data" / "cifar100")
+    run = tmp_path / "run"
+    code, out, err = _run(
+        capsys, "train", "--preset", "protonet-cifarfs-5w1s", "--data-dir", str(tmp_path / "data"), "--run-dir", str(run), "--json",
+        "--no-progress", "train.steps=4", "train.val_every=2", "train.val_episodes=4", "test.episodes=6", "task.queries=2",
+        "train_task.queries=2", "model.hidden=8",
+    )
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["test"]["episodes"] == 6 and 0 <= result["test"]["accuracy"] <= 1
+    code, out, _ = _run(capsys, "eval", str(run), "--json")
+    assert code == 0 and json.loads(out)["accuracy"] == pytest.approx(result["test"]["accuracy"])

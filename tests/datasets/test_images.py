@@ -100,3 +100,21 @@ def test_fuzzed_bytes_give_an_array_or_a_data_error() -> None:
             refused += 1
     report_fuzz("image reader", FUZZ_TRIALS, fuzzed, refused)
     assert 0 < refused < FUZZ_TRIALS and fuzzed > 100_000 * FUZZ_SCALE
+
+
+def test_parallel_decoding_equals_one_process_and_names_a_bad_file(tmp_path: Path) -> None:
+    from fastadapt.datasets.images import decode_images
+
+    rng = np.random.default_rng(0)
+    files = []
+    for i in range(300):
+        buffer = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)).save(buffer, format="PNG")
+        files.append(buffer.getvalue())
+    pre = Preprocessing(image_size=16, channels=3)
+    one = decode_images(files, pre, workers=1)
+    assert np.array_equal(one, decode_images(files, pre, workers=2))
+    assert np.array_equal(one[5], load_image(files[5], pre))
+    names = [f"image-{i}.png" for i in range(300)]
+    with pytest.raises(DataError, match="image-201.png is not a readable image"):
+        decode_images(files[:201] + [b"not a png"] + files[202:], pre, names=names, workers=2)

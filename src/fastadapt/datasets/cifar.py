@@ -84,10 +84,18 @@ def _names(values: Sequence[Any]) -> list[str]:
 
 
 class Cifar100Release(Release):
+    """CIFAR-100 decoded once; a subclass names its val and test classes (or superclasses), the rest train."""
+
     folder = "cifar100"
     cache_name = "cifar100"
     sources = (ARCHIVE,)
     image_size = 32
+    split_lists: ClassVar[dict[str, tuple[str, ...]]]
+    split_by_superclass: ClassVar[bool] = False
+
+    def class_splits(self, class_names: Sequence[str], class_info: dict[str, list[str]]) -> list[str]:
+        keys = class_info["superclass"] if self.split_by_superclass else class_names
+        return [next((s for s, names in self.split_lists.items() if key in names), "train") for key in keys]
 
     def present(self, folder: Path) -> bool:
         return (folder / ARCHIVE.filename).is_file() or (folder / "cifar-100-python").is_dir()
@@ -126,10 +134,7 @@ class CifarFSRelease(Cifar100Release):
     reference = "Bertinetto et al. 2019, Meta-learning with differentiable closed-form solvers"
     split_source = "the R2D2 split files (cifar100/splits/bertinetto), 64/16/20 CIFAR-100 classes"
     expected_classes: ClassVar[dict[str, int]] = {"train": 64, "val": 16, "test": 20}
-    split_lists: ClassVar[dict[str, tuple[str, ...]]] = CIFAR_FS
-
-    def class_splits(self, class_names: Sequence[str], class_info: dict[str, list[str]]) -> list[str]:
-        return [next((s for s, names in self.split_lists.items() if n in names), "train") for n in class_names]
+    split_lists = CIFAR_FS
 
 
 class FC100Release(Cifar100Release):
@@ -138,10 +143,8 @@ class FC100Release(Cifar100Release):
     reference = "Oreshkin et al. 2018, TADAM: Task dependent adaptive metric for improved few-shot learning"
     split_source = "by CIFAR-100 superclass as in TADAM: 12/4/4 superclasses, 60/20/20 classes"
     expected_classes: ClassVar[dict[str, int]] = {"train": 60, "val": 20, "test": 20}
-    split_lists: ClassVar[dict[str, tuple[str, ...]]] = FC100_SUPERCLASSES
-
-    def class_splits(self, class_names: Sequence[str], class_info: dict[str, list[str]]) -> list[str]:
-        return [next((s for s, names in self.split_lists.items() if c in names), "train") for c in class_info["superclass"]]
+    split_lists = FC100_SUPERCLASSES
+    split_by_superclass = True
 
 
 class CIFARFS(ReleaseDataset):

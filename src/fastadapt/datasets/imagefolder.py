@@ -16,14 +16,13 @@ import random
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import platformdirs
 import torch
 
 from fastadapt.datasets.archives import extract, is_archive
 from fastadapt.datasets.base import ClassDataset
 from fastadapt.datasets.cache import load_cache, save_cache
-from fastadapt.datasets.images import Preprocessing, is_image_file, load_image
+from fastadapt.datasets.images import Preprocessing, decode_images, is_image_file
 from fastadapt.errors import ConfigError, DataError
 from fastadapt.storage import atomic_write_text
 
@@ -155,8 +154,8 @@ class ImageFolder(ClassDataset):
 
     @staticmethod
     def _decode(files: dict[str, list[Path]], preprocessing: Preprocessing, cache_file: Path) -> ClassDataset:
-        images = [load_image(path, preprocessing) for paths in files.values() for path in paths]
+        images = decode_images([path for paths in files.values() for path in paths], preprocessing, progress=True)
         labels = torch.repeat_interleave(torch.arange(len(files)), torch.tensor([len(p) for p in files.values()]))
-        dataset = ClassDataset(torch.from_numpy(np.stack(images)), labels, list(files), name="imagefolder")
+        dataset = ClassDataset(torch.from_numpy(images), labels, list(files), name="imagefolder")
         save_cache(cache_file, dataset, {"preprocessing": preprocessing.to_dict()})
         return dataset

@@ -7,10 +7,12 @@ is shown later, so the rule is written once and stored in every checkpoint.
 from __future__ import annotations
 
 import io
+import multiprocessing
 import os
+import sys
 import warnings
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -95,6 +97,24 @@ def _open(source: str | Path | bytes | np.ndarray) -> Image.Image:
     return Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
 
 
+def _decode_chunk(
+    sources: Sequence[str | Path | bytes | np.ndarray],
+    preprocessing: Preprocessing,
+    names: Sequence[str] | None,
+    boxes: Sequence[tuple[float, float, float, float] | None] | None,
+) -> np.ndarray:
+    out = np.empty((len(sources), preprocessing.channels, preprocessing.image_size, preprocessing.image_size), dtype=np.uint8)
+    for i, source in enumerate(sources):
+        out[i] = load_image(source, preprocessing, name=names[i] if names else None, box=boxes[i] if boxes else None)
+    return out
+
+
+def _pool_context() -> multiprocessing.context.BaseContext:
+    """Forked workers start at once and share the parent's imports; where fork is not the safe
+    default (macOS, Windows), the platform's own start method."""
+    return multiprocessing.get_context("fork" if sys.platform.startswith("linux") else None)
+
+
 def decode_images(
     sources: Sequence[str | Path | bytes | np.ndarray],
     preprocessing: Preprocessing,
@@ -103,28 +123,41 @@ def decode_images(
     workers: int | None = None,
     progress: bool = False,
 ) -> np.ndarray:
-    """Decode many images into one preallocated ``[n, C, H, W]`` uint8 array, in parallel.
+    """Decode many images into one ``[n, C, H, W]`` uint8 array, in parallel worker processes.
 
-    Pillow releases the GIL while it decodes and resizes, so threads use every core without
-    copying the files' bytes between processes; the output is written in place, so decoding a
-    large dataset needs its decoded size in memory once, not twice. ``workers`` defaults to
-    ``$FASTADAPT_DECODE_WORKERS``, else one thread per core.
+    Most of the time per small image is Python work around Pillow's C code, which holds the GIL,
+    so the work is split into chunks decoded by separate processes (one per core, or
+    ``workers``, or ``$FASTADAPT_DECODE_WORKERS``); each chunk's array is copied into the
+    preallocated output as it arrives. An error in any image is raised as that image's ``DataError``.
     """
     size, channels = preprocessing.image_size, preprocessing.channels
     out = np.empty((len(sources), channels, size, size), dtype=np.uint8)
-    if not len(sources):
-        return out
-
-    def one(i: int) -> None:
-        label = names[i] if names is not None else None
-        out[i] = load_image(sources[i], preprocessing, name=label, box=boxes[i] if boxes is not None else None)
-
     workers = workers or int(os.environ.get("FASTADAPT_DECODE_WORKERS", 0)) or min(32, os.cpu_count() or 1)
-    with ThreadPoolExecutor(max_workers=workers) as pool, tqdm(
-        total=len(sources), unit="img", desc="decoding", disable=None if progress else True
-    ) as bar:
-        for _ in pool.map(one, range(len(sources))):
-            bar.update(1)
+    chunk = max(64, -(-len(sources) // (workers * 8)))
+    starts = range(0, len(sources), chunk)
+
+    def piece(start: int) -> tuple:
+        stop = start + chunk
+        return (sources[start:stop], preprocessing, names[start:stop] if names else None, boxes[start:stop] if boxes else None)
+
+    with tqdm(total=len(sources), unit="img", desc="decoding", disable=None if progress else True) as bar:
+        if workers == 1 or len(starts) == 1:
+            for start in starts:
+                decoded = _decode_chunk(*piece(start))
+                out[start : start + len(decoded)] = decoded
+                bar.update(len(decoded))
+            return out
+        with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context()) as pool:
+            futures = {pool.submit(_decode_chunk, *piece(start)): start for start in starts}
+            try:
+                for future in as_completed(futures):
+                    decoded = future.result()
+                    out[futures[future] : futures[future] + len(decoded)] = decoded
+                    bar.update(len(decoded))
+            except BaseException:  # the first bad image ends the work: drop the chunks not yet started
+                for future in futures:
+                    future.cancel()
+                raise
     return out
 
 
