@@ -94,7 +94,7 @@ def test_protonet_is_refused_for_regression() -> None:
     "overrides, message",
     [
         (["model.layers=[40, -1]"], "model.layers must be a list of positive integers"),
-        (["algorithm.inner_steps=0"], "algorithm.inner_steps must be at least 1"),
+        (["algorithm.inner_steps=0"], "maml needs algorithm.inner_steps >= 1"),
     ],
 )
 def test_bad_values_of_the_regression_preset(overrides: list[str], message: str) -> None:

@@ -64,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data-dir", help="dataset root, if not where the run found it")
     evaluate.add_argument("--threads", type=int, help="torch CPU threads")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object (accuracy, ci95, episodes, ...)")
+    evaluate.add_argument("--baseline", type=Path, metavar="RUN_DIR", help="RL runs: also evaluate this run (e.g. a pretrained policy) on the same tasks, side by side")
 
     predict = commands.add_parser(
         "predict",
@@ -81,6 +82,17 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--json", action="store_true", help="print one JSON object (classes, predictions, accuracy)")
 
     commands.add_parser("presets", help="list the presets")
+
+    render = commands.add_parser(
+        "render",
+        help="picture an RL policy before and after adaptation (GIF for MuJoCo tasks, PNG for 2D navigation)",
+        description="Adapt a trained MAML-RL run to one task and write the policy before and after: an animated GIF "
+        "of the MuJoCo scene (headless, MUJOCO_GL=egl by default), or a plot of 2D-navigation paths.",
+    )
+    render.add_argument("checkpoint", type=Path, metavar="RUN_DIR_OR_CHECKPOINT")
+    render.add_argument("--task", help="the task's parameters, comma-separated (a goal 'x,y', a velocity, a direction +1/-1); default: the first test task")
+    render.add_argument("--steps", type=int, default=1, help="adaptation steps (default 1)")
+    render.add_argument("--out", type=Path, required=True, metavar="FILE", help="where to write the GIF or PNG")
 
     data = commands.add_parser(
         "data",
@@ -148,15 +160,36 @@ def _train(args: argparse.Namespace, overrides: list[str]) -> int:
     value, ci = test[metric], test["ci95"]
     shown = f"{100 * value:.2f}% ± {100 * ci:.2f}%" if metric == "accuracy" else f"{value:.4f} ± {ci:.4f}"
     print(f"test {metric}: {shown} (95% CI, {test['episodes']} episodes; trained {result['train_time_s'] / 60:.1f} min)")
+    for row in result.get("adaptation", []):
+        print(f"  return after {row['steps']} adaptation steps: {row['return']:.2f} ± {row['ci95']:.2f}")
     print(f"saved {Path(run_dir) / 'result.json'}")
     return 0
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from fastadapt.experiment import evaluate_run
+    from fastadapt.experiment import adaptation_test, evaluate_run, is_rl, load_learner
 
     if args.episodes is not None and args.episodes < 1:
         raise ConfigError(f"--episodes must be at least 1, got {args.episodes}")
+    learner, config = load_learner(args.checkpoint, args.data_dir)
+    if is_rl(config):
+        curve = adaptation_test(learner, config, args.episodes, args.inner_steps, args.split)
+        other = None
+        if args.baseline is not None:
+            baseline, baseline_config = load_learner(args.baseline)
+            if not is_rl(baseline_config) or baseline_config["dataset"]["name"] != config["dataset"]["name"]:
+                raise ConfigError(f"--baseline {args.baseline} is not an RL run on {config['dataset']['name']}")
+            other = adaptation_test(baseline, config, args.episodes, len(curve) - 1, args.split)  # the same tasks
+        if args.json:
+            rows = [{"steps": k, **r.to_dict(), **({"baseline": other[k].to_dict()} if other else {})} for k, r in enumerate(curve)]
+            print(json.dumps(rows))
+            return 0
+        for k, row in enumerate(curve):
+            line = f"{args.split} return after {k} adaptation steps: {row.mean:.2f} ± {row.ci95:.2f}"
+            if other:
+                line += f"   baseline {other[k].mean:.2f} ± {other[k].ci95:.2f}"
+            print(line + f" (95% CI, {row.episodes} tasks)")
+        return 0
     result = evaluate_run(args.checkpoint, args.episodes, args.inner_steps, args.split, args.data_dir, progress=not args.json)
     print(json.dumps(result.to_dict()) if args.json else f"{args.split} {result}")
     return 0
@@ -183,6 +216,27 @@ def _predict(args: argparse.Namespace) -> int:
 def _presets() -> int:
     for name in preset_names():
         print(f"{name:28s} {load_preset(name).get('description', '')}")
+    return 0
+
+
+def _render(args: argparse.Namespace) -> int:
+    from fastadapt.config import build_tasks
+    from fastadapt.experiment import is_rl, load_learner
+    from fastadapt.rl.render import render
+
+    learner, config = load_learner(args.checkpoint)
+    if not is_rl(config):
+        raise ConfigError(f"{args.checkpoint} is not a reinforcement-learning run: render shows MAML-RL policies")
+    if args.task:
+        try:
+            task = torch.tensor([float(v) for v in args.task.split(",")], dtype=torch.float64)
+        except ValueError:
+            raise ConfigError(f"--task must be comma-separated numbers, got {args.task!r}") from None
+        if task.numel() != learner.family.task_dim:
+            raise ConfigError(f"{learner.family.name} tasks have {learner.family.task_dim} numbers, --task gave {task.numel()}")
+    else:
+        task = build_tasks(config, "test", seed=config["test"]["seed"]).episodes(1).__next__().tasks[0]
+    print(f"wrote {render(learner, task, args.out, args.steps)} ({learner.family.describe(task)})")
     return 0
 
 
@@ -259,6 +313,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _predict(args)
         if args.command == "data":
             return _data(args)
+        if args.command == "render":
+            return _render(args)
         return _presets()
     except FastAdaptError as error:
         if args.debug:

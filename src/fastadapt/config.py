@@ -28,6 +28,9 @@ from fastadapt.datasets.omniglot import preprocessing as omniglot_preprocessing
 from fastadapt.errors import ConfigError
 from fastadapt.nn.backbones import MLP, Conv4, ResNet12
 from fastadapt.regression import SinusoidTasks
+from fastadapt.rl.families import FAMILIES, family
+from fastadapt.rl.mamlrl import MAMLRL, RLTasks
+from fastadapt.rl.policy import GaussianPolicy
 from fastadapt.tasks import FewShotTasks, TaskDistribution
 
 
@@ -47,6 +50,7 @@ def _k(types: type | tuple[type, ...], default: Any, choices: Iterable[Any] | No
     return Key(kinds, default, tuple(choices) if choices is not None else None, minimum, nullable=default is None)
 
 
+GRADIENT_ALGORITHMS = ("maml", "metasgd", "anil", "reptile")
 GRADIENT_KEYS = (
     "inner_lr", "inner_steps", "test_inner_steps", "first_order", "per_step_lr",
     "multi_step_loss", "multi_step_loss_steps", "first_order_until", "checkpoint_inner",
@@ -61,6 +65,10 @@ ALGORITHM_KEYS: dict[str, tuple[str, ...]] = {
     "relationnet": (),
     "siamese": ("distortions",),
     "finetune": ("head", "scale", "finetune_steps", "finetune_lr", "finetune_body", "classes"),
+    "mamlrl": (
+        "inner_lr", "inner_steps", "test_inner_steps", "first_order", "trajectories", "gamma", "gae_lambda", "outer", "max_kl",
+        "ppo_clip", "ppo_epochs", "ppo_lr",
+    ),
 }
 BENCHMARKS = {"miniimagenet": MiniImageNet, "tieredimagenet": TieredImageNet, "cifarfs": CIFARFS, "fc100": FC100, "cub": CUB}
 # Which keys of a section apply, by the section's `name` (besides `name` itself and COMMON_KEYS).
@@ -71,9 +79,10 @@ APPLICABLE: dict[str, dict[str, tuple[str, ...]]] = {
         "omniglot": ("data_dir", "scheme", "image_size", "rotations", "download"),
         "imagefolder": ("path", "image_size", "channels", "invert", "rotations", "split_seed", "split_fractions"),
         **{name: ("data_dir", "image_size", "download") for name in BENCHMARKS},
+        **{name: ("horizon",) for name in FAMILIES},
         "sinusoid": (),
     },
-    "model": {"conv4": ("hidden", "pool", "channels_last"), "resnet12": ("channels_last",), "mlp": ("layers",)},
+    "model": {"conv4": ("hidden", "pool", "channels_last"), "resnet12": ("channels_last",), "mlp": ("layers",), "policy": ("layers",)},
 }
 COMMON_KEYS = {"algorithm": ("vmap",), "dataset": (), "model": ()}
 
@@ -83,7 +92,8 @@ SCHEMA: dict[str, Key] = {
     "seed": _k(int, 0),
     "device": _k(str, "auto"),
     "deterministic": _k(bool, False),
-    "dataset.name": _k(str, "glyphs", ("glyphs", "omniglot", "imagefolder", *BENCHMARKS, "sinusoid")),
+    "dataset.name": _k(str, "glyphs", ("glyphs", "omniglot", "imagefolder", *BENCHMARKS, "sinusoid", *FAMILIES)),
+    "dataset.horizon": _k(int, None, minimum=1),  # RL: steps per episode (None: the family's, e.g. 100 for nav2d)
     "dataset.path": _k(str, None),
     "dataset.scheme": _k(str, "vinyals", ("vinyals", "lake")),
     "dataset.image_size": _k(int, None, minimum=16),  # None: the dataset's own (28 Omniglot, 84 miniImageNet, 32 CIFAR)
@@ -100,15 +110,15 @@ SCHEMA: dict[str, Key] = {
     "train_task.ways": _k(int, None, minimum=2),
     "train_task.shots": _k(int, None, minimum=1),
     "train_task.queries": _k(int, None, minimum=1),
-    "model.name": _k(str, "conv4", ("conv4", "resnet12", "mlp")),
+    "model.name": _k(str, "conv4", ("conv4", "resnet12", "mlp", "policy")),
     "model.hidden": _k(int, 64, minimum=1),
     "model.pool": _k(str, "max", ("max", "stride")),
     "model.layers": _k(list, [40, 40]),
     "model.channels_last": _k(bool, False),
-    "algorithm.name": _k(str, "maml", tuple(ALGORITHMS)),
+    "algorithm.name": _k(str, "maml", (*ALGORITHMS, "mamlrl")),
     "algorithm.vmap": _k(bool, None),
     "algorithm.inner_lr": _k((float, int), 0.4, minimum=0),
-    "algorithm.inner_steps": _k(int, 1, minimum=1),
+    "algorithm.inner_steps": _k(int, 1, minimum=0),
     "algorithm.test_inner_steps": _k(int, None, minimum=0),
     "algorithm.first_order": _k(bool, False),
     "algorithm.per_step_lr": _k(bool, False),
@@ -128,6 +138,14 @@ SCHEMA: dict[str, Key] = {
     "algorithm.finetune_lr": _k((float, int), 0.1, minimum=1e-9),
     "algorithm.finetune_body": _k(bool, False),
     "algorithm.classes": _k(int, None, minimum=2),
+    "algorithm.trajectories": _k(int, 20, minimum=1),  # RL: episodes per task and adaptation step
+    "algorithm.gamma": _k((float, int), 0.99, minimum=0),
+    "algorithm.gae_lambda": _k((float, int), 1.0, minimum=0),
+    "algorithm.outer": _k(str, "trpo", ("trpo", "ppo")),
+    "algorithm.max_kl": _k((float, int), 0.01, minimum=1e-9),
+    "algorithm.ppo_clip": _k((float, int), 0.2, minimum=1e-9),
+    "algorithm.ppo_epochs": _k(int, 5, minimum=1),
+    "algorithm.ppo_lr": _k((float, int), 3e-4, minimum=1e-12),
     "train.steps": _k(int, 1000, minimum=1),
     "train.meta_batch": _k(int, 32, minimum=1),
     "train.optimizer": _k(str, "adam", ("adam", "sgd")),
@@ -224,7 +242,17 @@ def resolve(config: dict[str, Any]) -> dict[str, Any]:
         )
     if resolved["dataset.name"] == "sinusoid" and resolved["model.name"] != "mlp":
         raise ConfigError("the sinusoid dataset needs model.name=mlp")
-    if resolved["dataset.name"] != "sinusoid" and resolved["model.name"] not in ("conv4", "resnet12"):
+    rl_data, rl_algorithm = resolved["dataset.name"] in FAMILIES, resolved["algorithm.name"] == "mamlrl"
+    if rl_data != rl_algorithm or rl_data != (resolved["model.name"] == "policy"):
+        raise ConfigError(
+            "reinforcement learning goes together: an RL task family (dataset.name one of "
+            f"{sorted(FAMILIES)}), algorithm.name=mamlrl and model.name=policy"
+        )
+    if rl_algorithm and (resolved["train.optimizer"] != "sgd" or resolved["train.lr"] != 1.0 or resolved["train.schedule"] != "constant"):
+        raise ConfigError("mamlrl computes its own TRPO/PPO step, applied as is: set train.optimizer=sgd, train.lr=1, train.schedule=constant")
+    if resolved["algorithm.name"] in GRADIENT_ALGORITHMS and resolved["algorithm.inner_steps"] < 1:
+        raise ConfigError(f"{resolved['algorithm.name']} needs algorithm.inner_steps >= 1")
+    if resolved["dataset.name"] not in ("sinusoid", *FAMILIES) and resolved["model.name"] not in ("conv4", "resnet12"):
         raise ConfigError(f"image dataset {resolved['dataset.name']} needs model.name=conv4 or resnet12")
     if resolved["algorithm.name"] == "relationnet" and resolved["model.name"] != "conv4":
         raise ConfigError("relationnet compares feature maps and is built on model.name=conv4")
@@ -398,6 +426,8 @@ def _image_dataset(config: dict[str, Any], split: str) -> ClassDataset:
 
 def build_tasks(config: dict[str, Any], split: str, seed: int) -> TaskDistribution:
     """The task distribution of a split: ``train`` uses ``train_task`` sizes where given."""
+    if config["dataset"]["name"] in FAMILIES:
+        return RLTasks(family(config["dataset"]["name"]), seed=seed)  # splits differ by seed: goals are continuous
     task = dict(config["task"])
     if split == "train":
         task.update({k: v for k, v in config["train_task"].items() if v is not None})
@@ -413,7 +443,7 @@ def has_validation(config: dict[str, Any]) -> bool:
 
 def head_ways(config: dict[str, Any]) -> int | None:
     """How many classes the model's output layer can tell apart (``None``: any number, as in ProtoNet)."""
-    if config["algorithm"]["name"] in EMBEDDING_ALGORITHMS or config["dataset"]["name"] == "sinusoid":
+    if config["algorithm"]["name"] in (*EMBEDDING_ALGORITHMS, "mamlrl") or config["dataset"]["name"] == "sinusoid":
         return None
     return max(config["task"]["ways"], config["train_task"]["ways"] or 0)
 
@@ -438,6 +468,10 @@ def build_learner(config: dict[str, Any]) -> MetaLearner:
     algorithm = config["algorithm"]
     name = algorithm["name"]
     options = {key: algorithm[key] for key in ALGORITHM_KEYS[name]}
+    if name == "mamlrl":
+        tasks = family(config["dataset"]["name"])
+        policy = GaussianPolicy(tasks.obs_dim, tasks.act_dim, hidden=config["model"]["layers"])
+        return MAMLRL(policy, tasks, horizon=config["dataset"]["horizon"], **options)
     if name in EMBEDDING_ALGORITHMS:
         if name == "finetune" and options["classes"] is None:
             raise ConfigError("finetune needs algorithm.classes, the number of meta-training classes (set when a run starts)")

@@ -41,6 +41,8 @@ class EvalResult:
     def __str__(self) -> str:
         if self.metric == "accuracy":
             return f"accuracy {100 * self.mean:.2f}% ± {100 * self.ci95:.2f}% (95% CI, {self.episodes} episodes)"
+        if self.metric == "return":
+            return f"return {self.mean:.2f} ± {self.ci95:.2f} (95% CI, {self.episodes} tasks)"
         return f"{self.metric} {self.mean:.4f} ± {self.ci95:.4f} (95% CI, {self.episodes} episodes)"
 
     def to_dict(self) -> dict[str, object]:
@@ -65,13 +67,14 @@ def meta_test(
     The episodes are replayed from ``seed`` (default: the distribution's own seed), so repeated
     calls and different methods see the same tasks. ``inner_steps`` overrides the number of
     adaptation steps of gradient-based learners. Classification reports accuracy; regression the
-    query loss (e.g. MSE).
+    query loss (e.g. MSE); reinforcement learning the average return (``MAMLRL``).
     """
     device = next(learner.parameters()).device
     was_training = learner.training
     learner.eval()
     losses: list[float] = []
     accuracies: list[float] = []
+    returns: list[float] = []
     try:
         with tqdm(total=episodes, desc="meta-test", unit="task", disable=None if progress else True, leave=False) as bar:
             for batch in tasks.episodes(episodes, batch_size=batch_size, seed=seed):
@@ -79,6 +82,8 @@ def meta_test(
                 losses += scores["loss"].tolist()
                 if "accuracy" in scores:
                     accuracies += scores["accuracy"].tolist()
+                if "return" in scores:
+                    returns += scores["return"].tolist()
                 bar.update(len(batch))
     finally:
         learner.train(was_training)
@@ -86,5 +91,8 @@ def meta_test(
     if accuracies:
         mean, ci, std = mean_ci95(accuracies)
         return EvalResult("accuracy", mean, ci, std, episodes, loss_mean, loss_ci, accuracies)
+    if returns:
+        mean, ci, std = mean_ci95(returns)
+        return EvalResult("return", mean, ci, std, episodes, loss_mean, loss_ci, returns)
     name = "mse" if learner.loss_fn is torch.nn.functional.mse_loss else "loss"
     return EvalResult(name, loss_mean, loss_ci, loss_std, episodes, loss_mean, loss_ci, losses)

@@ -101,6 +101,7 @@ def run_experiment(
         return {}
     wall = time.perf_counter() - start
     test = test_learner(learner, config, progress=progress)
+    curve = adaptation_test(learner, config) if is_rl(config) else None
     result = {
         "preset": config["name"],
         "algorithm": config["algorithm"]["name"],
@@ -115,6 +116,8 @@ def run_experiment(
         "machine": machine(),
         "processes": world.size,
     }
+    if curve is not None:
+        result["adaptation"] = [{"steps": k, **r.to_dict()} for k, r in enumerate(curve)]
     atomic_write_text(json.dumps(result, indent=2) + "\n", Path(run_dir) / "result.json")
     return result
 
@@ -142,6 +145,22 @@ def test_learner(
     tasks = build_tasks(config, split, seed=seed)
     steps = inner_steps if inner_steps is not None else config["test"]["inner_steps"]
     return meta_test(learner, tasks, episodes=episodes or config["test"]["episodes"], inner_steps=steps, progress=progress)
+
+
+def is_rl(config: dict[str, Any]) -> bool:
+    return config["algorithm"]["name"] == "mamlrl"
+
+
+def adaptation_test(
+    learner: MetaLearner, config: dict[str, Any], episodes: int | None = None, steps: int | None = None, split: str = "test"
+) -> list[EvalResult]:
+    """RL runs: return before adaptation and after 1..``steps`` (default ``test_inner_steps``) steps."""
+    from fastadapt.rl.evaluate import adaptation_curve
+
+    seed = config["test"]["seed"] if split == "test" else config["seed"] + VAL_SEED_OFFSET
+    tasks = build_tasks(config, split, seed=seed)
+    steps = steps if steps is not None else (config["test"]["inner_steps"] or learner.test_inner_steps)
+    return adaptation_curve(learner, tasks, episodes or config["test"]["episodes"], steps)
 
 
 def load_learner(path: str | Path, data_dir: str | None = None) -> tuple[MetaLearner, dict[str, Any]]:

@@ -141,7 +141,8 @@ class TaskDistribution:
             raise ConfigError(f"episodes needs count >= 1 and batch_size >= 1, got {count} and {batch_size}")
         generator = torch.Generator().manual_seed(self.seed if seed is None else seed)
         for start in range(0, count, batch_size):
-            yield TaskBatch.cat([self._draw(1, generator) for _ in range(min(batch_size, count - start))])
+            tasks = [self._draw(1, generator) for _ in range(min(batch_size, count - start))]
+            yield type(tasks[0]).cat(tasks)
 
     def state_dict(self) -> dict[str, Tensor]:
         """The sampler's position in its stream, for exact resumption."""

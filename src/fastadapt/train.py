@@ -244,7 +244,7 @@ def meta_train(
         result = meta_test(learner, val_tasks, episodes=val_episodes)
         record = {"step": step, "kind": "val", f"val_{result.metric}": result.mean, "val_ci95": result.ci95, "val_loss": result.loss}
         folder.log(record)
-        higher_is_better = result.metric == "accuracy"
+        higher_is_better = result.metric in ("accuracy", "return")
         score = result.mean if higher_is_better else -result.mean
         if best is None or score > best["score"]:
             best = {"step": step, "score": score, **result.to_dict()}

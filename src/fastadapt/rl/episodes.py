@@ -1,0 +1,130 @@
+"""Trajectories of a meta-batch, and what policy gradients need from them: returns, a linear
+feature baseline fitted per task, and generalized advantage estimates."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from fastadapt.rl.families import VectorTasks
+from fastadapt.rl.policy import sample
+
+
+@dataclass
+class Episodes:
+    """``per_task`` episodes of each of ``n_tasks`` tasks, time-major: ``obs [T, B, obs_dim]``,
+    ``actions [T, B, act_dim]``, ``rewards [T, B]`` and ``mask [T, B]`` (1 while the episode runs),
+    with ``B = n_tasks * per_task`` and episode ``b`` belonging to task ``b // per_task``."""
+
+    obs: Tensor
+    actions: Tensor
+    rewards: Tensor
+    mask: Tensor
+    per_task: int
+
+    @property
+    def n_tasks(self) -> int:
+        return self.obs.shape[1] // self.per_task
+
+    def task(self, i: int) -> Episodes:
+        """The episodes of task ``i``."""
+        cols = slice(i * self.per_task, (i + 1) * self.per_task)
+        return Episodes(self.obs[:, cols], self.actions[:, cols], self.rewards[:, cols], self.mask[:, cols], self.per_task)
+
+    def returns(self) -> Tensor:
+        """Undiscounted return of each task, averaged over its episodes: ``[n_tasks]``."""
+        total = (self.rewards * self.mask).sum(dim=0)
+        return total.view(self.n_tasks, self.per_task).mean(dim=1)
+
+
+def collect(
+    envs: VectorTasks, policy: Callable[[Tensor], Tensor], horizon: int, per_task: int, seed: int, generator: torch.Generator | None = None
+) -> Episodes:
+    """Run ``policy`` (observations -> outputs) for ``horizon`` steps in every episode of ``envs``.
+
+    Steps after an episode ended are masked out (their observations repeat the last one).
+    """
+    obs = envs.reset(seed)
+    alive = torch.ones(obs.shape[0], dtype=torch.float64)
+    observations, actions, rewards, masks = [], [], [], []
+    with torch.no_grad():
+        for _ in range(horizon):
+            action = sample(policy(obs.to(torch.get_default_dtype())), generator).to(torch.float64)
+            next_obs, reward, done = envs.step(action)
+            observations.append(obs)
+            actions.append(action)
+            rewards.append(reward * alive)
+            masks.append(alive)
+            alive = alive * (~done).to(torch.float64)
+            obs = torch.where(alive[:, None] > 0, next_obs, obs)
+            if not bool(alive.any()):
+                break
+    return Episodes(torch.stack(observations), torch.stack(actions), torch.stack(rewards), torch.stack(masks), per_task)
+
+
+def _features(episodes: Episodes) -> Tensor:
+    """Duan et al. (2016)'s baseline features per step: obs, obs^2, time, time^2, time^3, 1."""
+    steps, batch = episodes.mask.shape
+    obs = episodes.obs.clamp(-10, 10)
+    time = (torch.arange(steps, dtype=torch.float64) / 100.0)[:, None, None].expand(steps, batch, 1)
+    ones = torch.ones(steps, batch, 1, dtype=torch.float64)
+    return torch.cat([obs, obs.pow(2), time, time.pow(2), time.pow(3), ones], dim=2)
+
+
+def discounted_returns(rewards: Tensor, mask: Tensor, gamma: float) -> Tensor:
+    """Reward-to-go ``sum_k gamma^k r_{t+k}`` at every step ``[T, B]``."""
+    out = torch.zeros_like(rewards)
+    running = torch.zeros_like(rewards[0])
+    for t in range(rewards.shape[0] - 1, -1, -1):
+        running = rewards[t] + gamma * running * mask[t]
+        out[t] = running
+    return out * mask
+
+
+def linear_baseline(episodes: Episodes, gamma: float, reg: float = 1e-5) -> Tensor:
+    """Values ``[T, B]`` from a linear regression of the discounted returns on ``_features``, fitted
+    on these episodes (one task's), with ridge regularisation raised until the solve succeeds."""
+    features = _features(episodes)
+    weights = episodes.mask.reshape(-1, 1)
+    x = features.reshape(-1, features.shape[-1]) * weights
+    y = discounted_returns(episodes.rewards, episodes.mask, gamma).reshape(-1, 1) * weights
+    gram, target = x.T @ x, x.T @ y
+    eye = torch.eye(gram.shape[0], dtype=gram.dtype)
+    for _ in range(6):
+        try:
+            coef = torch.linalg.solve(gram + reg * eye, target)
+            if bool(torch.isfinite(coef).all()):
+                break
+        except RuntimeError:
+            pass
+        reg *= 10
+    else:
+        coef = torch.zeros_like(target)
+    return (features @ coef).squeeze(-1) * episodes.mask
+
+
+def advantages(episodes: Episodes, gamma: float = 0.99, gae_lambda: float = 1.0, normalize: bool = True) -> Tensor:
+    """Generalized advantage estimates ``[T, B]`` against each task's own linear baseline, normalised
+    per task to zero mean and unit variance over its valid steps (as the MAML code does)."""
+    out = torch.zeros_like(episodes.rewards)
+    for i in range(episodes.n_tasks):
+        part = episodes.task(i)
+        values = linear_baseline(part, gamma)
+        next_values = torch.cat([values[1:], torch.zeros_like(values[:1])]) * torch.cat([part.mask[1:], torch.zeros_like(part.mask[:1])])
+        deltas = (part.rewards + gamma * next_values - values) * part.mask
+        gae = torch.zeros_like(deltas)
+        running = torch.zeros_like(deltas[0])
+        for t in range(deltas.shape[0] - 1, -1, -1):
+            running = deltas[t] + gamma * gae_lambda * running * (part.mask[t + 1] if t + 1 < deltas.shape[0] else 0)
+            gae[t] = running
+        gae = gae * part.mask
+        if normalize:
+            n = part.mask.sum()
+            mean = gae.sum() / n
+            std = (((gae - mean) * part.mask).pow(2).sum() / n).sqrt()
+            gae = (gae - mean) / (std + 1e-8) * part.mask
+        out[:, i * part.per_task : (i + 1) * part.per_task] = gae
+    return out
