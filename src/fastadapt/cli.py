@@ -168,6 +168,7 @@ def _train(args: argparse.Namespace, overrides: list[str]) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     from fastadapt.experiment import adaptation_test, evaluate_run, is_rl, load_learner
+    from fastadapt.rl.evaluate import paired_gain
 
     if args.episodes is not None and args.episodes < 1:
         raise ConfigError(f"--episodes must be at least 1, got {args.episodes}")
@@ -180,14 +181,22 @@ def _eval(args: argparse.Namespace) -> int:
             if not is_rl(baseline_config) or baseline_config["dataset"]["name"] != config["dataset"]["name"]:
                 raise ConfigError(f"--baseline {args.baseline} is not an RL run on {config['dataset']['name']}")
             other = adaptation_test(baseline, config, args.episodes, len(curve) - 1, args.split)  # the same tasks
+        gains = [paired_gain(curve[0], row) for row in curve]
         if args.json:
-            rows = [{"steps": k, **r.to_dict(), **({"baseline": other[k].to_dict()} if other else {})} for k, r in enumerate(curve)]
+            rows = [
+                {"steps": k, **r.to_dict(), "gain": gains[k][0], "gain_ci95": gains[k][1],
+                 **({"baseline": other[k].to_dict(), "above_baseline": paired_gain(other[k], r)} if other else {})}
+                for k, r in enumerate(curve)
+            ]
             print(json.dumps(rows))
             return 0
         for k, row in enumerate(curve):
             line = f"{args.split} return after {k} adaptation steps: {row.mean:.2f} ± {row.ci95:.2f}"
+            if k:
+                line += f" (gain {gains[k][0]:+.2f} ± {gains[k][1]:.2f}, paired)"
             if other:
-                line += f"   baseline {other[k].mean:.2f} ± {other[k].ci95:.2f}"
+                diff, diff_ci = paired_gain(other[k], row)
+                line += f"   baseline {other[k].mean:.2f} ± {other[k].ci95:.2f} (ours {diff:+.2f} ± {diff_ci:.2f} above it, paired)"
             print(line + f" (95% CI, {row.episodes} tasks)")
         return 0
     result = evaluate_run(args.checkpoint, args.episodes, args.inner_steps, args.split, args.data_dir, progress=not args.json)

@@ -21,11 +21,13 @@ def test_train_and_eval_an_rl_run(tmp_path: Path, capsys: pytest.CaptureFixture[
     result = json.loads(capsys.readouterr().out)
     assert result["test"]["metric"] == "return" and [r["steps"] for r in result["adaptation"]] == [0, 1, 2, 3]
     assert all(r["return"] < 0 for r in result["adaptation"])  # minus distances
+    assert result["test"]["return"] == pytest.approx(result["adaptation"][-1]["return"])  # the same tasks and draws
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert {"return_before", "return_after", "kl"} <= set(records[0]) and any("val_return" in r for r in records)
     assert main(["eval", str(run), "--json", "--episodes", "3", "--inner-steps", "1"]) == 0
     curve = json.loads(capsys.readouterr().out)
     assert [r["steps"] for r in curve] == [0, 1] and curve[0]["episodes"] == 3
+    assert curve[0]["gain"] == 0 and curve[1]["gain"] == pytest.approx(curve[1]["return"] - curve[0]["return"])
     assert main(["eval", str(run), "--episodes", "3", "--inner-steps", "1"]) == 0
     out = capsys.readouterr().out
     assert f"return after 1 adaptation steps: {curve[1]['return']:.2f}" in out  # evaluation rollouts are fixed by the tasks
@@ -85,7 +87,7 @@ def test_a_mujoco_run_trains_and_renders_before_and_after(tmp_path: Path, capsys
     assert main(["render", str(run), "--task", "-1", "--out", str(tmp_path / "cheetah.gif")]) == 0
     assert "backward" in capsys.readouterr().out
     with Image.open(tmp_path / "cheetah.gif") as gif:
-        assert gif.n_frames >= 3 and gif.width == 2 * 320
+        assert gif.n_frames >= 3 and gif.width == 2 * 256
 
 
 def test_render_refuses_other_runs_and_bad_tasks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -96,3 +98,28 @@ def test_render_refuses_other_runs_and_bad_tasks(tmp_path: Path, capsys: pytest.
     assert "nav2d tasks have 2 numbers, --task gave 1" in capsys.readouterr().err
     assert main(["render", str(run), "--task", "0.2,-0.3", "--out", str(tmp_path / "paths.png")]) == 0
     assert (tmp_path / "paths.png").stat().st_size > 1000
+
+
+def test_a_resumed_rl_run_equals_an_uninterrupted_one(tmp_path: Path) -> None:
+    """The rollouts draw from torch's generator, which checkpoints keep: resuming replays the same
+    episodes and TRPO steps."""
+    import torch
+
+    import fastadapt as fa
+    from fastadapt.rl import MAMLRL, GaussianPolicy, Navigation2D, RLTasks
+
+    def fresh() -> tuple[MAMLRL, torch.optim.Optimizer, RLTasks]:
+        torch.manual_seed(0)
+        learner = MAMLRL(GaussianPolicy(2, 2, hidden=(8,)), Navigation2D(), trajectories=3, horizon=8)
+        return learner, torch.optim.SGD(learner.parameters(), lr=1.0), RLTasks(Navigation2D(), seed=0)
+
+    whole, optimizer, tasks = fresh()
+    fa.meta_train(whole, tasks, steps=3, meta_batch=2, optimizer=optimizer, run_dir=tmp_path / "whole", val_every=10, progress=False)
+    part, optimizer, tasks = fresh()
+    fa.meta_train(part, tasks, steps=2, meta_batch=2, optimizer=optimizer, run_dir=tmp_path / "part", val_every=10, progress=False)
+    torch.manual_seed(123)  # a new process would start from another state
+    resumed, optimizer, tasks = fresh()
+    fa.meta_train(resumed, tasks, steps=3, meta_batch=2, optimizer=optimizer, run_dir=tmp_path / "part", resume=True, val_every=10,
+                  progress=False)
+    for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name

@@ -9,10 +9,11 @@ from fastadapt.evaluate import EvalResult, mean_ci95
 from fastadapt.rl.mamlrl import MAMLRL, RLTasks
 
 
-def adaptation_curve(learner: MAMLRL, tasks: RLTasks, episodes: int, steps: int = 3, seed: int | None = None, batch_size: int = 20) -> list[EvalResult]:
+def adaptation_curve(learner: MAMLRL, tasks: RLTasks, episodes: int, steps: int = 3, seed: int | None = None, batch_size: int = 32) -> list[EvalResult]:
     """One ``EvalResult`` (metric ``return``) per number of adaptation steps ``0..steps``, over
-    ``episodes`` fixed tasks of ``tasks`` (replayed from ``seed``); every task's rollouts use noise
-    fixed by the task, so two learners are compared on the same draws."""
+    ``episodes`` fixed tasks of ``tasks`` (replayed from ``seed``), in batches of ``batch_size`` as
+    ``meta_test`` draws them (so its figure equals this curve's last point); the rollout noise of a
+    batch is fixed by its tasks, so two learners are compared on the same draws."""
     rows = [learner.adaptation_returns(batch.tasks, steps) for batch in tasks.episodes(episodes, batch_size, seed)]
     values = torch.cat(rows)
     curve = []
@@ -20,3 +21,12 @@ def adaptation_curve(learner: MAMLRL, tasks: RLTasks, episodes: int, steps: int 
         mean, ci, std = mean_ci95(column)
         curve.append(EvalResult("return", mean, ci, std, episodes, -mean, ci, column))
     return curve
+
+
+def paired_gain(before: EvalResult, after: EvalResult) -> tuple[float, float]:
+    """Mean and 95% CI of the per-task improvement ``after - before`` on the same tasks: much tighter
+    than comparing the two intervals, since tasks differ far more than adaptation changes them."""
+    if len(before.values) != len(after.values):
+        raise ValueError("a paired gain needs the same tasks on both sides")
+    mean, ci, _ = mean_ci95([a - b for a, b in zip(after.values, before.values)])
+    return mean, ci

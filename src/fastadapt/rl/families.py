@@ -99,6 +99,7 @@ class MujocoFamily(TaskFamily):
 
     env_id: ClassVar[str]
     make_kwargs: ClassVar[dict[str, Any]] = {}
+    camera: ClassVar[str | None] = None  # the model's camera for videos ("track" follows the robot)
 
     def reward(self, task: np.ndarray, info: dict[str, Any], action: np.ndarray, base_reward: float) -> float:
         raise NotImplementedError
@@ -129,7 +130,7 @@ class HalfCheetahVel(MujocoFamily):
     """HalfCheetah running at a target velocity drawn from U[0, 2] (Finn et al. 2017):
     reward = -|forward velocity - target| - 0.05 |a|^2."""
 
-    name, env_id = "halfcheetah_vel", "HalfCheetah-v5"
+    name, env_id, camera = "halfcheetah_vel", "HalfCheetah-v5", "track"
     obs_dim, act_dim, horizon, task_dim = 17, 6, 200, 1
 
     def sample_tasks(self, n: int, generator: torch.Generator) -> Tensor:
@@ -146,7 +147,7 @@ class HalfCheetahDir(MujocoFamily):
     """HalfCheetah running forward or backward (+1 / -1, equally likely): reward = direction *
     forward velocity - 0.05 |a|^2."""
 
-    name, env_id = "halfcheetah_dir", "HalfCheetah-v5"
+    name, env_id, camera = "halfcheetah_dir", "HalfCheetah-v5", "track"
     obs_dim, act_dim, horizon, task_dim = 17, 6, 200, 1
 
     def sample_tasks(self, n: int, generator: torch.Generator) -> Tensor:
@@ -164,7 +165,7 @@ class AntDir(MujocoFamily):
     environment's survival, control and contact terms; the episode ends when the ant is unhealthy.
     Contact forces are left out of the observation (27 dimensions, as in the MAML paper's ant)."""
 
-    name, env_id = "ant_dir", "Ant-v5"
+    name, env_id, camera = "ant_dir", "Ant-v5", "track"
     make_kwargs: ClassVar[dict[str, Any]] = {"include_cfrc_ext_in_observation": False}
     obs_dim, act_dim, horizon, task_dim = 27, 8, 200, 1
 

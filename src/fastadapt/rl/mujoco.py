@@ -51,7 +51,9 @@ class TaskEnv(gym.Wrapper):
 
 
 def make_task_env(family: MujocoFamily, task: np.ndarray, horizon: int, render: bool = False) -> TaskEnv:
-    options = {"render_mode": "rgb_array", "width": 320, "height": 240} if render else {}
+    options: dict[str, Any] = {"render_mode": "rgb_array", "width": 256, "height": 192} if render else {}
+    if render and family.camera:
+        options["camera_name"] = family.camera
     return TaskEnv(gym.make(family.env_id, max_episode_steps=horizon, **family.make_kwargs, **options), family, task)
 
 

@@ -44,7 +44,7 @@ def _caption(frame: np.ndarray, text: str) -> Image.Image:
     return image
 
 
-def render(learner: MAMLRL, task: torch.Tensor, path: str | os.PathLike[str], steps: int = 1, every: int = 4) -> Path:
+def render(learner: MAMLRL, task: torch.Tensor, path: str | os.PathLike[str], steps: int = 1, every: int = 5) -> Path:
     """Adapt ``learner`` to ``task`` by ``steps`` policy-gradient steps (on sampled trajectories) and
     write the policy before and after: a GIF for MuJoCo families, a PNG plot for 2D navigation."""
     path = Path(path)
@@ -67,7 +67,7 @@ def render(learner: MAMLRL, task: torch.Tensor, path: str | os.PathLike[str], st
         joined.paste(left, (0, 16))
         joined.paste(right, (left.width, 16))
         ImageDraw.Draw(joined).text((4, 2), words, fill=(255, 255, 255))
-        pictures.append(joined.convert("P", palette=Image.ADAPTIVE, colors=64))
+        pictures.append(joined.convert("P", palette=Image.ADAPTIVE, colors=48))
     path.parent.mkdir(parents=True, exist_ok=True)
     pictures[0].save(path, save_all=True, append_images=pictures[1:], duration=60, loop=0, optimize=True)
     return path
