@@ -53,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--data-dir", help="dataset root (default $FASTADAPT_DATA, else the per-user cache folder)")
     train.add_argument("--download", action="store_true", help="download a missing dataset from its official source")
     train.add_argument("--threads", type=int, help="torch CPU threads")
+    train.add_argument("--tensorboard", action="store_true", help="also log to TensorBoard (RUN_DIR/tensorboard; needs the tensorboard package)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.add_argument("--json", action="store_true", help="print the result as one JSON object")
 
@@ -82,6 +83,15 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--json", action="store_true", help="print one JSON object (classes, predictions, accuracy)")
 
     commands.add_parser("presets", help="list the presets")
+
+    plot = commands.add_parser(
+        "plot",
+        help="learning curves of one or several runs overlaid (and return against adaptation steps for RL runs)",
+        description="Write curves.png (meta-training loss; validation metric with its 95%% CI band) for the runs given, "
+        "overlaid, and adaptation.png for RL runs, into --out (default: the first run's folder).",
+    )
+    plot.add_argument("runs", type=Path, nargs="+", metavar="RUN_DIR")
+    plot.add_argument("--out", type=Path, metavar="DIR", help="folder for the PNG files (default: the first run's folder)")
 
     render = commands.add_parser(
         "render",
@@ -139,6 +149,8 @@ def _train(args: argparse.Namespace, overrides: list[str]) -> int:
             overrides.append(f"dataset.data_dir={args.data_dir}")
         if args.download:
             overrides.append("dataset.download=true")
+        if args.tensorboard:
+            overrides.append("train.tensorboard=true")
         config = build_config(args.preset, overrides, config_file=args.config)
         run_dir = args.run_dir or Path("runs") / f"{config['name']}-{time.strftime('%Y%m%d-%H%M%S')}"
     world = current_world(device_of(config))
@@ -324,6 +336,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _data(args)
         if args.command == "render":
             return _render(args)
+        if args.command == "plot":
+            from fastadapt.plots import plot_runs
+
+            for written in plot_runs(args.runs, args.out):
+                print(f"wrote {written}")
+            return 0
         return _presets()
     except FastAdaptError as error:
         if args.debug:

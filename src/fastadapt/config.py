@@ -161,6 +161,7 @@ SCHEMA: dict[str, Key] = {
     "train.skip_nonfinite": _k(bool, False),
     "train.max_minutes": _k((float, int), None, minimum=0.001),
     "train.augment": _k(str, "none", ("none", *AUGMENTATIONS)),
+    "train.tensorboard": _k(bool, False),
     "test.episodes": _k(int, 600, minimum=1),
     "test.inner_steps": _k(int, None, minimum=0),
     "test.seed": _k(int, 2024),

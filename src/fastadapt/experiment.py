@@ -23,6 +23,7 @@ from fastadapt.config import build_learner, build_tasks, device_of, has_validati
 from fastadapt.distributed import World, current_world, place
 from fastadapt.errors import CheckpointError
 from fastadapt.evaluate import EvalResult, meta_test
+from fastadapt.plots import plot_runs
 from fastadapt.storage import atomic_write_text
 from fastadapt.tasks import TaskDistribution
 from fastadapt.train import meta_train
@@ -63,8 +64,8 @@ def run_experiment(
 ) -> dict[str, Any]:
     """Meta-train as ``config`` says, then meta-test the best state; return (and store) the result.
 
-    The run folder gets ``config.yaml``, ``metrics.jsonl``, ``last.pt``, ``best.pt`` and
-    ``result.json``; ``resume=True`` continues an interrupted run in ``run_dir``. Started by
+    The run folder gets ``config.yaml``, ``metrics.jsonl`` and ``metrics.csv``, ``last.pt``,
+    ``best.pt``, ``result.json`` and the plots ``curves.png`` (``adaptation.png`` for RL); ``resume=True`` continues an interrupted run in ``run_dir``. Started by
     ``torchrun``, the processes share each meta-batch (``fastadapt.distributed``); rank 0 returns
     the result, the others an empty dict.
     """
@@ -94,6 +95,7 @@ def run_experiment(
         log_every=train["log_every"],
         skip_nonfinite=train["skip_nonfinite"],
         max_minutes=train["max_minutes"],
+        tensorboard=train["tensorboard"],
         progress=progress,
         world=world,
     )
@@ -119,6 +121,7 @@ def run_experiment(
     if curve is not None:
         result["adaptation"] = [{"steps": k, **r.to_dict()} for k, r in enumerate(curve)]
     atomic_write_text(json.dumps(result, indent=2) + "\n", Path(run_dir) / "result.json")
+    plot_runs([run_dir])  # curves.png (and adaptation.png for RL) beside the result
     return result
 
 

@@ -1,7 +1,7 @@
 """Meta-training: sample a batch of tasks, take the meta-objective, update; validate and checkpoint.
 
-One loop serves every algorithm. A run folder holds ``config.yaml``, ``metrics.jsonl`` and the
-checkpoints ``last.pt`` (to resume exactly) and ``best.pt`` (best validation accuracy).
+One loop serves every algorithm. A run folder holds ``config.yaml``, ``metrics.jsonl`` (and its
+``metrics.csv``) and the checkpoints ``last.pt`` (to resume exactly) and ``best.pt`` (best validation).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from fastadapt.checkpoint import load_checkpoint, rng_state, save_checkpoint, se
 from fastadapt.distributed import World
 from fastadapt.errors import CheckpointError, ConfigError, DivergenceError
 from fastadapt.evaluate import meta_test
+from fastadapt.logs import TensorBoard, read_records, write_csv
 from fastadapt.storage import atomic_write_text
 from fastadapt.tasks import TaskDistribution
 
@@ -105,11 +106,12 @@ class _RunFolder:
     Only the ``writer`` (rank 0 of a distributed run) writes; the other processes read.
     """
 
-    def __init__(self, run_dir: str | Path | None, writer: bool = True) -> None:
+    def __init__(self, run_dir: str | Path | None, writer: bool = True, tensorboard: bool = False) -> None:
         self.path = Path(run_dir) if run_dir is not None else None
         self.writer = writer
         if self.path is not None and writer:
             self.path.mkdir(parents=True, exist_ok=True)
+        self.tensorboard = TensorBoard(self.path / "tensorboard") if tensorboard and self.path is not None and writer else None
 
     def file(self, name: str) -> Path | None:
         return self.path / name if self.path is not None else None
@@ -118,6 +120,18 @@ class _RunFolder:
         if self.path is not None and self.writer:
             with open(self.path / "metrics.jsonl", "a") as handle:
                 handle.write(json.dumps(record) + "\n")
+            if self.tensorboard is not None:
+                self.tensorboard.log(record)
+
+    def write_csv(self) -> None:
+        """``metrics.csv`` from the log so far (at each checkpoint, so it is never far behind)."""
+        if self.path is not None and self.writer:
+            write_csv(self.path / "metrics.jsonl", self.path / "metrics.csv")
+
+    def close(self) -> None:
+        self.write_csv()
+        if self.tensorboard is not None:
+            self.tensorboard.close()
 
     def remove_torn_writes(self) -> None:
         """Delete the temporary files of atomic writes that a kill interrupted (never a finished file)."""
@@ -130,15 +144,8 @@ class _RunFolder:
         """Drop log records after ``step`` (a resumed run writes them again) and any line torn by a kill."""
         log = self.file("metrics.jsonl")
         if log is not None and log.is_file() and self.writer:
-            kept = []
-            for line in log.read_text().splitlines():
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if isinstance(record, dict) and record.get("step", step + 1) <= step:
-                    kept.append(line)
-            atomic_write_text("".join(line + "\n" for line in kept), log)
+            kept = [record for record in read_records(log) if record.get("step", step + 1) <= step]
+            atomic_write_text("".join(json.dumps(record) + "\n" for record in kept), log)
 
 
 def meta_train(
@@ -167,6 +174,7 @@ def meta_train(
     progress: bool = True,
     world: World | None = None,
     max_minutes: float | None = None,
+    tensorboard: bool = False,
 ) -> TrainResult:
     """Meta-train ``learner`` for ``steps`` meta-updates on batches of ``meta_batch`` tasks.
 
@@ -180,6 +188,8 @@ def meta_train(
     (``DivergenceError``), or with ``skip_nonfinite`` skips that meta-batch. ``max_minutes`` ends
     training early, as if ``steps`` were reached, once that much training time has been spent
     (for comparisons at an equal time budget); the result's ``steps`` says how many were done.
+    The log is also kept as ``metrics.csv``, and with ``tensorboard`` as TensorBoard event files in
+    ``run_dir/tensorboard``.
 
     With a distributed ``world`` (``fastadapt.distributed``) each process computes its slice of
     every meta-batch and the meta-gradients are averaged; rank 0 validates, logs and checkpoints.
@@ -196,7 +206,7 @@ def meta_train(
     device = next(learner.parameters()).device
     optimizer = optimizer or torch.optim.Adam(learner.parameters(), lr=lr)
     scheduler = make_scheduler(optimizer, schedule, steps, lr_decay_every, lr_decay)
-    folder = _RunFolder(run_dir, writer=world.is_main)
+    folder = _RunFolder(run_dir, writer=world.is_main, tensorboard=tensorboard)
     start, elapsed, best, best_state = 0, 0.0, None, None
     last_file, best_file = folder.file("last.pt"), folder.file("best.pt")
     if resume:
@@ -221,6 +231,7 @@ def meta_train(
             atomic_write_text(yaml.safe_dump(config, sort_keys=False), folder.path / "config.yaml")
 
     def checkpoint(path: Path | None, step: int) -> None:
+        folder.write_csv()
         if path is not None and world.is_main:
             save_checkpoint(
                 path,
@@ -309,6 +320,7 @@ def meta_train(
                     raise TrainingInterrupted(f"stopped after step {done}")
         finally:
             bar.close()
+            folder.close()
     elapsed += time.perf_counter() - clock
     if restore_best and best_state is not None:
         learner.load_state_dict(best_state)

@@ -17,7 +17,7 @@ try:
     import gymnasium as gym
     import mujoco
 except ImportError:  # pragma: no cover - the message is the point
-    raise ConfigError("the MuJoCo task families need gymnasium and MuJoCo: pip install 'fastadapt[rl]'") from None
+    raise ConfigError("the MuJoCo task families need gymnasium and MuJoCo: pip install 'fastadapt[rl]' (gymnasium[mujoco])") from None
 
 
 def _mujoco_warning(message: str) -> None:
