@@ -256,7 +256,7 @@ def _render(args: argparse.Namespace) -> int:
         if task.numel() != learner.family.task_dim:
             raise ConfigError(f"{learner.family.name} tasks have {learner.family.task_dim} numbers, --task gave {task.numel()}")
     else:
-        task = build_tasks(config, "test", seed=config["test"]["seed"]).episodes(1).__next__().tasks[0]
+        task = next(build_tasks(config, "test", seed=config["test"]["seed"]).episodes(1)).tasks[0]
     print(f"wrote {render(learner, task, args.out, args.steps)} ({learner.family.describe(task)})")
     return 0
 

@@ -241,12 +241,11 @@ class MAMLRL(MetaLearner):
     def meta_backward(self, batch: RLTaskBatch) -> tuple[float, dict[str, float]]:  # type: ignore[override]
         """Sample, adapt, sample again, and store minus the outer update in ``.grad``."""
         tasks = batch.tasks
-        adapted, data = self.adapt_tasks(tasks, self.inner_steps)
-        valid = self.rollouts(tasks, adapted if data else [detach_params(self.params())] * len(batch))
+        adapted, data = self.adapt_tasks(tasks, self.inner_steps)  # with 0 steps: the current policy for every task
+        valid = self.rollouts(tasks, adapted)
         valid_adv = advantages(valid, self.gamma, self.gae_lambda).to(next(self.policy.parameters()).dtype)
         with torch.no_grad():
-            sampling = adapted if data else [detach_params(self.params())] * len(batch)
-            old_outputs = [self.forward_with(p, valid.task(i).obs) for i, p in enumerate(sampling)]
+            old_outputs = [self.forward_with(p, valid.task(i).obs) for i, p in enumerate(adapted)]
             old_log_probs = torch.cat([log_prob(o, valid.task(i).actions.to(o.dtype)) for i, o in enumerate(old_outputs)], dim=1)
         start = torch.nn.utils.parameters_to_vector(self.policy.parameters()).detach()
 

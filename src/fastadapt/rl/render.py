@@ -87,7 +87,6 @@ def _plot_paths(learner: MAMLRL, task: torch.Tensor, before: Params, after: Para
             valid = episodes.mask[:, b] > 0
             xy = episodes.obs[valid, b].numpy()
             axis.plot(xy[:, 0], xy[:, 1], color=colour, alpha=0.7, label=label if b == 0 else None)
-        label = None
     axis.scatter([task[0]], [task[1]], marker="*", s=200, color="tab:red", label="goal", zorder=3)
     axis.scatter([0], [0], marker="o", color="black", zorder=3)
     axis.set(xlim=(-0.6, 0.6), ylim=(-0.6, 0.6), aspect="equal", title=words)
