@@ -162,7 +162,8 @@ def adaptation_test(
 
     seed = config["test"]["seed"] if split == "test" else config["seed"] + VAL_SEED_OFFSET
     tasks = build_tasks(config, split, seed=seed)
-    steps = steps if steps is not None else (config["test"]["inner_steps"] or learner.test_inner_steps)
+    if steps is None:
+        steps = config["test"]["inner_steps"] if config["test"]["inner_steps"] is not None else learner.test_inner_steps
     return adaptation_curve(learner, tasks, episodes or config["test"]["episodes"], steps)
 
 

@@ -58,6 +58,8 @@ def test_bad_names_and_missing_data_are_one_line_errors(tmp_path: Path, capsys: 
     assert code == 2 and "unknown dataset 'minimagenet'; did you mean 'miniimagenet'?" in err and "Traceback" not in err
     code, _, err = _run(capsys, "data", "prepare", "cub", "--data-dir", str(tmp_path))
     assert code == 2 and "CUB-200-2011 is not in" in err and "--download" in err
+    code, _, err = _run(capsys, "data", "prepare", "miniimagenet", "--data-dir", str(tmp_path), "--source", str(tmp_path / "nowhere"))
+    assert code == 2 and "nowhere is not a folder" in err and "Traceback" not in err
 
 
 def test_train_and_eval_a_cifar_fs_preset_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -123,3 +123,9 @@ def test_a_resumed_rl_run_equals_an_uninterrupted_one(tmp_path: Path) -> None:
                   progress=False)
     for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+def test_zero_test_steps_in_the_config_means_no_adaptation(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--preset", "maml-rl-nav2d", "--run-dir", str(tmp_path / "run"), "--json", *TINY, "test.inner_steps=0"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert [r["steps"] for r in result["adaptation"]] == [0]

@@ -152,6 +152,8 @@ def load_release(
             return cached[0], cached[1]["class_info"]
     folder = dataset_folder(release, root)
     source_path = Path(source).expanduser() if source is not None else None
+    if source_path is not None and not source_path.is_dir():
+        raise DataError(f"--source {source_path} is not a folder: give the folder that holds your copy of {release.title}'s files")
     if source_path is None and not release.present(folder):
         if not download:
             raise DataError(release.missing_message(folder))

@@ -29,9 +29,13 @@ class Episodes:
     def n_tasks(self) -> int:
         return self.obs.shape[1] // self.per_task
 
+    def columns(self, i: int) -> slice:
+        """Where task ``i``'s episodes are along the batch dimension."""
+        return slice(i * self.per_task, (i + 1) * self.per_task)
+
     def task(self, i: int) -> Episodes:
         """The episodes of task ``i``."""
-        cols = slice(i * self.per_task, (i + 1) * self.per_task)
+        cols = self.columns(i)
         return Episodes(self.obs[:, cols], self.actions[:, cols], self.rewards[:, cols], self.mask[:, cols], self.per_task)
 
     def returns(self) -> Tensor:
@@ -126,5 +130,5 @@ def advantages(episodes: Episodes, gamma: float = 0.99, gae_lambda: float = 1.0,
             mean = gae.sum() / n
             std = (((gae - mean) * part.mask).pow(2).sum() / n).sqrt()
             gae = (gae - mean) / (std + 1e-8) * part.mask
-        out[:, i * part.per_task : (i + 1) * part.per_task] = gae
+        out[:, episodes.columns(i)] = gae
     return out

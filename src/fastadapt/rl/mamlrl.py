@@ -193,8 +193,7 @@ class MAMLRL(MetaLearner):
         return current, data
 
     def _task_data(self, episodes: Episodes, adv: Tensor, i: int) -> tuple[Episodes, Tensor]:
-        cols = slice(i * self.trajectories, (i + 1) * self.trajectories)
-        return episodes.task(i), adv[:, cols]
+        return episodes.task(i), adv[:, episodes.columns(i)]
 
     def adapted(self, params: Params, data: list[tuple[Episodes, Tensor]], first_order: bool | None = None) -> list[Params]:
         """Each task's adapted parameters as a differentiable function of ``params``, re-running the
@@ -221,8 +220,7 @@ class MAMLRL(MetaLearner):
         for i, p in enumerate(adapted):
             episodes, adv = self._task_data(valid, valid_adv, i)
             out = self.forward_with(p, episodes.obs)
-            cols = slice(i * self.trajectories, (i + 1) * self.trajectories)
-            ratio = torch.exp(log_prob(out, episodes.actions.to(out.dtype)) - old_log_probs[:, cols])
+            ratio = torch.exp(log_prob(out, episodes.actions.to(out.dtype)) - old_log_probs[:, valid.columns(i)])
             gain = ratio * adv
             if clip is not None:
                 gain = torch.min(gain, ratio.clamp(1 - clip, 1 + clip) * adv)
