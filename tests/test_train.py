@@ -150,6 +150,16 @@ def test_resume_before_the_first_checkpoint_starts_over(tmp_path: Path) -> None:
     assert steps == [1, 2]
 
 
+def test_resume_removes_every_write_a_kill_tore(tmp_path: Path) -> None:
+    _train(tmp_path, steps=2)
+    torn = [tmp_path / f".{name}.x1y2z3.tmp" for name in ("last.pt", "best.pt", "metrics.jsonl", "metrics.csv", "config.yaml")]
+    for path in torn:
+        path.write_bytes(b"half")
+    _train(tmp_path, steps=4, resume=True)
+    assert not list(tmp_path.glob(".*.tmp"))
+    assert load_checkpoint(tmp_path / "last.pt")["step"] == 4
+
+
 def test_schedules() -> None:
     def lrs(schedule: str, **kw) -> list[float]:
         optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)

@@ -134,11 +134,10 @@ class _RunFolder:
             self.tensorboard.close()
 
     def remove_torn_writes(self) -> None:
-        """Delete the temporary files of atomic writes that a kill interrupted (never a finished file)."""
+        """Delete the temporary files of atomic writes that a kill interrupted (``.NAME.*.tmp``; never a finished file)."""
         if self.path is not None and self.writer:
-            for name in ("last.pt", "best.pt", "metrics.jsonl", "config.yaml"):
-                for stale in self.path.glob(f".{name}.*.tmp"):
-                    stale.unlink(missing_ok=True)
+            for stale in self.path.glob(".*.tmp"):
+                stale.unlink(missing_ok=True)
 
     def truncate_log(self, step: int) -> None:
         """Drop log records after ``step`` (a resumed run writes them again) and any line torn by a kill."""
