@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -94,7 +95,7 @@ def test_protonet_is_refused_for_regression() -> None:
     "overrides, message",
     [
         (["model.layers=[40, -1]"], "model.layers must be a list of positive integers"),
-        (["algorithm.inner_steps=0"], "maml needs algorithm.inner_steps >= 1"),
+        (["algorithm.name=metasgd", "algorithm.inner_steps=0"], "metasgd needs algorithm.inner_steps >= 1"),
     ],
 )
 def test_bad_values_of_the_regression_preset(overrides: list[str], message: str) -> None:
@@ -190,3 +191,15 @@ def test_any_config_resolves_to_a_valid_one_or_a_config_error(values: dict[str, 
     for key, value in values.items():  # what was kept is what was given (ints widened to floats)
         if key in flat and value is not None:
             assert flat[key] == value or float in SCHEMA[key].types and math.isclose(flat[key], float(value))
+
+
+def test_a_config_stored_by_an_earlier_version_with_every_key_still_loads(tmp_path: Path) -> None:
+    from fastadapt.experiment import read_config
+
+    stored = build_config("maml-sinusoid")
+    stored["dataset"].update({"scheme": "vinyals", "image_size": 28, "rotations": False})  # written by 0.1 before the keys applied per dataset
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(stored))
+    config = read_config(tmp_path)
+    assert config["dataset"] == build_config("maml-sinusoid")["dataset"]
+    with pytest.raises(ConfigError, match="dataset.image_size does not apply"):
+        resolve(stored)  # a config the user writes is still checked strictly

@@ -251,7 +251,8 @@ def resolve(config: dict[str, Any]) -> dict[str, Any]:
         )
     if rl_algorithm and (resolved["train.optimizer"] != "sgd" or resolved["train.lr"] != 1.0 or resolved["train.schedule"] != "constant"):
         raise ConfigError("mamlrl computes its own TRPO/PPO step, applied as is: set train.optimizer=sgd, train.lr=1, train.schedule=constant")
-    if resolved["algorithm.name"] in GRADIENT_ALGORITHMS and resolved["algorithm.inner_steps"] < 1:
+    fewest_steps = 0 if resolved["algorithm.name"] == "maml" else 1  # maml with 0 steps: the paper's pretrained baseline
+    if resolved["algorithm.name"] in GRADIENT_ALGORITHMS and resolved["algorithm.inner_steps"] < fewest_steps:
         raise ConfigError(f"{resolved['algorithm.name']} needs algorithm.inner_steps >= 1")
     if resolved["dataset.name"] not in ("sinusoid", *FAMILIES) and resolved["model.name"] not in ("conv4", "resnet12"):
         raise ConfigError(f"image dataset {resolved['dataset.name']} needs model.name=conv4 or resnet12")
@@ -277,6 +278,18 @@ def resolve(config: dict[str, Any]) -> dict[str, Any]:
     if resolved["dataset.name"] == "imagefolder" and not resolved["dataset.path"]:
         raise ConfigError("dataset.name=imagefolder needs dataset.path: the folder (or archive) of class folders")
     return unflatten(resolved)
+
+
+def resolve_stored(config: dict[str, Any]) -> dict[str, Any]:
+    """``resolve`` for a config stored with a run: earlier versions wrote every key, so keys that do
+    not apply to the run's dataset, model or algorithm are dropped instead of refused."""
+    flat = flatten(config)
+    for section, kinds in APPLICABLE.items():
+        kind = flat.get(f"{section}.name")
+        if kind in kinds:
+            allowed = {"name", *COMMON_KEYS[section], *kinds[kind]}
+            flat = {k: v for k, v in flat.items() if not (k.startswith(section + ".") and k.partition(".")[2] not in allowed)}
+    return resolve(unflatten(flat))
 
 
 def parse_overrides(items: Iterable[str]) -> dict[str, Any]:

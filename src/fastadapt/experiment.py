@@ -19,7 +19,7 @@ import yaml
 from fastadapt import __version__
 from fastadapt.algorithms.base import MetaLearner
 from fastadapt.checkpoint import load_checkpoint
-from fastadapt.config import build_learner, build_tasks, device_of, has_validation, optimizer_for, preprocessing_of, resolve
+from fastadapt.config import build_learner, build_tasks, device_of, has_validation, optimizer_for, preprocessing_of, resolve, resolve_stored
 from fastadapt.distributed import World, current_world, place
 from fastadapt.errors import CheckpointError
 from fastadapt.evaluate import EvalResult, meta_test
@@ -179,7 +179,7 @@ def learner_from_checkpoint(state: dict[str, Any], data_dir: str | None = None) 
             f"{state['path']} holds no run config (it was written by meta_train without config=...): "
             "rebuild the learner in Python and load state['model'] into it"
         )
-    config = resolve(state["config"])
+    config = resolve_stored(state["config"])
     if data_dir is not None:
         config["dataset"]["data_dir"] = data_dir
     if state["algorithm"] != config["algorithm"]["name"]:
@@ -206,4 +206,4 @@ def read_config(run_dir: str | Path) -> dict[str, Any]:
     file = Path(run_dir) / "config.yaml"
     if not file.is_file():
         raise CheckpointError(f"{run_dir} is not a run folder: it has no config.yaml")
-    return resolve(yaml.safe_load(file.read_text()))
+    return resolve_stored(yaml.safe_load(file.read_text()))

@@ -151,7 +151,26 @@ def test_more_ways_than_model_outputs_is_a_clear_error() -> None:
         learner.meta_loss(batch)
 
 
-@pytest.mark.parametrize("bad", [dict(inner_steps=0), dict(inner_lr=0.0), dict(test_inner_steps=-1)])
+@pytest.mark.parametrize(
+    "bad", [dict(inner_steps=-1), dict(inner_lr=0.0), dict(test_inner_steps=-1), dict(inner_steps=0, per_step_lr=True)]
+)
 def test_impossible_settings_are_refused(bad: dict) -> None:
     with pytest.raises(ConfigError):
         fa.MAML(fa.nn.MLP(1, 1), **bad)
+
+
+def test_no_inner_steps_trains_the_pretrained_baseline_on_the_plain_query_loss() -> None:
+    torch.manual_seed(0)
+    model = fa.nn.MLP(1, 1, hidden=(8,))
+    learner = fa.MAML(model, inner_lr=0.01, inner_steps=0, test_inner_steps=10, loss="mse")
+    batch = fa.SinusoidTasks(shots=5, queries=7, seed=1).sample(4)
+    loss, _ = learner.meta_loss(batch)
+    grads = torch.autograd.grad(loss, list(model.parameters()))
+    reference = sum(torch.nn.functional.mse_loss(model(qx), qy) for qx, qy in zip(batch.query_x, batch.query_y)) / 4
+    for got, want in zip(grads, torch.autograd.grad(reference, list(model.parameters()))):
+        torch.testing.assert_close(got, want)
+    learner.eval()
+    adapted = learner.evaluate(batch)["loss"]  # fine-tuned at test by test_inner_steps steps
+    assert not torch.allclose(adapted, learner.evaluate(batch, steps=0)["loss"])
+    with pytest.raises(ConfigError, match="metasgd .*needs inner_steps >= 1"):
+        fa.MetaSGD(fa.nn.MLP(1, 1), inner_steps=0)

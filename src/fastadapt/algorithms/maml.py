@@ -26,7 +26,9 @@ class MAML(MetaLearner):
     ``inner_steps`` gradient steps of size ``inner_lr`` on the support set adapt all parameters of
     ``model``; the meta-gradient flows through them (``first_order=True`` drops the second-order
     term: FOMAML). ``test_inner_steps`` is the number of steps when not training (the MAML paper
-    adapts longer at test time); it defaults to ``inner_steps``.
+    adapts longer at test time); it defaults to ``inner_steps``. ``inner_steps=0`` trains one model
+    on every task's query loss without adaptation: the MAML paper's "pretrained" comparison, which
+    is then fine-tuned at test time by ``test_inner_steps`` steps of ``inner_lr``.
 
     MAML++ options: ``per_step_lr`` learns one learning rate per parameter tensor and step;
     ``multi_step_loss`` adds the query losses after every step, their weights annealed onto the last
@@ -58,8 +60,13 @@ class MAML(MetaLearner):
         if checkpoint_inner and vmap:
             raise ConfigError("checkpoint_inner runs the per-task loop: it cannot be combined with vmap=True")
         super().__init__(loss=loss, vmap=False if checkpoint_inner else vmap)
-        if not isinstance(inner_steps, int) or inner_steps < 1:
-            raise ConfigError(f"inner_steps must be a positive integer, got {inner_steps!r}")
+        if not isinstance(inner_steps, int) or inner_steps < 0:
+            raise ConfigError(f"inner_steps must be a non-negative integer, got {inner_steps!r}")
+        if inner_steps == 0 and (per_step_lr or multi_step_loss or type(self) is not MAML):
+            raise ConfigError(
+                f"inner_steps=0 (pretraining without adaptation) is plain MAML's baseline: {self.name} "
+                "with per-step learning rates or the multi-step loss needs inner_steps >= 1"
+            )
         if test_inner_steps is not None and (not isinstance(test_inner_steps, int) or test_inner_steps < 0):
             raise ConfigError(f"test_inner_steps must be a non-negative integer, got {test_inner_steps!r}")
         if inner_lr <= 0:
