@@ -33,6 +33,13 @@ def _keys_help() -> str:
     return "\n".join(lines)
 
 
+def _data_and_threads(command: argparse.ArgumentParser) -> None:
+    """The options of commands that train: where the data is, whether to fetch it, CPU threads."""
+    command.add_argument("--data-dir", help="dataset root (default $FASTADAPT_DATA, else the per-user cache folder)")
+    command.add_argument("--download", action="store_true", help="download a missing dataset from its official source")
+    command.add_argument("--threads", type=int, help="torch CPU threads")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="fastadapt", description="Meta-learning for PyTorch: train, evaluate and list presets.")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of errors")
@@ -50,9 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--config", type=Path, metavar="FILE.yaml", help="your own config file (preset keys; `extends: PRESET` starts from a preset)")
     train.add_argument("--run-dir", type=Path, help="folder for config, metrics, checkpoints and result (default runs/<preset>-<time>)")
     train.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
-    train.add_argument("--data-dir", help="dataset root (default $FASTADAPT_DATA, else the per-user cache folder)")
-    train.add_argument("--download", action="store_true", help="download a missing dataset from its official source")
-    train.add_argument("--threads", type=int, help="torch CPU threads")
+    _data_and_threads(train)
     train.add_argument("--tensorboard", action="store_true", help="also log to TensorBoard (RUN_DIR/tensorboard; needs the tensorboard package)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.add_argument("--json", action="store_true", help="print the result as one JSON object")
@@ -81,6 +86,34 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--force", action="store_true", help="predict even if the images look inverted relative to the training data")
     predict.add_argument("--threads", type=int, help="torch CPU threads")
     predict.add_argument("--json", action="store_true", help="print one JSON object (classes, predictions, accuracy)")
+
+    reproduce = commands.add_parser(
+        "reproduce",
+        help="run a paper's experiment end to end and compare with the paper's numbers",
+        description="Train every row of a paper's experiment (per seed), test it with the paper's protocol and print "
+        "ours ± 95%% CI next to the paper's number, the gap and whether the intervals overlap. The report and figures "
+        "go to OUT/NAME-BUDGET/ (reproduce.json, curves.png, steps.png, sinusoid.png, embedding.png); running it again "
+        "reuses finished runs and resumes an interrupted one.",
+    )
+    reproduce.add_argument("name", nargs="?", help="what to reproduce (--list shows the names)")
+    reproduce.add_argument("--budget", choices=("quick", "full"), default="quick",
+                           help="quick: minutes on a CPU (shortened training); full: the paper's schedule (default quick)")
+    reproduce.add_argument("--seeds", type=int, help="training seeds per row (default: the budget's)")
+    reproduce.add_argument("--out", type=Path, default=Path("runs/reproduce"), help="folder of the runs and reports (default runs/reproduce)")
+    _data_and_threads(reproduce)
+    reproduce.add_argument("--list", action="store_true", help="list what can be reproduced")
+    reproduce.add_argument("--no-progress", action="store_true", help="no progress bars")
+    reproduce.add_argument("--json", action="store_true", help="print the report as one JSON object")
+
+    results = commands.add_parser("results", help="collect result files and generate docs/RESULTS.md from them")
+    steps = results.add_subparsers(dest="action", required=True, metavar="ACTION")
+    build = steps.add_parser("build", help="write RESULTS.md from RESULTS.template.md and the result files it refers to")
+    build.add_argument("--check", action="store_true", help="write nothing; fail if RESULTS.md differs from what the files give")
+    build.add_argument("--out", type=Path, help="the document (default: RESULTS.md beside the results folder)")
+    collect = steps.add_parser("collect", help="copy runs' result.json or reproductions' reports and figures into the results folder")
+    collect.add_argument("folders", nargs="+", type=Path, metavar="FOLDER", help="run folders or fastadapt reproduce output folders")
+    for step in (build, collect):
+        step.add_argument("--results", type=Path, default=Path("docs/results"), help="the results folder (default docs/results)")
 
     commands.add_parser("presets", help="list the presets")
 
@@ -234,6 +267,45 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reproduce(args: argparse.Namespace) -> int:
+    from fastadapt.reproduce import format_table, reproduce, reproductions
+
+    if args.list:
+        for name, item in reproductions().items():
+            print(f"{name:28s} {item.title}")
+        return 0
+    if args.name is None:
+        raise ConfigError("name what to reproduce, e.g. `fastadapt reproduce maml-sinusoid`; `fastadapt reproduce --list` shows the names")
+    echo = (lambda line: None) if args.json else (lambda line: print(line, flush=True))
+    report = reproduce(args.name, args.budget, args.out, args.seeds, args.data_dir, args.download,
+                       progress=not args.no_progress and not args.json, echo=echo)
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print()
+    print(format_table(report))
+    print(f"\nsaved {Path(args.out) / f'{args.name}-{args.budget}' / 'reproduce.json'} and the figures: {', '.join(report['figures']['files'])}")
+    return 0
+
+
+def _results(args: argparse.Namespace) -> int:
+    from fastadapt import results
+
+    if args.action == "collect":
+        for folder in args.folders:
+            for written in results.collect(folder, args.results):
+                print(f"wrote {written}")
+        return 0
+    target = args.out or args.results.parent / "RESULTS.md"
+    if args.check:
+        if not target.is_file() or target.read_text() != results.build(args.results):
+            raise ConfigError(f"{target} is not what {args.results} gives: run `fastadapt results build`")
+        print(f"{target} is up to date with {args.results}")
+        return 0
+    print(f"wrote {results.write(args.results, target)}")
+    return 0
+
+
 def _presets() -> int:
     for name in preset_names():
         print(f"{name:28s} {load_preset(name).get('description', '')}")
@@ -336,6 +408,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _data(args)
         if args.command == "render":
             return _render(args)
+        if args.command == "reproduce":
+            return _reproduce(args)
+        if args.command == "results":
+            return _results(args)
         if args.command == "plot":
             from fastadapt.plots import plot_runs
 

@@ -74,7 +74,7 @@ def learning_curves(runs: Sequence[str | Path], path: str | Path, labels: Sequen
         axis.grid(alpha=0.3)
         if axis.get_legend_handles_labels()[0]:
             axis.legend(fontsize=8)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def adaptation_plot(results: Sequence[dict[str, Any]], labels: Sequence[str], path: str | Path) -> Path:
@@ -90,7 +90,7 @@ def adaptation_plot(results: Sequence[dict[str, Any]], labels: Sequence[str], pa
     axis.set(xlabel="adaptation steps", ylabel="average return", title="return after adaptation (95% CI)", xticks=steps)
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_runs(runs: Sequence[str | Path], out: str | Path | None = None) -> list[Path]:
@@ -107,10 +107,11 @@ def plot_runs(runs: Sequence[str | Path], out: str | Path | None = None) -> list
     return written
 
 
-def _save(figure: Any, path: str | Path) -> Path:
+def save_figure(figure: Any, path: str | Path, rect: tuple[float, float, float, float] = (0, 0, 1, 1)) -> Path:
+    """Write ``figure`` as a PNG (its folder created; its axes laid out inside ``rect``) and free it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.tight_layout()
+    figure.tight_layout(rect=rect)
     figure.savefig(path)
     plt.close(figure)
     return path

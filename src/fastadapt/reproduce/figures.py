@@ -1,0 +1,179 @@
+"""The figures of a reproduction, drawn from its trained models (the first seed of each row).
+
+``steps.png``: the test metric against the number of adaptation steps (gradient-based rows);
+``sinusoid.png``: the MAML paper's figure, one task's true function, support points and the
+prediction before and after 1 and 10 steps; ``embedding.png``: for metric methods, one test task's
+query and support embeddings and class means projected on their two principal components. Every
+figure's numbers are returned, to be stored in ``reproduce.json`` beside the table.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fastadapt.config import build_tasks, merge, resolve, unflatten
+from fastadapt.evaluate import meta_test
+from fastadapt.plots import plot_runs, plt, save_figure
+from fastadapt.reproduce.registry import Reproduction, Row
+
+STEPS = (0, 1, 2, 3, 5, 10)
+SINUSOID_STEPS = (0, 1, 10)
+Trained = tuple[Row, int, Path, Any, dict[str, Any]]
+
+
+def _settings(row: Row) -> list[dict[str, Any]]:
+    """The distinct test settings of a row's measures, the number of steps aside."""
+    seen: list[dict[str, Any]] = []
+    for item in row.measures:
+        rest = {k: v for k, v in item.set.items() if k != "test.inner_steps"}
+        if rest not in seen:
+            seen.append(rest)
+    return seen
+
+
+def _label(row: Row, setting: dict[str, Any], config: dict[str, Any]) -> str:
+    task = config["task"]
+    shots = setting.get("task.shots", task["shots"])
+    return f"{row.label}, {shots}-shot" if config["dataset"]["name"] == "sinusoid" else f"{row.label}, {task['ways']}-way {shots}-shot"
+
+
+def steps_figure(trained: list[Trained], metric: str, path: Path) -> list[dict[str, Any]]:
+    """Metric (95% CI) after 0, 1, 2, 3, 5 and 10 adaptation steps on the run's test episodes."""
+    lines = []
+    for row, _, _, learner, config in trained:
+        if not hasattr(learner, "inner_steps") or config["algorithm"]["name"] == "mamlrl":
+            continue
+        for setting in _settings(row):
+            tested = resolve(merge(config, unflatten(setting)))
+            tasks = build_tasks(tested, "test", seed=tested["test"]["seed"])
+            points = [meta_test(learner, tasks, tested["test"]["episodes"], inner_steps=k) for k in STEPS]
+            lines.append({"label": _label(row, setting, config),
+                          "points": [{"steps": k, "value": p.mean, "ci95": p.ci95, "episodes": p.episodes} for k, p in zip(STEPS, points)]})
+    if not lines:
+        return []
+    scale = 100 if metric == "accuracy" else 1
+    figure, axis = plt.subplots(figsize=(5.5, 3.8), dpi=100)
+    for line in lines:
+        axis.errorbar([p["steps"] for p in line["points"]], [scale * p["value"] for p in line["points"]],
+                      yerr=[scale * p["ci95"] for p in line["points"]], marker="o", capsize=3, label=line["label"])
+    axis.set(xlabel="adaptation steps at test", ylabel="test accuracy (%)" if metric == "accuracy" else f"test {metric}",
+             title=f"after k steps (95% CI, {lines[0]['points'][0]['episodes']} test tasks)", xticks=list(STEPS))
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    save_figure(figure, path)
+    return lines
+
+
+def sinusoid_figure(trained: list[Trained], path: Path) -> dict[str, Any]:
+    """One sinusoid (drawn from the first row's test seed) fitted by each row and shot count."""
+    config = trained[0][4]
+    dataset = build_tasks(config, "test", seed=config["test"]["seed"])
+    generator = torch.Generator().manual_seed(config["test"]["seed"])
+    amplitude = dataset.amplitude[0] + (dataset.amplitude[1] - dataset.amplitude[0]) * torch.rand((), generator=generator).item()
+    phase = dataset.phase[0] + (dataset.phase[1] - dataset.phase[0]) * torch.rand((), generator=generator).item()
+    low, high = dataset.x_range
+    most = max(s.get("task.shots", c["task"]["shots"]) for r, _, _, _, c in trained for s in _settings(r))
+    support_x = low + (high - low) * torch.rand((most, 1), generator=generator)
+    grid = torch.linspace(low, high, 200)[:, None]
+    truth = amplitude * torch.sin(grid - phase)
+    panels = []
+    for row, _, _, learner, config in trained:
+        for setting in _settings(row):
+            shots = setting.get("task.shots", config["task"]["shots"])
+            sx = support_x[:shots]
+            sy = amplitude * torch.sin(sx - phase)
+            curves = {}
+            for k in SINUSOID_STEPS:
+                predict = learner.adapt(sx, sy, steps=k)
+                with torch.no_grad():
+                    curves[k] = predict(grid).squeeze(1)
+            mse = {k: torch.mean((c - truth.squeeze(1)) ** 2).item() for k, c in curves.items()}
+            panels.append({"label": _label(row, setting, config), "shots": shots, "curves": curves, "mse": mse, "support": (sx, sy)})
+    columns = min(len(panels), 2)
+    figure, axes = plt.subplots(math.ceil(len(panels) / columns), columns, figsize=(5 * columns, 3.4 * math.ceil(len(panels) / columns)),
+                                dpi=90, squeeze=False)
+    for axis, panel in zip(axes.flat, panels):
+        axis.plot(grid, truth, color="red", linewidth=2, label="ground truth")
+        for k, style in zip(SINUSOID_STEPS, (":", "--", "-")):
+            axis.plot(grid, panel["curves"][k], linestyle=style, color="tab:green" if k else "tab:blue",
+                      alpha=1.0 if k == 10 else 0.8, label=f"{'pre-update' if k == 0 else f'{k} grad step' + ('s' if k > 1 else '')}")
+        axis.scatter(panel["support"][0], panel["support"][1], marker="^", color="black", zorder=3, label=f"{panel['shots']} points used")
+        axis.set(title=panel["label"], ylim=(-6, 6))
+        axis.legend(fontsize=7, loc="lower right")
+    for axis in list(axes.flat)[len(panels):]:
+        axis.axis("off")
+    save_figure(figure, path)
+    return {"amplitude": amplitude, "phase": phase, "panels": [{"label": p["label"], "shots": p["shots"], "mse_on_grid": p["mse"]} for p in panels]}
+
+
+def embedding_figure(trained: list[Trained], path: Path) -> list[dict[str, Any]]:
+    """One test task per metric-based row: queries (dots, crossed out if misclassified), support
+    (triangles) and class means of the support (stars), on the first two principal components."""
+    panels = []
+    for row, _, _, learner, config in trained:
+        encoder = getattr(learner, "encoder", None)
+        if encoder is None or config["dataset"]["name"] == "sinusoid":
+            continue
+        batch = next(build_tasks(config, "test", seed=config["test"]["seed"]).episodes(1, batch_size=1))
+        sx, sy, qx, qy = batch.support_x[0], batch.support_y[0], batch.query_x[0], batch.query_y[0]
+        ways = int(sy.max()) + 1
+        learner.eval()
+        with torch.no_grad():
+            predicted = learner.adapt(sx, sy, ways=ways)(qx).argmax(-1)
+            embedded = encoder(torch.cat([sx, qx])).flatten(1)
+        means = torch.stack([embedded[: len(sy)][sy == c].mean(0) for c in range(ways)])
+        points = torch.cat([embedded, means])
+        centered = points - points.mean(0)
+        _, singular, vh = torch.linalg.svd(centered, full_matrices=False)
+        flat = centered @ vh[:2].T
+        explained = (singular[:2] ** 2).sum().item() / (singular**2).sum().item()
+        panels.append({"label": row.label, "flat": flat, "support": len(sy), "queries": len(qy), "sy": sy, "qy": qy,
+                       "predicted": predicted, "ways": ways, "explained": explained,
+                       "accuracy": (predicted == qy).float().mean().item()})
+    if not panels:
+        return []
+    columns = min(len(panels), 3)
+    rows = math.ceil(len(panels) / columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(4.6 * columns, 4.4 * rows + 0.4), dpi=90, squeeze=False)
+    colors = plt.get_cmap("tab20" if max(p["ways"] for p in panels) > 10 else "tab10")
+    for axis, p in zip(axes.flat, panels):
+        support, queries, means = p["flat"][: p["support"]], p["flat"][p["support"] : p["support"] + p["queries"]], p["flat"][-p["ways"]:]
+        for c in range(p["ways"]):
+            color = colors(c % colors.N)
+            right = (p["qy"] == c) & (p["predicted"] == c)
+            wrong = (p["qy"] == c) & (p["predicted"] != c)
+            axis.scatter(queries[right, 0], queries[right, 1], s=12, color=color, alpha=0.7)
+            axis.scatter(queries[wrong, 0], queries[wrong, 1], s=30, color=color, marker="x")
+            axis.scatter(support[p["sy"] == c, 0], support[p["sy"] == c, 1], s=45, color=color, marker="^", edgecolors="black")
+            axis.scatter(means[c, 0], means[c, 1], s=220, color=color, marker="*", edgecolors="black")
+        axis.set(title=f"{p['label']}: {100 * p['accuracy']:.0f}% on this task", xticks=[], yticks=[],
+                 xlabel=f"PC1-2 hold {100 * p['explained']:.0f}% of the variance")
+    for axis in list(axes.flat)[len(panels):]:
+        axis.axis("off")
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], marker=m, linestyle="", color="gray", markeredgecolor=e, markersize=z, label=label)
+               for m, e, z, label in (("o", "gray", 5, "query"), ("x", "gray", 7, "misclassified query"),
+                                      ("^", "black", 7, "support"), ("*", "black", 13, "class mean of the support"))]
+    figure.legend(handles=handles, loc="lower center", ncol=2 if columns == 1 else 4, fontsize=8, frameon=False)
+    save_figure(figure, path, rect=(0, 0.12 if columns == 1 else 0.07, 1, 1))
+    return [{"label": p["label"], "ways": p["ways"], "queries": p["queries"], "accuracy": p["accuracy"],
+             "explained_variance": p["explained"]} for p in panels]
+
+
+def draw_figures(reproduction: Reproduction, trained: list[Trained], folder: Path) -> dict[str, Any]:
+    """Learning curves of every row, and the reproduction's own figures; their files and numbers."""
+    files = [str(p) for p in plot_runs([t[2] for t in trained], folder)]
+    data: dict[str, Any] = {}
+    if "steps" in reproduction.figures:
+        data["steps"] = steps_figure(trained, reproduction.metric, folder / "steps.png")
+    if "sinusoid" in reproduction.figures:
+        data["sinusoid"] = sinusoid_figure(trained, folder / "sinusoid.png")
+    if "embedding" in reproduction.figures:
+        data["embedding"] = embedding_figure(trained, folder / "embedding.png")
+    files += [str(folder / f"{name}.png") for name, value in data.items() if value]
+    return {"files": files, **data}

@@ -1,0 +1,146 @@
+"""``fastadapt reproduce``: train every row of a paper's experiment per seed, test it as the paper
+did, and record the comparison (``reproduce.json``) and its figures beside the runs.
+
+Runs live in ``OUT/NAME-BUDGET/<row>-seed<k>``; running the same command again reuses the finished
+runs and resumes an interrupted one, so a long reproduction survives being stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from fastadapt.config import build_config, flatten, merge, resolve, unflatten
+from fastadapt.errors import CheckpointError, ConfigError
+from fastadapt.experiment import load_learner, machine, read_config, run_experiment, test_learner
+from fastadapt.reproduce.compare import against, over_seeds
+from fastadapt.reproduce.registry import BUDGETS, Measure, Reproduction, get
+from fastadapt.storage import atomic_write_text
+
+MACHINE_KEYS = ("dataset.data_dir", "dataset.download")  # where the data is, not what is run
+
+
+def slug(label: str) -> str:
+    """A row label as a folder name."""
+    return re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
+
+
+def row_config(reproduction: Reproduction, row_index: int, budget: str, seed: int, data_dir: str | None, download: bool) -> dict[str, Any]:
+    """The resolved config of one row's run for one seed under a budget."""
+    row = reproduction.rows[row_index]
+    extra = [f"seed={seed}"]
+    if data_dir is not None:
+        extra.append(f"dataset.data_dir={data_dir}")
+    if download:
+        extra.append("dataset.download=true")
+    return build_config(row.preset, [*row.overrides, *reproduction.budgets[budget].overrides, *extra])
+
+
+def _same_run(stored: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    a, b = flatten(stored), flatten(wanted)
+    return {k: v for k, v in a.items() if k not in MACHINE_KEYS} == {k: v for k, v in b.items() if k not in MACHINE_KEYS}
+
+
+def train_or_reuse(config: dict[str, Any], run_dir: Path, progress: bool) -> dict[str, Any]:
+    """The run's ``result.json``: read if the run finished, else resumed or started."""
+    if (run_dir / "config.yaml").is_file():
+        if not _same_run(read_config(run_dir), config):
+            raise ConfigError(
+                f"{run_dir} holds a run with another config (the reproduction's settings changed since): "
+                "remove that folder or give another --out"
+            )
+        if (run_dir / "result.json").is_file():
+            return json.loads((run_dir / "result.json").read_text())
+        if any(run_dir.glob("*.pt")) or (run_dir / "metrics.jsonl").is_file():
+            return run_experiment(read_config(run_dir), run_dir, resume=True, progress=progress)
+    elif run_dir.exists() and any(run_dir.iterdir()):
+        raise CheckpointError(f"{run_dir} exists and is not a run folder: remove it or give another --out")
+    return run_experiment(config, run_dir, progress=progress)
+
+
+def measure(learner: Any, config: dict[str, Any], item: Measure, result: dict[str, Any]) -> dict[str, Any]:
+    """One measure on one trained run: the run's own test when nothing changes; for RL the run's
+    adaptation curve when only the number of steps changes; else a new test with ``set`` applied."""
+    metric = result["test"]["metric"]
+    if not item.set:
+        test = result["test"]
+        return {"value": test[metric], "ci95": test["ci95"], "episodes": test["episodes"]}
+    curve = result.get("adaptation")
+    steps = item.set.get("test.inner_steps")
+    if curve and set(item.set) == {"test.inner_steps"} and steps is not None and steps < len(curve):
+        point = curve[steps]
+        return {"value": point[metric], "ci95": point["ci95"], "episodes": point["episodes"]}
+    tested = test_learner(learner, resolve(merge(config, unflatten(item.set))))
+    return {"value": tested.mean, "ci95": tested.ci95, "episodes": tested.episodes}
+
+
+def reproduce(
+    name: str | Reproduction,
+    budget: str = "quick",
+    out: str | Path = "runs/reproduce",
+    seeds: int | None = None,
+    data_dir: str | None = None,
+    download: bool = False,
+    progress: bool = True,
+    echo: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run reproduction ``name`` (or a ``Reproduction`` of your own) under ``budget`` (``quick`` or
+    ``full``); return and store the report.
+
+    The report (``OUT/NAME-BUDGET/reproduce.json``) holds, per row and measure, ours (mean and 95%
+    CI; over test episodes with one seed, a t interval over seeds with several), the paper's number,
+    the gap and whether the intervals overlap, with every run's folder, steps and training time.
+    """
+    from fastadapt.reproduce.figures import draw_figures
+
+    reproduction = get(name) if isinstance(name, str) else name
+    name = reproduction.name
+    if budget not in BUDGETS:
+        raise ConfigError(f"--budget must be one of {BUDGETS}, got {budget!r}")
+    seeds = seeds if seeds is not None else reproduction.budgets[budget].seeds
+    if seeds < 1:
+        raise ConfigError(f"--seeds must be at least 1, got {seeds}")
+    folder = Path(out) / f"{name}-{budget}"
+    folder.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    rows, trained = [], []
+    for index, row in enumerate(reproduction.rows):
+        runs, per_measure = [], [[] for _ in row.measures]
+        for seed in range(seeds):
+            run_dir = folder / f"{slug(row.label)}-seed{seed}"
+            echo(f"[{index + 1}/{len(reproduction.rows)}] {row.label}, seed {seed}: {row.preset} in {run_dir}")
+            result = train_or_reuse(row_config(reproduction, index, budget, seed, data_dir, download), run_dir, progress)
+            learner, config = load_learner(run_dir, data_dir)
+            for k, item in enumerate(row.measures):
+                per_measure[k].append(measure(learner, config, item, result))
+            runs.append({"seed": seed, "run": str(run_dir), "train_steps": result["train_steps"],
+                         "best_step": result["best_step"], "train_time_s": result["train_time_s"]})
+            trained.append((row, seed, run_dir, learner, config))
+        measures = []
+        for item, per_seed in zip(row.measures, per_measure):
+            ours = {**over_seeds(per_seed), "per_seed": per_seed}
+            paper = None if item.paper is None else {"value": item.paper.value, "ci95": item.paper.ci95}
+            measures.append({"label": item.label, "set": item.set, "ours": ours, "paper": paper, **against(ours, item.paper)})
+        rows.append({"label": row.label, "preset": row.preset, "overrides": list(row.overrides), "runs": runs, "measures": measures})
+    report = {
+        "name": name,
+        "title": reproduction.title,
+        "source": reproduction.source,
+        "metric": reproduction.metric,
+        "budget": budget,
+        "budget_overrides": list(reproduction.budgets[budget].overrides),
+        "seeds": seeds,
+        "command": f"fastadapt reproduce {name} --budget {budget}" + (f" --seeds {seeds}" if seeds != reproduction.budgets[budget].seeds else ""),
+        "rows": rows,
+        "date": date.today().isoformat(),
+        "machine": machine(),
+    }
+    report["figures"] = draw_figures(reproduction, [t for t in trained if t[1] == 0], folder)
+    report["wall_time_s"] = time.perf_counter() - start
+    atomic_write_text(json.dumps(report, indent=2) + "\n", folder / "reproduce.json")
+    return report

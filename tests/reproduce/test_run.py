@@ -1,0 +1,117 @@
+"""``fastadapt reproduce`` end to end on tiny budgets: the report, its numbers' origin, the figures,
+reuse and resumption of runs, and the command line."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+import fastadapt.reproduce.registry as registry
+from fastadapt.cli import main
+from fastadapt.errors import ConfigError
+from fastadapt.experiment import evaluate_run
+from fastadapt.reproduce import reproduce
+from fastadapt.reproduce.registry import parse
+
+TINY = ["train.steps=12", "train.val_every=6", "train.val_episodes=8", "test.episodes=16"]
+
+
+def _sinusoid(seeds: int = 2, steps: int = 12) -> registry.Reproduction:
+    entry = yaml.safe_load((Path(registry.__file__).parent / "papers.yaml").read_text())["maml-sinusoid"]
+    entry["budgets"]["quick"] = {"overrides": [f"train.steps={steps}", *TINY[1:]], "seeds": seeds}
+    return parse("maml-sinusoid", entry)
+
+
+def _glyphs_family() -> registry.Reproduction:
+    row = {"measures": [{"label": "5-way 1-shot", "paper": {"value": 0.99, "ci95": 0.01}}]}
+    return parse("glyphs-family", {
+        "title": "metric family on glyphs", "source": "none", "metric": "accuracy", "figures": ["embedding", "steps"],
+        "rows": [{"label": "ProtoNet", "preset": "protonet-glyphs-5w1s", "overrides": ["model.hidden=8"], **row},
+                 {"label": "MAML", "preset": "maml-glyphs-5w1s", "overrides": ["model.hidden=8", "train.meta_batch=2"], **row}],
+        "budgets": {"quick": {"overrides": TINY, "seeds": 1}},
+    })
+
+
+def test_sinusoid_report_holds_every_seed_and_the_figures(tmp_path: Path) -> None:
+    report = reproduce(_sinusoid(), "quick", tmp_path, progress=False, echo=lambda line: None)
+    folder = tmp_path / "maml-sinusoid-quick"
+    assert json.loads((folder / "reproduce.json").read_text()) == json.loads(json.dumps(report))
+    assert [row["label"] for row in report["rows"]] == ["MAML, meta-trained with K=5", "MAML, meta-trained with K=10", "pretrained on all tasks"]
+    pretrained = report["rows"][2]
+    assert [m["label"] for m in pretrained["measures"]] == ["5-shot, 1 step", "5-shot, 10 steps", "10-shot, 1 step", "10-shot, 10 steps"]
+    for row in report["rows"]:
+        assert [r["seed"] for r in row["runs"]] == [0, 1] and all(r["train_steps"] == 12 for r in row["runs"])
+        for m in row["measures"]:
+            values = [s["value"] for s in m["ours"]["per_seed"]]
+            assert m["ours"]["value"] == pytest.approx(sum(values) / 2) and m["ours"]["interval"] == "t over 2 seeds"
+            assert m["paper"] is None and m["gap"] is None
+    # a measure is the run tested with its settings changed: here 5 shots and 10 steps, recomputed independently
+    seed1 = Path(pretrained["runs"][1]["run"])
+    direct = evaluate_run(seed1, episodes=16, inner_steps=10)  # 10 shots: the run's own task
+    assert pretrained["measures"][3]["ours"]["per_seed"][1]["value"] == pytest.approx(direct.mean)
+    assert pretrained["measures"][0]["ours"]["per_seed"][0]["value"] != pretrained["measures"][2]["ours"]["per_seed"][0]["value"]
+    assert {Path(f).name for f in report["figures"]["files"]} == {"curves.png", "steps.png", "sinusoid.png"}
+    panels = report["figures"]["sinusoid"]["panels"]
+    assert [p["shots"] for p in panels] == [5, 10, 5, 10]
+    steps = report["figures"]["steps"]
+    assert [p["steps"] for p in steps[0]["points"]] == [0, 1, 2, 3, 5, 10]
+    # the figure's point at 10 steps is the table's number for seed 0 (same episodes, same model)
+    assert steps[3]["points"][-1]["value"] == pytest.approx(pretrained["measures"][3]["ours"]["per_seed"][0]["value"])
+
+
+def test_a_second_call_reuses_finished_runs_and_resumes_a_broken_one(tmp_path: Path) -> None:
+    first = reproduce(_sinusoid(seeds=1), "quick", tmp_path, progress=False, echo=lambda line: None)
+    folder = tmp_path / "maml-sinusoid-quick"
+    kept = folder / "maml-meta-trained-with-k-5-seed0" / "result.json"
+    stamp = kept.stat().st_mtime_ns
+    (folder / "pretrained-on-all-tasks-seed0" / "result.json").unlink()  # as if killed during its final test
+    second = reproduce(_sinusoid(seeds=1), "quick", tmp_path, progress=False, echo=lambda line: None)
+    assert kept.stat().st_mtime_ns == stamp
+    assert (folder / "pretrained-on-all-tasks-seed0" / "result.json").is_file()
+    for a, b in zip(first["rows"], second["rows"]):
+        assert [m["ours"]["value"] for m in a["measures"]] == pytest.approx([m["ours"]["value"] for m in b["measures"]])
+    with pytest.raises(ConfigError, match="holds a run with another config"):
+        reproduce(_sinusoid(seeds=1, steps=13), "quick", tmp_path, progress=False, echo=lambda line: None)
+
+
+def test_metric_rows_get_an_embedding_figure_and_gradient_rows_a_steps_figure(glyphs_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FASTADAPT_DATA", str(glyphs_root))
+    report = reproduce(_glyphs_family(), "quick", tmp_path, progress=False, echo=lambda line: None)
+    assert [e["label"] for e in report["figures"]["embedding"]] == ["ProtoNet"]  # MAML has no encoder to project
+    assert [line["label"] for line in report["figures"]["steps"]] == ["MAML, 5-way 1-shot"]
+    for row in report["rows"]:
+        m = row["measures"][0]
+        result = json.loads((Path(row["runs"][0]["run"]) / "result.json").read_text())
+        assert m["ours"]["value"] == result["test"]["accuracy"] and m["ours"]["ci95"] == result["test"]["ci95"]
+        assert m["gap"] == pytest.approx(m["ours"]["value"] - 0.99)
+        assert m["overlap"] == (m["ours"]["value"] + m["ours"]["ci95"] >= 0.98)
+    assert (tmp_path / "glyphs-family-quick" / "embedding.png").stat().st_size > 10_000
+
+
+def test_the_command_prints_the_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(registry, "reproductions", lambda: {"maml-sinusoid": _sinusoid(seeds=1)})
+    assert main(["reproduce", "maml-sinusoid", "--out", str(tmp_path), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "ours (95% CI)" in out and "paper (95% CI)" in out and re.search(r"pretrained on all tasks +10-shot, 10 steps +\d", out)
+    assert "reproduce.json" in out
+    assert main(["reproduce", "nope", "--out", str(tmp_path)]) == 2
+    assert "no reproduction named 'nope'" in capsys.readouterr().err
+    assert main(["reproduce", "--list"]) == 0
+    assert capsys.readouterr().out.startswith("maml-sinusoid")
+
+
+def test_rl_measures_read_the_runs_adaptation_curve(tmp_path: Path) -> None:
+    entry = yaml.safe_load((Path(registry.__file__).parent / "papers.yaml").read_text())["maml-rl-nav2d"]
+    tiny = ["train.steps=2", "train.val_every=1", "train.val_episodes=2", "test.episodes=3", "algorithm.trajectories=3",
+            "dataset.horizon=8", "train.meta_batch=2", "model.layers=[8]"]
+    entry["budgets"]["quick"] = {"overrides": tiny, "seeds": 1}
+    report = reproduce(parse("maml-rl-nav2d", entry), "quick", tmp_path, progress=False, echo=lambda line: None)
+    for row in report["rows"]:
+        curve = json.loads((Path(row["runs"][0]["run"]) / "result.json").read_text())["adaptation"]
+        assert [m["label"] for m in row["measures"]] == ["0 steps", "1 step", "3 steps"]
+        assert [m["ours"]["value"] for m in row["measures"]] == [curve[k]["return"] for k in (0, 1, 3)]
+    assert {Path(f).name for f in report["figures"]["files"]} == {"curves.png", "adaptation.png"}
