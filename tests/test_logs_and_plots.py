@@ -47,6 +47,17 @@ def test_a_finished_run_has_its_curves_and_plot_overlays_runs(two_runs: list[Pat
     assert (tmp_path / "one.png").read_bytes() != (tmp_path / "curves.png").read_bytes()
 
 
+def test_plot_draws_the_adaptation_and_embedding_figures_of_runs(two_runs: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plot", *map(str, two_runs), "--out", str(tmp_path), "--figure", "steps", "--figure", "embedding"]) == 0
+    out = capsys.readouterr().out
+    for name in ("curves.png", "steps.png", "embedding.png"):
+        assert f"wrote {tmp_path / name}" in out
+        with Image.open(tmp_path / name) as image:
+            assert image.width > 300
+    assert main(["plot", str(two_runs[0]), "--figure", "sinusoid", "--out", str(tmp_path)]) == 2
+    assert "draws sinusoid regression runs only" in capsys.readouterr().err
+
+
 def test_plotting_a_folder_that_is_not_a_run_is_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="has no metrics.jsonl"):
         learning_curves([tmp_path], tmp_path / "x.png")

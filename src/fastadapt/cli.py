@@ -121,10 +121,13 @@ def _parser() -> argparse.ArgumentParser:
         "plot",
         help="learning curves of one or several runs overlaid (and return against adaptation steps for RL runs)",
         description="Write curves.png (meta-training loss; validation metric with its 95%% CI band) for the runs given, "
-        "overlaid, and adaptation.png for RL runs, into --out (default: the first run's folder).",
+        "overlaid, adaptation.png for RL runs, and the --figure ones, into --out (default: the first run's folder).",
     )
     plot.add_argument("runs", type=Path, nargs="+", metavar="RUN_DIR")
     plot.add_argument("--out", type=Path, metavar="DIR", help="folder for the PNG files (default: the first run's folder)")
+    plot.add_argument("--figure", action="append", default=[], choices=("steps", "sinusoid", "embedding"),
+                      help="also draw: steps (test metric against adaptation steps, gradient-based runs), sinusoid (the "
+                      "MAML paper's figure, sinusoid runs), embedding (one test task's embeddings, metric-based runs); repeatable")
 
     render = commands.add_parser(
         "render",
@@ -413,9 +416,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "results":
             return _results(args)
         if args.command == "plot":
-            from fastadapt.plots import plot_runs
+            from fastadapt.reproduce.figures import figures_of_runs
 
-            for written in plot_runs(args.runs, args.out):
+            for written in figures_of_runs(args.runs, tuple(args.figure), args.out):
                 print(f"wrote {written}")
             return 0
         return _presets()

@@ -16,9 +16,11 @@ from typing import Any
 import torch
 
 from fastadapt.config import build_tasks, merge, resolve, unflatten
+from fastadapt.errors import ConfigError
 from fastadapt.evaluate import meta_test
+from fastadapt.experiment import load_learner
 from fastadapt.plots import plot_runs, plt, save_figure
-from fastadapt.reproduce.registry import Reproduction, Row
+from fastadapt.reproduce.registry import FIGURES, Measure, Row
 
 STEPS = (0, 1, 2, 3, 5, 10)
 SINUSOID_STEPS = (0, 1, 10)
@@ -165,15 +167,33 @@ def embedding_figure(trained: list[Trained], path: Path) -> list[dict[str, Any]]
              "explained_variance": p["explained"]} for p in panels]
 
 
-def draw_figures(reproduction: Reproduction, trained: list[Trained], folder: Path) -> dict[str, Any]:
-    """Learning curves of every row, and the reproduction's own figures; their files and numbers."""
+def draw_figures(figures: tuple[str, ...], metric: str, trained: list[Trained], folder: Path) -> dict[str, Any]:
+    """Learning curves of every run, and the ``figures`` asked for; their files and numbers."""
     files = [str(p) for p in plot_runs([t[2] for t in trained], folder)]
     data: dict[str, Any] = {}
-    if "steps" in reproduction.figures:
-        data["steps"] = steps_figure(trained, reproduction.metric, folder / "steps.png")
-    if "sinusoid" in reproduction.figures:
+    if "steps" in figures:
+        data["steps"] = steps_figure(trained, metric, folder / "steps.png")
+    if "sinusoid" in figures:
         data["sinusoid"] = sinusoid_figure(trained, folder / "sinusoid.png")
-    if "embedding" in reproduction.figures:
+    if "embedding" in figures:
         data["embedding"] = embedding_figure(trained, folder / "embedding.png")
     files += [str(folder / f"{name}.png") for name, value in data.items() if value]
     return {"files": files, **data}
+
+
+def figures_of_runs(runs: list[str | Path], figures: tuple[str, ...], out: str | Path | None = None) -> list[str]:
+    """``fastadapt plot RUN... --figure ...``: the same figures for run folders, each tested as its
+    config says, written to ``out`` (default: the first run's folder)."""
+    unknown = set(figures) - set(FIGURES)
+    if unknown:
+        raise ConfigError(f"unknown figures {sorted(unknown)}; known: {', '.join(FIGURES)}")
+    if not figures:  # the learning curves need the logs only, not the trained models
+        return [str(p) for p in plot_runs(runs, out)]
+    trained: list[Trained] = []
+    for run in runs:
+        learner, config = load_learner(run)
+        trained.append((Row(Path(run).name, config["name"], (), (Measure("test"),)), 0, Path(run), learner, config))
+    if "sinusoid" in figures and any(c["dataset"]["name"] != "sinusoid" for *_, c in trained):
+        raise ConfigError("--figure sinusoid draws sinusoid regression runs only")
+    metric = "mse" if trained[0][4]["dataset"]["name"] == "sinusoid" else "accuracy"
+    return draw_figures(figures, metric, trained, Path(out) if out is not None else Path(runs[0]))["files"]

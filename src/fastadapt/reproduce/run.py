@@ -140,7 +140,7 @@ def reproduce(
         "date": date.today().isoformat(),
         "machine": machine(),
     }
-    report["figures"] = draw_figures(reproduction, [t for t in trained if t[1] == 0], folder)
+    report["figures"] = draw_figures(reproduction.figures, reproduction.metric, [t for t in trained if t[1] == 0], folder)
     report["wall_time_s"] = time.perf_counter() - start
     atomic_write_text(json.dumps(report, indent=2) + "\n", folder / "reproduce.json")
     return report
