@@ -74,6 +74,9 @@ def test_a_second_call_reuses_finished_runs_and_resumes_a_broken_one(tmp_path: P
     assert (folder / "pretrained-on-all-tasks-seed0" / "result.json").is_file()
     for a, b in zip(first["rows"], second["rows"]):
         assert [m["ours"]["value"] for m in a["measures"]] == pytest.approx([m["ours"]["value"] for m in b["measures"]])
+    with pytest.raises(ConfigError, match="maml-sinusoid has no full budget; it has quick"):
+        reproduce(parse("maml-sinusoid", {**yaml.safe_load((Path(registry.__file__).parent / "papers.yaml").read_text())["maml-sinusoid"],
+                                          "budgets": {"quick": {"seeds": 1}}}), "full", tmp_path)
     with pytest.raises(ConfigError, match="holds a run with another config"):
         reproduce(_sinusoid(seeds=1, steps=13), "quick", tmp_path, progress=False, echo=lambda line: None)
 

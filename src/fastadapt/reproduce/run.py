@@ -102,6 +102,8 @@ def reproduce(
     name = reproduction.name
     if budget not in BUDGETS:
         raise ConfigError(f"--budget must be one of {BUDGETS}, got {budget!r}")
+    if budget not in reproduction.budgets:
+        raise ConfigError(f"{name} has no {budget} budget; it has {', '.join(reproduction.budgets)}")
     seeds = seeds if seeds is not None else reproduction.budgets[budget].seeds
     if seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {seeds}")
@@ -120,7 +122,8 @@ def reproduce(
                 per_measure[k].append(measure(learner, config, item, result))
             runs.append({"seed": seed, "run": str(run_dir), "train_steps": result["train_steps"],
                          "best_step": result["best_step"], "train_time_s": result["train_time_s"]})
-            trained.append((row, seed, run_dir, learner, config))
+            if seed == 0:  # the figures show the first seed of each row
+                trained.append((row, seed, run_dir, learner, config))
         measures = []
         for item, per_seed in zip(row.measures, per_measure):
             ours = {**over_seeds(per_seed), "per_seed": per_seed}
@@ -140,7 +143,7 @@ def reproduce(
         "date": date.today().isoformat(),
         "machine": machine(),
     }
-    report["figures"] = draw_figures(reproduction.figures, reproduction.metric, [t for t in trained if t[1] == 0], folder)
+    report["figures"] = draw_figures(reproduction.figures, reproduction.metric, trained, folder)
     report["wall_time_s"] = time.perf_counter() - start
     atomic_write_text(json.dumps(report, indent=2) + "\n", folder / "reproduce.json")
     return report
