@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import os
 import random
+import sys
+from pathlib import Path
 
 import torch
 
 from fastadapt.datasets.base import ClassDataset
 from fastadapt.tasks import TaskBatch
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+sys.path.insert(0, str(EXAMPLES))
+import models as user_models  # noqa: E402  (examples/models.py: models as a user writes them)
 
 
 def random_dataset(classes: int = 12, per_class: int = 6, size: int = 16, channels: int = 1, seed: int = 0) -> ClassDataset:

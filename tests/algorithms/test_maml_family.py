@@ -63,9 +63,14 @@ def test_anil_adapts_only_the_head_and_its_meta_gradient_is_exact() -> None:
     torch.testing.assert_close(learner.adapt(task.support_x, task.support_y, steps=3)(task.query_x), expected)
 
 
-def test_anil_needs_a_body_and_a_head() -> None:
-    with pytest.raises(ConfigError, match="body"):
+def test_anil_needs_a_head_it_can_find() -> None:
+    with pytest.raises(ConfigError, match="head='fc'"):
         fa.ANIL(torch.nn.Linear(3, 2))
+    with pytest.raises(ConfigError, match="'classifier' is not a submodule"):
+        fa.ANIL(torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2)), head="classifier")
+    sequential = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    assert list(fa.ANIL(sequential).fast_params()) == ["weight", "bias"]
+    assert fa.ANIL(sequential).head is sequential[2]
 
 
 def test_per_step_learning_rates_are_learned_and_exact() -> None:

@@ -2,33 +2,64 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import Tensor, nn
-from torch.func import functional_call
 
 from fastadapt.algorithms.maml import MAML
 from fastadapt.errors import ConfigError
+from fastadapt.nn.functional import call
 from fastadapt.nn.params import Params, parameter_dict
 
 
-class ANIL(MAML):
-    """MAML with the inner loop on ``model.head`` alone; ``model.body`` is a shared feature extractor.
+def head_name(model: nn.Module, head: str | None) -> str:
+    """The submodule ANIL adapts: ``head`` if given, else ``model.head``, else an ``nn.Sequential``'s last layer."""
+    if head is None:
+        if isinstance(getattr(model, "head", None), nn.Module):
+            head = "head"
+        elif isinstance(model, nn.Sequential) and len(model) > 1:
+            head = str(len(model) - 1)
+        else:
+            raise ConfigError(
+                f"ANIL adapts the model's output layer: name it, e.g. ANIL(model, head='fc'), for a {type(model).__name__}"
+            )
+    names = dict(model.named_modules())
+    if head not in names or head == "":
+        raise ConfigError(f"ANIL head {head!r} is not a submodule of the model; its submodules: {sorted(names)[1:8]}...")
+    return head
 
-    The body runs once per support and query set, not once per inner step: that is ANIL's speed-up.
+
+class ANIL(MAML):
+    """MAML with the inner loop on the model's output layer alone; the rest is a shared feature extractor.
+
+    ``head`` names the submodule that adapts (default: ``model.head``, or the last layer of an
+    ``nn.Sequential``; ``"fc"`` for a torchvision ResNet); it must produce the model's output from
+    its input alone. The features that enter it are computed once per support and query set, not
+    once per inner step: that is ANIL's speed-up.
     """
 
     name = "anil"
 
-    def __init__(self, model: nn.Module, *args: object, **kwargs: object) -> None:
-        head = getattr(model, "head", None)
-        if not isinstance(head, nn.Module) or not isinstance(getattr(model, "body", None), nn.Module):
-            raise ConfigError("ANIL needs a model with a `body` and a `head` (e.g. fastadapt.nn.Conv4 with out_features set)")
-        super().__init__(model, *args, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, model: nn.Module, *args: Any, head: str | None = None, **kwargs: Any) -> None:
+        self.head_name = head_name(model, head)
+        super().__init__(model, *args, **kwargs)
+
+    @property
+    def head(self) -> nn.Module:
+        return self.model.get_submodule(self.head_name)
 
     def fast_params(self) -> Params:
-        return parameter_dict(self.model.head)
+        return parameter_dict(self.head)
 
     def features(self, x: Tensor) -> Tensor:
-        return self.model.body(x)
+        """The input of the head when the whole model runs on ``x`` (captured by a forward pre-hook)."""
+        captured: list[Tensor] = []
+        handle = self.head.register_forward_pre_hook(lambda _, inputs: captured.append(inputs[0]))
+        try:
+            call(self.model, x)
+        finally:
+            handle.remove()
+        return captured[-1]
 
     def apply_fast(self, params: Params, features: Tensor) -> Tensor:
-        return functional_call(self.model.head, params, (features,))
+        return call(self.head, features, params)

@@ -6,6 +6,7 @@ of a task batch and the choice between a per-task loop and ``torch.func.vmap`` l
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import ClassVar
 
@@ -14,7 +15,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fastadapt.errors import ConfigError
-from fastadapt.nn.batchnorm import elementary_batch_norm
+from fastadapt.nn.functional import (
+    check_supported,
+    exact_normalization,
+    explained_errors,
+    math_attention,
+    unbatchable_layer,
+)
 from fastadapt.tasks import TaskBatch
 
 Predictor = Callable[[Tensor], Tensor]
@@ -32,6 +39,14 @@ def resolve_loss(loss: str | LossFn) -> LossFn:
     return _LOSSES[loss]
 
 
+def embedding_size(encoder: nn.Module, given: int | None, method: str) -> int:
+    """The size of ``encoder``'s embeddings: ``given``, else its ``embedding_dim`` attribute (fastadapt's backbones)."""
+    dim = given if given is not None else getattr(encoder, "embedding_dim", None)
+    if not isinstance(dim, int) or dim < 1:
+        raise ConfigError(f"{method} needs the encoder's embedding size: pass embedding_dim=<size of its output>")
+    return dim
+
+
 def is_classification(targets: Tensor) -> bool:
     """Integer targets are class labels (accuracy is defined); float targets are regression."""
     return not targets.is_floating_point()
@@ -42,7 +57,17 @@ class MetaLearner(nn.Module):
 
     ``vmap=True`` runs a batch of tasks as one ``torch.func.vmap`` computation, ``False`` as a
     per-task loop, ``None`` chooses by device (the loop on CPU, where it measured 2x faster with
-    2.4x less memory, see docs/PERFORMANCE.md; vmap on accelerators). Both give the same numbers.
+    2.4x less memory, see docs/PERFORMANCE.md; vmap on accelerators, unless the model has a
+    recurrent layer, which vmap cannot run with per-task weights). Both give the same numbers:
+    under vmap, batch, instance and layer norm are computed from elementary ops (PyTorch's fused
+    kernels have wrong second-order gradients there) and random layers such as dropout draw a
+    different mask per task.
+
+    Any ``nn.Module`` works. Batch norm follows one policy (``fastadapt.nn.functional``): every
+    forward pass normalizes with the statistics of its own batch (the support set while adapting,
+    the query set when predicting), in training and eval mode alike, as MAML does; the running
+    statistics of standard batch-norm layers are neither used nor updated. Dropout follows the
+    module's mode: active while meta-training, off after ``eval()`` (``meta_test`` calls it).
     """
 
     name: ClassVar[str] = "metalearner"
@@ -84,13 +109,24 @@ class MetaLearner(nn.Module):
         return batch
 
     def uses_vmap(self, batch: TaskBatch) -> bool:
-        if self.vmap is not None:
-            return self.vmap
-        return batch.support_x.device.type != "cpu"
+        """Whether this batch runs under ``vmap``: as set, else off on CPU and for models vmap cannot run."""
+        if self.vmap is False:
+            return False
+        layer = unbatchable_layer(self)
+        if layer is not None and self.vmap:
+            raise ConfigError(f"torch.func.vmap cannot run the recurrent layer {layer} with per-task weights: use vmap=False")
+        return self.vmap is True or (layer is None and batch.support_x.device.type != "cpu")
 
     def meta_loss(self, batch: TaskBatch) -> tuple[Tensor, dict[str, float]]:
         """The meta-objective averaged over the batch, and the query ``loss`` (and ``accuracy``)."""
-        return self._batch_loss(self.training_batch(batch))
+        batch = self.training_batch(batch)
+        with self._running(batch):
+            return self._batch_loss(batch)
+
+    def _running(self, batch: TaskBatch) -> contextlib.AbstractContextManager[None]:
+        """Checks the model once per batch and turns PyTorch's limits into one-line errors with the way out."""
+        check_supported(self)
+        return explained_errors(self.uses_vmap(batch))
 
     def _batch_loss(self, batch: TaskBatch) -> tuple[Tensor, dict[str, float]]:
         ways = _ways(batch)
@@ -113,10 +149,15 @@ class MetaLearner(nn.Module):
         uses this); under vmap the batch is one graph and is differentiated at once.
         """
         batch = self.training_batch(batch)
-        if self.uses_vmap(batch):
-            loss, metrics = self._batch_loss(batch)
-            loss.backward()
-            return loss.item(), metrics
+        with self._running(batch):
+            if self.uses_vmap(batch):
+                loss, metrics = self._batch_loss(batch)
+                loss.backward()
+                return loss.item(), metrics
+            return self._loop_backward(batch)
+
+    def _loop_backward(self, batch: TaskBatch) -> tuple[float, dict[str, float]]:
+        """``meta_backward`` as a per-task loop: each task's graph is freed before the next is built."""
         ways = _ways(batch)
         objectives, losses, accuracies = [], [], []
         for sx, sy, qx, qy in zip(batch.support_x, batch.support_y, batch.query_x, batch.query_y):
@@ -138,7 +179,7 @@ class MetaLearner(nn.Module):
         def one_task(sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor) -> tuple[Tensor, Tensor]:
             return _scores(self.loss_fn, self.adapt(sx, sy, steps=steps, ways=ways)(qx), qy)
 
-        with torch.no_grad():
+        with torch.no_grad(), self._running(batch):
             losses, accuracies = self._map_tasks(one_task, batch)
         scores = {"loss": losses}
         if is_classification(batch.query_y):
@@ -148,8 +189,8 @@ class MetaLearner(nn.Module):
     def _map_tasks(self, fn: Callable[..., tuple[Tensor, ...]], batch: TaskBatch) -> tuple[Tensor, ...]:
         inputs = (batch.support_x, batch.support_y, batch.query_x, batch.query_y)
         if self.uses_vmap(batch):
-            with elementary_batch_norm():
-                return torch.func.vmap(fn)(*inputs)
+            with exact_normalization(), math_attention():
+                return torch.func.vmap(fn, randomness="different")(*inputs)
         results = [fn(*task) for task in zip(*inputs)]
         return tuple(torch.stack(column) for column in zip(*results))
 

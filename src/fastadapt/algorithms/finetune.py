@@ -6,12 +6,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.func import functional_call
 
-from fastadapt.algorithms.base import MetaLearner, Predictor
+from fastadapt.algorithms.base import MetaLearner, Predictor, embedding_size
 from fastadapt.algorithms.inner_loop import inner_loop
 from fastadapt.algorithms.protonet import prototypes
 from fastadapt.errors import ConfigError
+from fastadapt.nn.functional import call
 from fastadapt.nn.params import Params, parameter_dict
 from fastadapt.tasks import TaskBatch
 
@@ -28,6 +28,7 @@ class FineTune(MetaLearner):
     means). The body stays frozen unless ``finetune_body=True``, which adapts it too. Pre-training
     learns from the images of the sampled tasks with their dataset classes (``TaskBatch.classes``),
     i.e. class-balanced mini-batches; ``classes`` is the number of meta-training classes.
+    ``embedding_dim`` is the size of the encoder's output (read from fastadapt's backbones).
     """
 
     name = "finetune"
@@ -42,13 +43,12 @@ class FineTune(MetaLearner):
         finetune_steps: int = 100,
         finetune_lr: float = 0.1,
         finetune_body: bool = False,
+        embedding_dim: int | None = None,
     ) -> None:
         super().__init__(loss="cross_entropy", vmap=vmap)
         if head not in HEADS:
             raise ConfigError(f"FineTune head must be one of {HEADS}, got {head!r}")
-        dim = getattr(encoder, "embedding_dim", None)
-        if not isinstance(dim, int):
-            raise ConfigError("FineTune needs an encoder with an integer embedding_dim (e.g. fastadapt.nn.Conv4)")
+        dim = embedding_size(encoder, embedding_dim, "FineTune")
         if not isinstance(classes, int) or classes < 2:
             raise ConfigError(f"FineTune needs the number of meta-training classes (at least 2), got {classes!r}")
         if finetune_steps < 0 or finetune_lr <= 0:
@@ -83,7 +83,7 @@ class FineTune(MetaLearner):
     def task_objective(
         self, support_x: Tensor, support_y: Tensor, query_x: Tensor, query_y: Tensor, ways: int | None
     ) -> tuple[Tensor, Tensor]:
-        logits = self.head_logits(parameter_dict(self.head), self.encoder(torch.cat([support_x, query_x])))
+        logits = self.head_logits(parameter_dict(self.head), call(self.encoder, torch.cat([support_x, query_x])))
         objective = self.loss_fn(logits, torch.cat([support_y, query_y]))
         return objective, logits[len(support_x):]
 
@@ -92,16 +92,16 @@ class FineTune(MetaLearner):
             ways = int(support_y.max()) + 1
         steps = self.finetune_steps if steps is None else steps
         with torch.no_grad():
-            features = self.encoder(support_x)
+            features = call(self.encoder, support_x)
         head = self._new_head(features, support_y, ways)
         if not self.finetune_body:
             fitted = inner_loop(self.head_logits, head, features, support_y, self.loss_fn, steps,
                                 lambda _: dict.fromkeys(head, self.finetune_lr), first_order=True)[-1]
-            return lambda x: self.head_logits(fitted, self.encoder(x))
+            return lambda x: self.head_logits(fitted, call(self.encoder, x))
         start = {**_prefixed("encoder.", parameter_dict(self.encoder)), **_prefixed("head.", head)}
 
         def forward(params: Params, x: Tensor) -> Tensor:
-            features = functional_call(self.encoder, _unprefixed("encoder.", params), (x,))
+            features = call(self.encoder, x, _unprefixed("encoder.", params))
             return self.head_logits(_unprefixed("head.", params), features)
 
         fitted = inner_loop(forward, start, support_x, support_y, self.loss_fn, steps,

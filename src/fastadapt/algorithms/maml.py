@@ -6,13 +6,15 @@ rates, the multi-step loss and derivative-order annealing.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call
 
 from fastadapt.algorithms.base import LossFn, MetaLearner, Predictor
 from fastadapt.algorithms.inner_loop import inner_loop
 from fastadapt.errors import ConfigError
+from fastadapt.nn.functional import call, math_attention
 from fastadapt.nn.params import Params, parameter_dict
 
 
@@ -100,7 +102,8 @@ class MAML(MetaLearner):
         return x
 
     def apply_fast(self, params: Params, features: Tensor) -> Tensor:
-        return functional_call(self.model, params, (features,))
+        """The adapted part of the network at ``params``, on batch statistics (``fastadapt.nn.call``)."""
+        return call(self.model, features, params)
 
     def learning_rates(self, step: int) -> dict[str, Tensor | float]:
         """Inner learning rates for an inner step, by parameter name (Meta-SGD overrides this)."""
@@ -117,17 +120,18 @@ class MAML(MetaLearner):
 
     def _adapted(self, support_x: Tensor, support_y: Tensor, steps: int) -> list[Params]:
         first_order = self._first_order_now() or not torch.is_grad_enabled()
-        return inner_loop(
-            self.apply_fast,
-            self.fast_params(),
-            self.features(support_x),
-            support_y,
-            self.loss_fn,
-            steps,
-            self.learning_rates,
-            first_order,
-            self.checkpoint_inner,
-        )
+        with contextlib.nullcontext() if first_order else math_attention():
+            return inner_loop(
+                self.apply_fast,
+                self.fast_params(),
+                self.features(support_x),
+                support_y,
+                self.loss_fn,
+                steps,
+                self.learning_rates,
+                first_order,
+                self.checkpoint_inner,
+            )
 
     def _check_ways(self, ways: int | None) -> None:
         head = getattr(self.model, "head", None)

@@ -6,10 +6,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fastadapt.algorithms.base import MetaLearner, Predictor
+from fastadapt.algorithms.base import MetaLearner, Predictor, embedding_size
 from fastadapt.algorithms.protonet import cosine_similarities
 from fastadapt.algorithms.temperature import Temperature
 from fastadapt.errors import ConfigError
+from fastadapt.nn.functional import call
 
 
 def attention_log_probs(query: Tensor, support: Tensor, support_y: Tensor, ways: int, temperature: nn.Module | None = None) -> Tensor:
@@ -56,7 +57,7 @@ class MatchingNet(MetaLearner):
 
     ``encoder`` maps inputs to ``[batch, dim]`` embeddings. ``fce=True`` adds the paper's
     full-context embeddings (``fce_steps`` attention reads per query); it needs the embedding size,
-    taken from ``encoder.embedding_dim``, and runs the per-task loop (torch.func.vmap has no
+    ``embedding_dim`` (read from fastadapt's backbones), and runs the per-task loop (torch.func.vmap has no
     batching rule for LSTMs). The predictor returns log-probabilities, so a softmax of
     its output is the attention's class distribution and cross-entropy is the paper's loss.
 
@@ -76,6 +77,7 @@ class MatchingNet(MetaLearner):
         fce_steps: int = 5,
         temperature: float = 1.0,
         learn_temperature: bool = False,
+        embedding_dim: int | None = None,
     ) -> None:
         if fce and vmap:
             raise ConfigError("MatchingNet(fce=True) runs the per-task loop (vmap has no rule for LSTMs): leave vmap unset")
@@ -84,22 +86,19 @@ class MatchingNet(MetaLearner):
         self.temperature = Temperature(temperature, learn_temperature)
         self.context = None
         if fce:
-            dim = getattr(encoder, "embedding_dim", None)
-            if not isinstance(dim, int):
-                raise ConfigError("MatchingNet(fce=True) needs an encoder with an integer embedding_dim (e.g. fastadapt.nn.Conv4)")
             if fce_steps < 1:
                 raise ConfigError(f"fce_steps must be at least 1, got {fce_steps!r}")
-            self.context = FullContext(dim, fce_steps)
+            self.context = FullContext(embedding_size(encoder, embedding_dim, "MatchingNet(fce=True)"), fce_steps)
 
     def adapt(self, support_x: Tensor, support_y: Tensor, *, steps: int | None = None, ways: int | None = None) -> Predictor:
         if ways is None:
             ways = int(support_y.max()) + 1
-        support = self.encoder(support_x)
+        support = call(self.encoder, support_x)
         if self.context is not None:
             support = self.context.support(support)
 
         def predict(x: Tensor) -> Tensor:
-            query = self.encoder(x)
+            query = call(self.encoder, x)
             if self.context is not None:
                 query = self.context.query(query, support)
             return attention_log_probs(query, support, support_y, ways, self.temperature)

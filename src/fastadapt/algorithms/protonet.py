@@ -8,6 +8,7 @@ from torch import Tensor, nn
 from fastadapt.algorithms.base import MetaLearner, Predictor
 from fastadapt.algorithms.temperature import Temperature
 from fastadapt.errors import ConfigError
+from fastadapt.nn.functional import call
 
 DISTANCES = ("euclidean", "cosine")
 
@@ -66,5 +67,5 @@ class ProtoNet(MetaLearner):
     def adapt(self, support_x: Tensor, support_y: Tensor, *, steps: int | None = None, ways: int | None = None) -> Predictor:
         if ways is None:
             ways = int(support_y.max()) + 1
-        centers = prototypes(self.encoder(support_x), support_y, ways)
-        return lambda x: self.logits(self.encoder(x), centers)
+        centers = prototypes(call(self.encoder, support_x), support_y, ways)
+        return lambda x: self.logits(call(self.encoder, x), centers)

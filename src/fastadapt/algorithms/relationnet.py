@@ -8,6 +8,7 @@ from torch import Tensor, nn
 
 from fastadapt.algorithms.base import MetaLearner, Predictor
 from fastadapt.errors import ConfigError
+from fastadapt.nn.functional import call
 from fastadapt.nn.batchnorm import BatchNorm
 
 
@@ -63,12 +64,12 @@ class RelationNet(MetaLearner):
     def adapt(self, support_x: Tensor, support_y: Tensor, *, steps: int | None = None, ways: int | None = None) -> Predictor:
         if ways is None:
             ways = int(support_y.max()) + 1
-        support = self.encoder(support_x)
+        support = call(self.encoder, support_x)
         one_hot = F.one_hot(support_y, ways).to(support.dtype)
         classes = (one_hot.T @ support.flatten(1)).view(ways, *support.shape[1:])
 
         def predict(x: Tensor) -> Tensor:
-            query = self.encoder(x)
+            query = call(self.encoder, x)
             n = query.shape[0]
             pairs = torch.cat([classes.expand(n, *classes.shape), query[:, None].expand(n, ways, *query.shape[1:])], dim=2)
             return self.relation(pairs.flatten(0, 1)).view(n, ways)

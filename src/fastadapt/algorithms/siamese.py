@@ -6,9 +6,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fastadapt.algorithms.base import MetaLearner, Predictor
+from fastadapt.algorithms.base import MetaLearner, Predictor, embedding_size
 from fastadapt.augment import affine_distortions
 from fastadapt.errors import ConfigError
+from fastadapt.nn.functional import call
 from fastadapt.tasks import TaskBatch
 
 
@@ -20,16 +21,16 @@ class Siamese(MetaLearner):
     paper's balanced pairs; ``distortions=True`` applies the paper's random affine distortions to
     the training images. A task is solved by the most similar support example (one-shot) or the
     class of highest mean similarity (k-shot); the predictor returns the log of that similarity.
-    ``encoder`` maps inputs to ``[batch, dim]`` and has ``embedding_dim``.
+    ``encoder`` maps inputs to ``[batch, dim]``; ``embedding_dim`` is ``dim`` (read from fastadapt's backbones).
     """
 
     name = "siamese"
 
-    def __init__(self, encoder: nn.Module, vmap: bool | None = None, distortions: bool = False) -> None:
+    def __init__(
+        self, encoder: nn.Module, vmap: bool | None = None, distortions: bool = False, embedding_dim: int | None = None
+    ) -> None:
         super().__init__(loss="cross_entropy", vmap=vmap)
-        dim = getattr(encoder, "embedding_dim", None)
-        if not isinstance(dim, int):
-            raise ConfigError("Siamese needs an encoder with an integer embedding_dim (e.g. fastadapt.nn.Conv4)")
+        dim = embedding_size(encoder, embedding_dim, "Siamese")
         self.encoder = encoder
         self.verifier = nn.Linear(dim, 1)
         self.distortions = distortions
@@ -48,15 +49,15 @@ class Siamese(MetaLearner):
     def adapt(self, support_x: Tensor, support_y: Tensor, *, steps: int | None = None, ways: int | None = None) -> Predictor:
         if ways is None:
             ways = int(support_y.max()) + 1
-        support = self.encoder(support_x)
-        return lambda x: self.class_scores(self.pair_logits(self.encoder(x), support), support_y, ways)
+        support = call(self.encoder, support_x)
+        return lambda x: self.class_scores(self.pair_logits(call(self.encoder, x), support), support_y, ways)
 
     def task_objective(
         self, support_x: Tensor, support_y: Tensor, query_x: Tensor, query_y: Tensor, ways: int | None
     ) -> tuple[Tensor, Tensor]:
         if ways is None:
             ways = int(support_y.max()) + 1
-        logits = self.pair_logits(self.encoder(query_x), self.encoder(support_x))
+        logits = self.pair_logits(call(self.encoder, query_x), call(self.encoder, support_x))
         same = (query_y[:, None] == support_y[None, :]).to(logits.dtype)
         bce = F.binary_cross_entropy_with_logits(logits, same, reduction="none")
         different = 1 - same

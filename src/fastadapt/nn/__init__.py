@@ -1,7 +1,8 @@
-"""Backbones and parameter-dict helpers (``fastadapt.nn``)."""
+"""Backbones, the functional application of any module, and parameter-dict helpers (``fastadapt.nn``)."""
 
 from fastadapt.nn.backbones import MLP, Conv4, ResNet12, SpatialMean
-from fastadapt.nn.batchnorm import BatchNorm, batch_norm, elementary_batch_norm
+from fastadapt.nn.batchnorm import BatchNorm
+from fastadapt.nn.functional import call, exact_normalization, running_stat_overrides
 from fastadapt.nn.params import Params, detach_params, parameter_dict, sgd_step
 
 __all__ = [
@@ -10,8 +11,9 @@ __all__ = [
     "ResNet12",
     "SpatialMean",
     "BatchNorm",
-    "batch_norm",
-    "elementary_batch_norm",
+    "call",
+    "exact_normalization",
+    "running_stat_overrides",
     "Params",
     "parameter_dict",
     "detach_params",

@@ -1,0 +1,193 @@
+"""Any ``nn.Module`` as a pure function of its parameters: the one way fastadapt runs a model.
+
+The batch-norm policy lives here. Every normalization layer normalizes with the statistics of the
+batch it is given (the support set while adapting, the query set when predicting), in training and
+in eval mode alike, which is the MAML convention; the running statistics of standard
+``nn.BatchNorm1d/2d/3d`` layers are neither read nor updated, so meta-training never changes the
+user's buffers and runs under ``torch.func`` transforms, which forbid in-place updates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.overrides import TorchFunctionMode
+
+from fastadapt.errors import ConfigError
+
+_RUNNING_STATS = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def running_stat_overrides(module: nn.Module) -> dict[str, None]:
+    """The running statistics of every batch-norm layer in ``module``, each mapped to ``None``.
+
+    Given to ``functional_call``, ``None`` makes a standard batch-norm layer normalize with batch
+    statistics and skip its in-place update, the policy of this module.
+    """
+    overrides: dict[str, None] = {}
+    for prefix, layer in module.named_modules():
+        if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+            dot = f"{prefix}." if prefix else ""
+            overrides.update({dot + name: None for name in _RUNNING_STATS if getattr(layer, name, None) is not None})
+    return overrides
+
+
+def call(module: nn.Module, x: Tensor, params: dict[str, Tensor] | None = None) -> Tensor:
+    """``module(x)`` with ``params`` in place of its own (where given) and batch statistics in every
+    batch-norm layer; gradients reach ``params``, or the module's own parameters where not given."""
+    overrides = running_stat_overrides(module)
+    if not params and not overrides:
+        return module(x)
+    return functional_call(module, {**(params or {}), **overrides}, (x,))
+
+
+def check_supported(module: nn.Module) -> None:
+    """Refuse, with the way out, the standard layers whose running state the policy cannot honour."""
+    for prefix, layer in module.named_modules():
+        if isinstance(layer, nn.modules.instancenorm._InstanceNorm) and layer.track_running_stats:
+            raise ConfigError(
+                f"{prefix or 'the model'} is {type(layer).__name__}(track_running_stats=True): fastadapt normalizes "
+                "with the statistics of each batch and keeps no running state; build it with track_running_stats=False"
+            )
+
+
+def unbatchable_layer(module: nn.Module) -> str | None:
+    """The first layer that ``torch.func.vmap`` cannot run with per-task weights (recurrent layers), by name."""
+    for prefix, layer in module.named_modules():
+        if isinstance(layer, nn.RNNBase):
+            return f"{prefix} ({type(layer).__name__})"
+    return None
+
+
+@contextlib.contextmanager
+def math_attention() -> Iterator[None]:
+    """Compute ``scaled_dot_product_attention`` with its math kernel inside this block: the fused
+    (flash, memory-efficient) kernels have no double backward, which second-order meta-gradients
+    need, and no ``vmap`` batching rule (torch falls back to a slow per-task loop)."""
+    with sdpa_kernel([SDPBackend.MATH]):
+        yield
+
+
+def _normalize(x: Tensor, mean: Tensor, var: Tensor, eps: float, weight: Tensor | None, bias: Tensor | None,
+               affine_shape: tuple[int, ...]) -> Tensor:
+    out = (x - mean) * torch.rsqrt(var + eps)
+    if weight is not None:
+        out = out * weight.view(affine_shape)
+    if bias is not None:
+        out = out + bias.view(affine_shape)
+    return out
+
+
+def _moments(x: Tensor, dims: tuple[int, ...]) -> tuple[Tensor, Tensor]:
+    mean = x.mean(dims, keepdim=True)
+    centered = x - mean
+    return mean, (centered * centered).mean(dims, keepdim=True)
+
+
+def _batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor | None, weight: Tensor | None = None,
+                bias: Tensor | None = None, training: bool = False, momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+    channel = (1, -1) + (1,) * (input.dim() - 2)
+    if training or running_mean is None or running_var is None:
+        mean, var = _moments(input, (0, *range(2, input.dim())))
+    else:
+        mean, var = running_mean.view(channel), running_var.view(channel)
+    return _normalize(input, mean, var, eps, weight, bias, channel)
+
+
+def _instance_norm(input: Tensor, running_mean: Tensor | None = None, running_var: Tensor | None = None,
+                   weight: Tensor | None = None, bias: Tensor | None = None, use_input_stats: bool = True,
+                   momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+    channel = (1, -1) + (1,) * (input.dim() - 2)
+    if use_input_stats or running_mean is None or running_var is None:
+        mean, var = _moments(input, tuple(range(2, input.dim())))
+    else:
+        mean, var = running_mean.view(channel), running_var.view(channel)
+    return _normalize(input, mean, var, eps, weight, bias, channel)
+
+
+def _layer_norm(input: Tensor, normalized_shape: list[int] | tuple[int, ...], weight: Tensor | None = None,
+                bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
+    dims = tuple(range(input.dim() - len(normalized_shape), input.dim()))
+    mean, var = _moments(input, dims)
+    return _normalize(input, mean, var, eps, weight, bias, tuple(normalized_shape))
+
+
+_ELEMENTARY: dict[Callable[..., Tensor], Callable[..., Tensor]] = {
+    F.batch_norm: _batch_norm,
+    F.instance_norm: _instance_norm,
+    F.layer_norm: _layer_norm,
+}
+
+
+class _ElementaryNormalization(TorchFunctionMode):
+    """Replaces the fused normalization kernels by the same arithmetic in elementary ops."""
+
+    def __torch_function__(self, func: Callable[..., Any], types: Any, args: tuple[Any, ...] = (),
+                           kwargs: dict[str, Any] | None = None) -> Any:
+        kwargs = kwargs or {}
+        elementary = _ELEMENTARY.get(func)
+        if elementary is None:
+            return func(*args, **kwargs)
+        bound = inspect.signature(func).bind(*args, **kwargs)
+        return elementary(**bound.arguments)
+
+
+@contextlib.contextmanager
+def exact_normalization() -> Iterator[None]:
+    """Batch, instance and layer normalization from elementary ops inside this block.
+
+    PyTorch 2.13's fused ``F.batch_norm``, ``F.instance_norm`` and ``F.layer_norm`` give wrong
+    second-order gradients under ``torch.func.vmap`` (1e-2 of the largest entry in float64, see
+    ``tests/nn/test_functional.py``); the same normalization written as mean and variance
+    arithmetic is exact. Outside vmap the fused kernels are right and faster, so only the vmapped
+    path enters this block; running statistics are never updated in it.
+    """
+    with _ElementaryNormalization():
+        yield
+
+
+_NOT_DIFFERENTIABLE = re.compile(r"derivative for (\S+) is not implemented|(\S+) does not support (?:double|second) backward")
+_UNBATCHABLE = ("vmap", "Batching rule", "batched tensor", "doesn't match the broadcast shape")
+_MUTATION = ("in-place operation", "mutate a captured Tensor")
+
+
+@contextlib.contextmanager
+def explained_errors(vmapped: bool) -> Iterator[None]:
+    """Turn what PyTorch cannot do with a model into one ``ConfigError`` line naming the way out.
+
+    Second-order meta-gradients need every op's double backward; ``vmap`` needs a batching rule for
+    every op; ``torch.func`` forbids a forward pass that updates a buffer in place.
+    """
+    try:
+        yield
+    except RuntimeError as error:
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        missing = _NOT_DIFFERENTIABLE.search(message)
+        if missing:
+            op = missing.group(1) or missing.group(2)
+            raise ConfigError(
+                f"second-order meta-gradients need the derivative of {op}, which PyTorch does not implement for a "
+                "layer of this model: use first_order=True"
+            ) from error
+        if "setup_context" in message:
+            raise ConfigError(
+                "a torch.autograd.Function in the model defines forward(ctx, ...), which torch.func (fastadapt's inner "
+                "loop) cannot run: give it a separate setup_context (https://pytorch.org/docs/stable/notes/extending.func.html)"
+            ) from error
+        if any(part in message for part in _MUTATION):
+            raise ConfigError(
+                f"the model updates a tensor in place in its forward pass ({message}); fastadapt runs it as a pure "
+                "function: keep buffers constant in forward (batch-norm running statistics are handled)"
+            ) from error
+        if vmapped and any(part in message for part in _UNBATCHABLE):
+            raise ConfigError(f"torch.func.vmap cannot run this model ({message}): use vmap=False") from error
+        raise
