@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fastadapt as fa
-from fastadapt.errors import ConfigError
+from fastadapt.errors import ConfigError, DataError
 
 
 def _rows(batch_x: torch.Tensor, dataset: fa.datasets.ClassDataset) -> list[int]:
@@ -89,7 +89,7 @@ def test_unequal_class_sizes_only_use_classes_with_enough_images() -> None:
     "kwargs, message",
     [
         (dict(ways=13, shots=1, queries=1), "13-way tasks .* need 13 classes"),
-        (dict(ways=5, shots=5, queries=5), "at least 10 images"),
+        (dict(ways=5, shots=5, queries=5), "at least 10 examples"),
         (dict(ways=5, shots=0, queries=5), "shots must be an integer of at least 1"),
         (dict(ways=1, shots=1, queries=5), "ways must be an integer of at least 2"),
     ],
@@ -136,3 +136,141 @@ def test_dataset_classes_follow_slicing_concatenation_and_devices() -> None:
     assert fa.TaskBatch.cat([plain, batch]).classes is None
     with pytest.raises(ConfigError, match="leading task dimension"):
         fa.TaskBatch(batch.support_x, batch.support_y, batch.query_x, batch.query_y, batch.classes[:2])
+
+
+class Pairs(torch.utils.data.Dataset):
+    """A plain torch Dataset of ``(x, int)`` pairs that counts its reads; ``targets`` optionally exposes the labels."""
+
+    def __init__(self, xs: torch.Tensor, labels: torch.Tensor, targets: bool = False) -> None:
+        self.xs, self.item_labels, self.reads = xs, labels.tolist(), 0
+        if targets:
+            self.targets = self.item_labels
+
+    def __len__(self) -> int:
+        return len(self.item_labels)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        self.reads += 1
+        return self.xs[index], self.item_labels[index]
+
+
+def _examples(kind: str, n: int) -> torch.Tensor:
+    """``n`` distinct examples of a kind: float64 features [n, 16], int64 tokens [n, 12], uint8 images [n, 1, 4, 4]."""
+    generator = torch.Generator().manual_seed(1)
+    if kind == "features":
+        return torch.randn(n, 16, dtype=torch.float64, generator=generator)
+    if kind == "tokens":
+        return torch.randint(0, 30_000, (n, 12), generator=generator)
+    return torch.randint(0, 256, (n, 1, 4, 4), dtype=torch.uint8, generator=generator)
+
+
+def _shuffled_labels(classes: int, per_class: int) -> torch.Tensor:
+    """Labels ``0..classes-1``, ``per_class`` of each, in a fixed random order (so grouping by class matters)."""
+    labels = torch.arange(classes).repeat_interleave(per_class)
+    return labels[torch.randperm(len(labels), generator=torch.Generator().manual_seed(2))]
+
+
+def _assert_same_batches(a: fa.TaskBatch, b: fa.TaskBatch) -> None:
+    for name in ("support_x", "support_y", "query_x", "query_y", "classes"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert x.dtype == y.dtype and torch.equal(x, y), name
+
+
+@pytest.mark.parametrize(
+    "kind, dtype", [("features", torch.float64), ("tokens", torch.int64), ("images", torch.float32)]
+)
+def test_any_data_gives_the_same_tasks_as_a_class_dataset_or_a_torch_dataset(kind: str, dtype: torch.dtype) -> None:
+    examples, labels = _examples(kind, 70), _shuffled_labels(classes=7, per_class=10)
+    dataset = fa.datasets.ClassDataset(examples, labels, [f"c{i}" for i in range(7)])
+    over_tensor = fa.FewShotTasks(dataset, ways=4, shots=2, queries=3, seed=9)
+    over_dataset = fa.FewShotTasks(Pairs(examples, labels), ways=4, shots=2, queries=3, seed=9)
+    batch = over_tensor.sample(5)
+    assert batch.support_x.shape == (5, 8, *examples.shape[1:]) and batch.query_x.shape == (5, 12, *examples.shape[1:])
+    assert batch.support_x.dtype == batch.query_x.dtype == dtype
+    assert batch.support_y.tolist() == [[0, 0, 1, 1, 2, 2, 3, 3]] * 5
+    assert batch.query_y.tolist() == [[c for c in range(4) for _ in range(3)]] * 5
+    assert batch.classes.shape == (5, 4) and all(len(set(c)) == 4 for c in batch.classes.tolist())
+    inputs = dataset.gather(torch.arange(len(dataset)))  # every example as tasks hold it, grouped by class
+    for task in batch:  # every example of a task belongs to the dataset class its label stands for
+        for x, y in zip(torch.cat([task.support_x, task.query_x]), torch.cat([task.support_y, task.query_y])):
+            row = next(i for i in range(len(inputs)) if torch.equal(inputs[i], x))
+            assert int(dataset.labels[row]) == int(task.classes[y])
+    _assert_same_batches(batch, over_dataset.sample(5))
+    for a, b in zip(over_tensor.episodes(6, batch_size=4), over_dataset.episodes(6, batch_size=4)):
+        _assert_same_batches(a, b)
+
+
+def test_a_lazy_dataset_is_read_only_for_the_tasks_drawn() -> None:
+    examples, labels = _examples("tokens", 400), _shuffled_labels(classes=40, per_class=10)
+    source = Pairs(examples, labels, targets=True)
+    tasks = fa.FewShotTasks(source, ways=5, shots=1, queries=2, seed=0)
+    assert source.reads == 0
+    batch = tasks.sample(2)
+    assert 0 < source.reads <= 2 * 5 * (1 + 2)
+    reads = source.reads
+    next(tasks.episodes(1))
+    assert source.reads - reads <= 5 * (1 + 2)
+    assert batch.support_x.dtype == torch.int64 and batch.support_x.shape == (2, 5, 12)
+
+
+def test_torch_dataset_labels_of_any_kind_become_classes() -> None:
+    names = ["ant", "bee", "cat", "dog"]
+    source = [(torch.full((3,), float(i)), names[i % 4]) for i in range(20)]  # a list of pairs is a map-style dataset
+    tasks = fa.FewShotTasks(source, ways=4, shots=2, queries=3, seed=0)
+    assert tasks.dataset.class_names == names
+    task = tasks.sample(1)[0]
+    for x, y in zip(task.support_x, task.support_y):
+        assert names[int(x[0]) % 4] == names[int(task.classes[y])]
+
+
+def test_a_torch_dataset_with_too_few_eligible_classes_names_the_problem() -> None:
+    labels = torch.tensor([0] * 6 + [1] * 6 + [2] * 2)
+    with pytest.raises(ConfigError, match="3-way tasks .* need 3 classes of at least 4 examples; Pairs has 2 such"):
+        fa.FewShotTasks(Pairs(torch.zeros(14, 2), labels), ways=3, shots=2, queries=2)
+    features = fa.datasets.ClassDataset(torch.zeros(14, 2), labels, ["a", "b", "c"])
+    with pytest.raises(ConfigError, match="4-way tasks .* need 4 classes"):
+        fa.FewShotTasks(features, ways=4, shots=1, queries=1)
+
+
+def test_torch_dataset_items_must_be_pairs_of_one_shape() -> None:
+    with pytest.raises(DataError, match=r"item 0 of the dataset is a Tensor, not an \(x, label\) pair"):
+        fa.FewShotTasks(torch.zeros(10, 3), ways=2, shots=1, queries=1)
+    xs = [torch.zeros(3)] * 9 + [torch.zeros(5)]
+    tasks = fa.FewShotTasks([(x, i % 2) for i, x in enumerate(xs)], ways=2, shots=4, queries=1)
+    with pytest.raises(DataError, match=r"item 9 of dataset 'list' is float32 \[5\] but item \d is float32 \[3\]") as e:
+        tasks.sample(1)
+    assert "\n" not in str(e.value)
+
+
+class LinearTasks(fa.TaskDistribution):
+    """A new regression family: ``y = w x + b`` with ``w, b ~ N(0, 1)`` drawn per task, ``x ~ U[-5, 5]``."""
+
+    def __init__(self, shots: int = 5, queries: int = 5, seed: int = 0) -> None:
+        self.shots, self.queries, self.seed = shots, queries, seed
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def _draw(self, n: int, generator: torch.Generator) -> fa.TaskBatch:
+        w, b = torch.randn(2, n, 1, 1, generator=generator)
+        x = torch.rand(n, self.shots + self.queries, 1, generator=generator) * 10 - 5
+        y = w * x + b
+        return fa.TaskBatch(x[:, : self.shots], y[:, : self.shots], x[:, self.shots :], y[:, self.shots :])
+
+
+def test_a_user_defined_task_family_samples_and_replays_its_episodes() -> None:
+    tasks = LinearTasks(shots=4, queries=6, seed=3)
+    batch = tasks.sample(8)
+    assert batch.support_x.shape == (8, 4, 1) and batch.query_y.shape == (8, 6, 1)
+    for task in batch:  # each task is one line: two support points give w and b, which fit every query point
+        (x0, x1), (y0, y1) = task.support_x[:2, 0], task.support_y[:2, 0]
+        w = (y1 - y0) / (x1 - x0)
+        torch.testing.assert_close(task.query_y[:, 0], w * (task.query_x[:, 0] - x0) + y0, atol=1e-4, rtol=1e-4)
+    first = list(tasks.episodes(5, batch_size=2))
+    tasks.sample(3)
+    again = list(LinearTasks(shots=4, queries=6, seed=3).episodes(5, batch_size=5))
+    assert torch.equal(torch.cat([b.query_y for b in first]), again[0].query_y)
+    other = next(LinearTasks(shots=4, queries=6, seed=4).episodes(5, batch_size=5))
+    assert not torch.equal(again[0].query_y, other.query_y)
+    state = tasks.state_dict()
+    expected = tasks.sample(2).support_x
+    tasks.load_state_dict(state)
+    assert torch.equal(tasks.sample(2).support_x, expected)

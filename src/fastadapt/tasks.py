@@ -7,9 +7,10 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from torch.utils.data import Dataset
 
 from fastadapt.datasets.base import ClassDataset
-from fastadapt.datasets.images import as_model_input
+from fastadapt.datasets.labelled import LabelledDataset
 from fastadapt.errors import ConfigError
 
 
@@ -116,13 +117,34 @@ class TaskDistribution:
     """A seeded source of tasks: ``sample(n)`` draws from a checkpointable stream,
     ``episodes(count)`` replays a fixed sequence from ``seed`` for evaluation.
 
-    Subclasses say how to draw ``n`` tasks from a generator (``_draw``).
+    A new task family (``FewShotTasks`` and ``SinusoidTasks`` are two) is a subclass that:
+
+    - sets ``self.seed`` and ``self.generator = torch.Generator().manual_seed(seed)`` in ``__init__``;
+    - implements ``_draw(n, generator) -> TaskBatch``: ``n`` tasks of the same sizes, drawing every
+      random number from ``generator`` (``torch.rand(..., generator=generator)``), never from torch's
+      global random state. ``sample`` passes the sampler's own generator (so ``state_dict`` resumes
+      the stream exactly) and ``episodes`` a fresh one seeded per call (so evaluation replays the
+      same tasks and never moves the training stream). ``_draw`` must not keep state between calls.
+
+    For example, linear regression ``y = w x + b`` with ``w, b`` drawn per task::
+
+        class LinearTasks(TaskDistribution):
+            def __init__(self, shots: int = 5, queries: int = 5, seed: int = 0) -> None:
+                self.shots, self.queries, self.seed = shots, queries, seed
+                self.generator = torch.Generator().manual_seed(seed)
+
+            def _draw(self, n: int, generator: torch.Generator) -> TaskBatch:
+                w, b = torch.randn(2, n, 1, 1, generator=generator)
+                x = torch.rand(n, self.shots + self.queries, 1, generator=generator) * 10 - 5
+                y = w * x + b
+                return TaskBatch(x[:, : self.shots], y[:, : self.shots], x[:, self.shots :], y[:, self.shots :])
     """
 
     seed: int
     generator: torch.Generator
 
     def _draw(self, n: int, generator: torch.Generator) -> TaskBatch:
+        """``n`` tasks, every random number drawn from ``generator``: what a subclass implements (see the class)."""
         raise NotImplementedError
 
     def sample(self, n: int = 1) -> TaskBatch:
@@ -153,20 +175,24 @@ class TaskDistribution:
 
 
 class FewShotTasks(TaskDistribution):
-    """N-way K-shot classification tasks drawn from a ``ClassDataset``.
+    """N-way K-shot classification tasks drawn from a ``ClassDataset`` or any map-style torch ``Dataset``.
 
     A task picks ``ways`` classes at random, and from each ``shots`` support and ``queries`` query
-    images, all distinct; the classes get labels ``0..ways-1`` in a random order per task.
+    examples, all distinct; the classes get labels ``0..ways-1`` in a random order per task.
+    A ``Dataset`` of ``(x, label)`` pairs is wrapped in a ``LabelledDataset``: its labels are read
+    once, its examples only when a task needs them; the same data in the same order as a
+    ``ClassDataset`` gives the same tasks. Images (uint8 ``[C, H, W]``) come as float in [0, 1],
+    other examples as they are (int64 token ids stay int64).
     ``sample(n)`` draws from the sampler's seeded stream (checkpointed with the run);
     ``episodes(count)`` replays a fixed sequence from ``seed``, so that every run and every method
-    is tested on the same tasks. ``augment(images, generator)`` transforms the support and query
-    images of ``sample`` (training) with the sampler's own random stream (e.g. ``random_crop_flip``);
-    ``episodes`` (evaluation) are never augmented.
+    is tested on the same tasks. ``augment(examples, generator)`` transforms the support and query
+    examples of ``sample`` (training) with the sampler's own random stream (e.g. ``random_crop_flip``
+    for images); ``episodes`` (evaluation) are never augmented.
     """
 
     def __init__(
         self,
-        dataset: ClassDataset,
+        dataset: ClassDataset | LabelledDataset | Dataset,
         ways: int,
         shots: int,
         queries: int = 15,
@@ -177,14 +203,16 @@ class FewShotTasks(TaskDistribution):
         for label, value, low in (("ways", ways, 2), ("shots", shots, 1), ("queries", queries, 1)):
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ConfigError(f"{label} must be an integer of at least {low}, got {value!r}")
+        if not isinstance(dataset, (ClassDataset, LabelledDataset)):
+            dataset = LabelledDataset(dataset)
         per_task = shots + queries
         eligible = (dataset.counts >= per_task).nonzero().flatten()
         if len(eligible) < ways:
             most = int(dataset.counts.max())
             raise ConfigError(
                 f"{ways}-way tasks with {shots} shots + {queries} queries need {ways} classes of at least "
-                f"{per_task} images; {dataset.name or 'the dataset'} has {len(eligible)} such classes "
-                f"({dataset.num_classes} classes, at most {most} images per class): lower ways, shots or queries"
+                f"{per_task} examples; {dataset.name or 'the dataset'} has {len(eligible)} such classes "
+                f"({dataset.num_classes} classes, at most {most} examples per class): lower ways, shots or queries"
             )
         self.dataset = dataset
         self.ways, self.shots, self.queries = ways, shots, queries
@@ -213,7 +241,8 @@ class FewShotTasks(TaskDistribution):
         position = keys.topk(per_task, dim=2, largest=False).indices
         rows = data.starts[classes][..., None] + position
         labels = torch.arange(ways)
-        support, query = self._images(rows[:, :, :shots], n), self._images(rows[:, :, shots:], n)
+        support = data.gather(rows[:, :, :shots], self.device).flatten(1, 2)
+        query = data.gather(rows[:, :, shots:], self.device).flatten(1, 2)
         if self.augment is not None and generator is self.generator:
             support, query = self.augment(support, generator), self.augment(query, generator)
         return TaskBatch(
@@ -223,10 +252,3 @@ class FewShotTasks(TaskDistribution):
             labels.repeat_interleave(self.queries).repeat(n, 1).to(self.device),
             classes.to(self.device),
         )
-
-    def _images(self, rows: Tensor, n: int) -> Tensor:
-        """Gather rows ``[n, ways, k]`` into float images ``[n, ways * k, C, H, W]`` in [0, 1]."""
-        images = self.dataset.images[rows.reshape(-1)]
-        if self.device is not None:
-            images = images.to(self.device, non_blocking=True)
-        return as_model_input(images).view(n, -1, *self.dataset.image_shape)

@@ -1,4 +1,5 @@
-"""Few-shot datasets: ``ClassDataset``, the standard benchmarks, your own images, and their caches."""
+"""Few-shot datasets: ``ClassDataset``, ``LabelledDataset`` (any torch ``Dataset``), the standard benchmarks, your own
+images, and their caches."""
 
 from fastadapt.datasets.archives import extract
 from fastadapt.datasets.base import ClassDataset
@@ -7,6 +8,7 @@ from fastadapt.datasets.cub import CUB
 from fastadapt.datasets.glyphs import Glyphs
 from fastadapt.datasets.imagefolder import ImageFolder
 from fastadapt.datasets.images import Preprocessing, decode_images, load_image
+from fastadapt.datasets.labelled import LabelledDataset
 from fastadapt.datasets.miniimagenet import MiniImageNet
 from fastadapt.datasets.omniglot import Omniglot
 from fastadapt.datasets.paths import data_root
@@ -14,6 +16,6 @@ from fastadapt.datasets.pickles import load_pickle
 from fastadapt.datasets.tieredimagenet import TieredImageNet
 
 __all__ = [
-    "CIFARFS", "CUB", "ClassDataset", "FC100", "Glyphs", "ImageFolder", "MiniImageNet", "Omniglot", "Preprocessing",
-    "TieredImageNet", "data_root", "decode_images", "extract", "load_image", "load_pickle",
+    "CIFARFS", "CUB", "ClassDataset", "FC100", "Glyphs", "ImageFolder", "LabelledDataset", "MiniImageNet", "Omniglot",
+    "Preprocessing", "TieredImageNet", "data_root", "decode_images", "extract", "load_image", "load_pickle",
 ]
