@@ -30,6 +30,12 @@ class _Parser(argparse.ArgumentParser):
 def _keys_help() -> str:
     lines = ["config keys (override any of them as key=value):"]
     lines += [f"  {key} (default {spec.default!r})" for key, spec in SCHEMA.items() if key not in ("name", "description")]
+    lines += [
+        "your own model and data (importable from the current folder or PYTHONPATH):",
+        "  model.target=MODULE:FUNCTION    called with model.kwargs (a mapping), returns a torch.nn.Module",
+        "  dataset.target=MODULE:FUNCTION  called with split='train'|'val'|'test' and dataset.kwargs, returns a",
+        "                                  fastadapt ClassDataset or a torch Dataset of (x, label) pairs",
+    ]
     return "\n".join(lines)
 
 

@@ -3,10 +3,24 @@
 A config is a nested dict with sections ``dataset``, ``task``, ``train_task``, ``model``,
 ``algorithm``, ``train`` and ``test``. Every key is declared in ``SCHEMA`` with its type and default,
 so that a misspelt key or an impossible value is named in the error instead of surfacing later.
+
+``model.target`` and ``dataset.target`` name your own model and dataset as importable factories
+(``module:function``, see ``fastadapt.targets``), called with ``model.kwargs`` and with ``split=`` plus
+``dataset.kwargs``; giving a target makes the section's ``name`` ``custom`` and drops the built-in keys
+the section inherited (``merge``). A model factory returns an ``nn.Module``: the encoder of the embedding
+methods (finetune, siamese and matchingnet with fce also read its ``embedding_dim`` attribute), or for maml,
+metasgd, anil and reptile the classifier, which must output as many logits as the tasks have ways (give the
+width in ``model.kwargs``). A dataset factory returns a ``ClassDataset`` or a map-style
+``torch.utils.data.Dataset`` of ``(x, label)`` pairs, given to ``FewShotTasks`` as is. fastadapt does not
+know how such data was made, so the image machinery of the built-in datasets is refused for it in one line
+instead of guessed: ``dataset.rotations``, ``train.augment`` and ``algorithm.distortions`` (transform the data
+in your dataset, whose factory is told the split) and ``fastadapt predict`` (which reads image files). Your own
+data needs your own model; a built-in backbone can be named as one, e.g. ``model.target=fastadapt.nn:MLP``.
 """
 
 from __future__ import annotations
 
+import copy
 import difflib
 import importlib.resources
 import math
@@ -18,6 +32,7 @@ from typing import Any
 
 import torch
 import yaml
+from torch.utils.data import Dataset
 
 from fastadapt.algorithms import ALGORITHMS, EMBEDDING_ALGORITHMS, MetaLearner
 from fastadapt.augment import AUGMENTATIONS
@@ -25,12 +40,14 @@ from fastadapt.datasets import CIFARFS, CUB, FC100, ClassDataset, Glyphs, ImageF
 from fastadapt.datasets.glyphs import preprocessing as glyphs_preprocessing
 from fastadapt.datasets.images import Preprocessing
 from fastadapt.datasets.omniglot import preprocessing as omniglot_preprocessing
-from fastadapt.errors import ConfigError
+from fastadapt.errors import ConfigError, did_you_mean
 from fastadapt.nn.backbones import MLP, Conv4, ResNet12
+from fastadapt.nn.functional import call
 from fastadapt.regression import SinusoidTasks
 from fastadapt.rl.families import FAMILIES, family
 from fastadapt.rl.mamlrl import MAMLRL, RLTasks
 from fastadapt.rl.policy import GaussianPolicy
+from fastadapt.targets import call_target, one_line, split_target
 from fastadapt.tasks import FewShotTasks, TaskDistribution
 
 
@@ -70,6 +87,8 @@ ALGORITHM_KEYS: dict[str, tuple[str, ...]] = {
         "ppo_clip", "ppo_epochs", "ppo_lr",
     ),
 }
+CUSTOM = "custom"  # the `name` of a section that a `target` (your own factory) builds
+TARGET_SECTIONS = ("dataset", "model")
 BENCHMARKS = {"miniimagenet": MiniImageNet, "tieredimagenet": TieredImageNet, "cifarfs": CIFARFS, "fc100": FC100, "cub": CUB}
 # Which keys of a section apply, by the section's `name` (besides `name` itself and COMMON_KEYS).
 APPLICABLE: dict[str, dict[str, tuple[str, ...]]] = {
@@ -81,8 +100,12 @@ APPLICABLE: dict[str, dict[str, tuple[str, ...]]] = {
         **{name: ("data_dir", "image_size", "download") for name in BENCHMARKS},
         **{name: ("horizon",) for name in FAMILIES},
         "sinusoid": (),
+        CUSTOM: ("target", "kwargs"),
     },
-    "model": {"conv4": ("hidden", "pool", "channels_last"), "resnet12": ("channels_last",), "mlp": ("layers",), "policy": ("layers",)},
+    "model": {
+        "conv4": ("hidden", "pool", "channels_last"), "resnet12": ("channels_last",), "mlp": ("layers",),
+        "policy": ("layers",), CUSTOM: ("target", "kwargs"),
+    },
 }
 COMMON_KEYS = {"algorithm": ("vmap",), "dataset": (), "model": ()}
 
@@ -92,7 +115,11 @@ SCHEMA: dict[str, Key] = {
     "seed": _k(int, 0),
     "device": _k(str, "auto"),
     "deterministic": _k(bool, False),
-    "dataset.name": _k(str, "glyphs", ("glyphs", "omniglot", "imagefolder", *BENCHMARKS, "sinusoid", *FAMILIES)),
+    "dataset.name": _k(
+        str, "glyphs", ("glyphs", "omniglot", "imagefolder", *BENCHMARKS, "sinusoid", *FAMILIES, CUSTOM)
+    ),
+    "dataset.target": _k(str, None),  # your own dataset: module:function, called with split= and dataset.kwargs
+    "dataset.kwargs": _k(dict, {}),
     "dataset.horizon": _k(int, None, minimum=1),  # RL: steps per episode (None: the family's, e.g. 100 for nav2d)
     "dataset.path": _k(str, None),
     "dataset.scheme": _k(str, "vinyals", ("vinyals", "lake")),
@@ -110,7 +137,9 @@ SCHEMA: dict[str, Key] = {
     "train_task.ways": _k(int, None, minimum=2),
     "train_task.shots": _k(int, None, minimum=1),
     "train_task.queries": _k(int, None, minimum=1),
-    "model.name": _k(str, "conv4", ("conv4", "resnet12", "mlp", "policy")),
+    "model.name": _k(str, "conv4", ("conv4", "resnet12", "mlp", "policy", CUSTOM)),
+    "model.target": _k(str, None),  # your own model: module:function, called with model.kwargs, returns an nn.Module
+    "model.kwargs": _k(dict, {}),
     "model.hidden": _k(int, 64, minimum=1),
     "model.pool": _k(str, "max", ("max", "stride")),
     "model.layers": _k(list, [40, 40]),
@@ -198,8 +227,7 @@ def unflatten(flat: dict[str, Any]) -> dict[str, Any]:
 
 
 def _unknown(key: str) -> ConfigError:
-    close = difflib.get_close_matches(key, [*SCHEMA, *SECTIONS], n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else "; `fastadapt train --help` lists the keys"
+    hint = did_you_mean(key, [*SCHEMA, *SECTIONS]) or "; `fastadapt train --help` lists the keys"
     return ConfigError(f"unknown config key {key!r}{hint}")
 
 
@@ -236,13 +264,19 @@ def resolve(config: dict[str, Any]) -> dict[str, Any]:
             raise ConfigError(f"{key} must be a section of key: value pairs (e.g. {key}: {{name: ...}}), got {flat[key]!r}")
         if key not in SCHEMA:
             raise _unknown(key)
-    resolved = {key: _check(key, flat[key]) if key in flat else spec.default for key, spec in SCHEMA.items()}
+    for section in TARGET_SECTIONS:
+        if flat.get(f"{section}.target") is not None:
+            flat.setdefault(f"{section}.name", CUSTOM)
+    resolved = {
+        key: _check(key, flat[key]) if key in flat else copy.deepcopy(spec.default) for key, spec in SCHEMA.items()
+    }
+    _check_targets(resolved)
     if resolved["dataset.name"] == "sinusoid" and resolved["algorithm.name"] in EMBEDDING_ALGORITHMS:
         raise ConfigError(
             f"{resolved['algorithm.name']} classifies; the sinusoid dataset is regression: use a gradient-based algorithm"
         )
-    if resolved["dataset.name"] == "sinusoid" and resolved["model.name"] != "mlp":
-        raise ConfigError("the sinusoid dataset needs model.name=mlp")
+    if resolved["dataset.name"] == "sinusoid" and resolved["model.name"] not in ("mlp", CUSTOM):
+        raise ConfigError("the sinusoid dataset needs model.name=mlp (or your own model.target)")
     rl_data, rl_algorithm = resolved["dataset.name"] in FAMILIES, resolved["algorithm.name"] == "mamlrl"
     if rl_data != rl_algorithm or rl_data != (resolved["model.name"] == "policy"):
         raise ConfigError(
@@ -254,10 +288,13 @@ def resolve(config: dict[str, Any]) -> dict[str, Any]:
     fewest_steps = 0 if resolved["algorithm.name"] == "maml" else 1  # maml with 0 steps: the paper's pretrained baseline
     if resolved["algorithm.name"] in GRADIENT_ALGORITHMS and resolved["algorithm.inner_steps"] < fewest_steps:
         raise ConfigError(f"{resolved['algorithm.name']} needs algorithm.inner_steps >= 1")
-    if resolved["dataset.name"] not in ("sinusoid", *FAMILIES) and resolved["model.name"] not in ("conv4", "resnet12"):
-        raise ConfigError(f"image dataset {resolved['dataset.name']} needs model.name=conv4 or resnet12")
-    if resolved["algorithm.name"] == "relationnet" and resolved["model.name"] != "conv4":
-        raise ConfigError("relationnet compares feature maps and is built on model.name=conv4")
+    images = resolved["dataset.name"] not in ("sinusoid", *FAMILIES, CUSTOM)
+    if images and resolved["model.name"] not in ("conv4", "resnet12", CUSTOM):
+        raise ConfigError(
+            f"image dataset {resolved['dataset.name']} needs model.name=conv4 or resnet12 (or your own model.target)"
+        )
+    if resolved["algorithm.name"] == "relationnet" and resolved["model.name"] not in ("conv4", CUSTOM):
+        raise ConfigError("relationnet compares feature maps and is built on model.name=conv4 (or your model.target)")
     for section, kinds in APPLICABLE.items():
         kind = resolved[f"{section}.name"]
         allowed = {"name", *COMMON_KEYS[section], *kinds[kind]}
@@ -278,6 +315,32 @@ def resolve(config: dict[str, Any]) -> dict[str, Any]:
     if resolved["dataset.name"] == "imagefolder" and not resolved["dataset.path"]:
         raise ConfigError("dataset.name=imagefolder needs dataset.path: the folder (or archive) of class folders")
     return unflatten(resolved)
+
+
+def _check_targets(resolved: dict[str, Any]) -> None:
+    """The rules of your own model and dataset: a well-formed target exactly where the name is custom, kwargs named
+    by strings, your own model for your own data, and none of the built-in image transforms on that data."""
+    for section in TARGET_SECTIONS:
+        name, target, kwargs = (resolved[f"{section}.{leaf}"] for leaf in ("name", "target", "kwargs"))
+        if name == CUSTOM and target is None:
+            raise ConfigError(f"{section}.name={CUSTOM} needs {section}.target: your factory, as module:function")
+        if target is not None:
+            split_target(target, f"{section}.target")
+        if not all(isinstance(arg, str) and arg.isidentifier() for arg in kwargs):
+            raise ConfigError(f"{section}.kwargs must map argument names to values, got {kwargs!r}")
+    if "split" in resolved["dataset.kwargs"]:
+        raise ConfigError("dataset.kwargs cannot set split: the factory is called with split='train', 'val' or 'test'")
+    if resolved["dataset.name"] != CUSTOM:
+        return
+    if resolved["model.name"] != CUSTOM:
+        raise ConfigError(
+            "your own dataset.target needs your own model.target: the built-in backbones are sized for the built-in "
+            "image datasets (name one as a target with its sizes in model.kwargs, e.g. model.target=fastadapt.nn:MLP)"
+        )
+    for key, off in (("train.augment", "none"), ("algorithm.distortions", False)):
+        if resolved[key] != off:
+            raise ConfigError(f"{key} transforms images of the built-in datasets, not dataset.target data: transform "
+                              "it in your dataset (its factory is told the split)")
 
 
 def resolve_stored(config: dict[str, Any]) -> dict[str, Any]:
@@ -308,9 +371,24 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
     return unflatten(flat)
 
 
+def _is_own(flat: dict[str, Any], section: str) -> bool | None:
+    """Whether a (partial) flat config makes ``section`` your own (a target), a built-in (a name), or says nothing."""
+    if flat.get(f"{section}.target") is not None:
+        return True
+    if f"{section}.name" in flat:
+        return flat[f"{section}.name"] == CUSTOM
+    return False if f"{section}.target" in flat else None
+
+
 def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    """``update`` laid over ``base`` (flat keys replace)."""
-    return unflatten({**flatten(base), **flatten(update)})
+    """``update`` laid over ``base`` (flat keys replace). A model or dataset section that ``update`` turns from a
+    built-in into your own (a ``target``), or back, starts afresh: the keys of one mean nothing to the other."""
+    flat_base, flat_update = flatten(base), flatten(update)
+    for section in TARGET_SECTIONS:
+        own = _is_own(flat_update, section)
+        if own is not None and own != bool(_is_own(flat_base, section)):
+            flat_base = {key: value for key, value in flat_base.items() if not key.startswith(section + ".")}
+    return unflatten({**flat_base, **flat_update})
 
 
 def _preset_files() -> dict[str, Any]:
@@ -421,8 +499,13 @@ def preprocessing_of(config: dict[str, Any]) -> Preprocessing | None:
     return None
 
 
-def _image_dataset(config: dict[str, Any], split: str) -> ClassDataset:
+def _dataset(config: dict[str, Any], split: str) -> ClassDataset | Dataset:
+    """The classes of a split: a built-in image dataset, or what your ``dataset.target`` returns, as it is."""
     data = config["dataset"]
+    if data["name"] == CUSTOM:
+        wanted = "a fastadapt ClassDataset or a torch.utils.data.Dataset of (x, label) pairs"
+        kwargs = {"split": split, **data["kwargs"]}
+        return call_target(data["target"], "dataset.target", kwargs, (ClassDataset, Dataset), wanted)
     if data["name"] == "omniglot":
         return Omniglot(
             data["data_dir"], split=split, scheme=data["scheme"], image_size=data["image_size"],
@@ -448,7 +531,8 @@ def build_tasks(config: dict[str, Any], split: str, seed: int) -> TaskDistributi
     if config["dataset"]["name"] == "sinusoid":
         return SinusoidTasks(shots=task["shots"], queries=task["queries"], seed=seed)
     augment = AUGMENTATIONS.get(config["train"]["augment"]) if split == "train" else None
-    return FewShotTasks(_image_dataset(config, split), task["ways"], task["shots"], task["queries"], seed=seed, augment=augment)
+    dataset = _dataset(config, split)
+    return FewShotTasks(dataset, task["ways"], task["shots"], task["queries"], seed=seed, augment=augment)
 
 
 def has_validation(config: dict[str, Any]) -> bool:
@@ -463,7 +547,11 @@ def head_ways(config: dict[str, Any]) -> int | None:
 
 
 def _backbone(config: dict[str, Any], out_features: int | None) -> torch.nn.Module:
+    """The module the algorithm wraps: what your ``model.target`` returns, or a built-in backbone sized for the data."""
     model_cfg, name = config["model"], config["algorithm"]["name"]
+    if model_cfg["name"] == CUSTOM:
+        kwargs = model_cfg["kwargs"]
+        return call_target(model_cfg["target"], "model.target", kwargs, torch.nn.Module, "a torch.nn.Module")
     if model_cfg["name"] == "mlp":
         return MLP(1, out_features, hidden=model_cfg["layers"])
     preprocessing = preprocessing_of(config)
@@ -492,6 +580,33 @@ def build_learner(config: dict[str, Any]) -> MetaLearner:
         return ALGORITHMS[name](_backbone(config, None), vmap=algorithm["vmap"], **options)
     loss = "mse" if config["dataset"]["name"] == "sinusoid" else "cross_entropy"
     return ALGORITHMS[name](_backbone(config, head_ways(config) or 1), loss=loss, vmap=algorithm["vmap"], **options)
+
+
+def check_model_fits(
+    config: dict[str, Any], learner: MetaLearner, tasks: TaskDistribution, device: torch.device
+) -> None:
+    """Run your own model (``model.target``) once on a support set of ``tasks``, so that a model that does not fit
+    the data (its input shape, too few logits) is one clear error before training, not a traceback inside it."""
+    if config["model"]["name"] != CUSTOM:
+        return
+    spec, ways = config["model"]["target"], head_ways(config)
+    module = learner.encoder if config["algorithm"]["name"] in EMBEDDING_ALGORITHMS else learner.model
+    inputs = next(tasks.episodes(1)).support_x[0].to(device)
+    was_training = module.training
+    module.eval()  # no dropout draws; batch norm on batch statistics, as always (fastadapt.nn.call)
+    try:
+        with torch.no_grad():
+            outputs = call(module, inputs)
+    except Exception as error:  # the user's forward failed on the data: its message, in one line
+        raise ConfigError(f"model.target {spec!r} does not fit the data: on inputs of shape {tuple(inputs.shape)} it "
+                          f"raised {one_line(error)}") from None
+    finally:
+        module.train(was_training)
+    if ways is not None and not (isinstance(outputs, torch.Tensor) and outputs.dim() == 2 and outputs.shape[1] >= ways):
+        shape = tuple(outputs.shape) if isinstance(outputs, torch.Tensor) else type(outputs).__name__
+        raise ConfigError(f"model.target {spec!r} outputs {shape} for inputs of shape {tuple(inputs.shape)}: "
+                          f"{config['algorithm']['name']} needs {ways} logits per example, one per class of its tasks "
+                          "(give the width in model.kwargs)")
 
 
 def optimizer_for(config: dict[str, Any], learner: MetaLearner) -> torch.optim.Optimizer:

@@ -19,9 +19,12 @@ import yaml
 from fastadapt import __version__
 from fastadapt.algorithms.base import MetaLearner
 from fastadapt.checkpoint import load_checkpoint
-from fastadapt.config import build_learner, build_tasks, device_of, has_validation, optimizer_for, preprocessing_of, resolve, resolve_stored
+from fastadapt.config import (
+    build_learner, build_tasks, check_model_fits, device_of, has_validation, optimizer_for, preprocessing_of, resolve,
+    resolve_stored,
+)
 from fastadapt.distributed import World, current_world, place
-from fastadapt.errors import CheckpointError
+from fastadapt.errors import CheckpointError, ConfigError
 from fastadapt.evaluate import EvalResult, meta_test
 from fastadapt.plots import plot_runs
 from fastadapt.storage import atomic_write_text
@@ -55,7 +58,9 @@ def prepare(config: dict[str, Any], world: World | None = None) -> tuple[MetaLea
     val_tasks = build_tasks(config, "val", seed=config["seed"] + VAL_SEED_OFFSET) if has_validation(config) else None
     if config["algorithm"]["name"] == "finetune" and config["algorithm"]["classes"] is None:
         config["algorithm"]["classes"] = train_tasks.dataset.num_classes  # the pre-training head, stored with the run
-    learner = build_learner(config).to(place(device_of(config), world or World()))
+    device = place(device_of(config), world or World())
+    learner = build_learner(config).to(device)
+    check_model_fits(config, learner, train_tasks, device)
     return learner, train_tasks, val_tasks
 
 
@@ -131,7 +136,7 @@ def _metadata(config: dict[str, Any], train_tasks: TaskDistribution) -> dict[str
     dataset = getattr(train_tasks, "dataset", None)
     return {
         "preprocessing": preprocessing.to_dict() if preprocessing is not None else None,
-        "pixel_mean": dataset.pixel_mean if dataset is not None else None,
+        "pixel_mean": dataset.pixel_mean if preprocessing is not None and dataset is not None else None,
     }
 
 
@@ -184,7 +189,10 @@ def learner_from_checkpoint(state: dict[str, Any], data_dir: str | None = None) 
         config["dataset"]["data_dir"] = data_dir
     if state["algorithm"] != config["algorithm"]["name"]:
         raise CheckpointError(f"{state['path']} is a {state['algorithm']} checkpoint but its config says {config['algorithm']['name']}")
-    learner = build_learner(config).to(device_of(config))
+    try:
+        learner = build_learner(config).to(device_of(config))
+    except ConfigError as error:  # e.g. its model.target is no longer importable
+        raise CheckpointError(f"cannot rebuild the model of {state['path']}: {error}") from None
     try:
         learner.load_state_dict(state["model"])
     except RuntimeError as error:

@@ -4,7 +4,9 @@ The support folder holds one subfolder of images per class; the model adapts to 
 does to a meta-test task, then labels each query file. Every image goes through the preprocessing
 stored in the checkpoint, so files of any size, mode and format are shown to the model the way its
 training data was. As in meta-testing, the queries are embedded together (the batch-norm layers
-of the MAML-family backbones normalise over the query batch).
+of the MAML-family backbones normalise over the query batch). A model of your own data
+(``dataset.target``) is refused in one line: fastadapt does not know how its inputs were made from
+files; adapt it in Python (``learner.adapt``) instead.
 """
 
 from __future__ import annotations
@@ -163,8 +165,10 @@ def predict_run(
     metadata = state.get("metadata") or {}
     stored = metadata.get("preprocessing")
     preprocessing = Preprocessing.from_dict(stored) if stored is not None else preprocessing_of(config)
-    if preprocessing is None:
-        raise CheckpointError(f"{state['path']} is a model of {config['dataset']['name']} data, not of images: predict classifies image files")
+    if preprocessing is None:  # regression, or your own dataset.target: fastadapt cannot make its inputs from files
+        target = config["dataset"].get("target")
+        data = f"your own data ({target})" if target else f"{config['dataset']['name']} data"
+        raise CheckpointError(f"{state['path']} is a model of {data}, not of images: predict classifies image files")
     steps = inner_steps if inner_steps is not None else config["test"]["inner_steps"]
     mean = None if force else metadata.get("pixel_mean")
     return predict_files(learner, config, preprocessing, support, queries, steps, mean)
