@@ -8,7 +8,9 @@ initial weights and the same pre-sampled task batches. Timings are interleaved (
 runs ``--chunk`` meta-updates in turn, for ``--rounds`` rounds) so that ratios hold on a noisy
 machine; peak memory is measured in a fresh child process per library, over the baseline of a
 child that loads everything and trains nothing. Libraries that are not installed are skipped
-(``benchmarks/install_anchors.sh`` installs them).
+(``benchmarks/install_anchors.sh`` installs them). ``--model resnet18`` replaces Conv4 by the
+torchvision-style ResNet-18 of ``examples/models.py`` (standard ``nn.BatchNorm2d`` with running
+statistics; ``--width`` is its first stage's width, 64 in torchvision): a user's own model.
 
 On a GPU (``--device cuda``) each timed chunk ends with a device synchronization, memory is the
 peak of CUDA allocations during a library's meta-updates over what was allocated before them
@@ -18,6 +20,7 @@ which runs the meta-batch as one batched graph.
     python benchmarks/maml_throughput.py --threads 2
     python benchmarks/maml_throughput.py --setting 20w1s --json
     python benchmarks/maml_throughput.py --device cuda --vmap --json
+    python benchmarks/maml_throughput.py --model resnet18 --width 64 --json
 """
 
 from __future__ import annotations
@@ -38,6 +41,9 @@ import anchors
 from common import child_peak_rss_mib, emit, machine, own_peak_rss_mib, parser
 
 import fastadapt as fa
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+import models as user_models  # noqa: E402  (examples/models.py)
 
 SETTINGS = {
     "5w1s": dict(ways=5, shots=1, queries=15, meta_batch=32, inner_steps=1, inner_lr=0.4),
@@ -138,8 +144,10 @@ def _batches(args, s: dict, count: int) -> list[fa.TaskBatch]:
     return [tasks.sample(s["meta_batch"]) for _ in range(count)]
 
 
-def _model(s: dict, device: torch.device) -> torch.nn.Module:
+def _model(s: dict, device: torch.device, args: argparse.Namespace) -> torch.nn.Module:
     torch.manual_seed(0)
+    if args.model == "resnet18":
+        return user_models.ResNet18(s["ways"], in_channels=1, width=args.width).to(device)
     return fa.nn.Conv4(1, s["ways"], hidden=64, pool="stride").to(device)
 
 
@@ -165,7 +173,7 @@ def _child(args) -> None:
     s = SETTINGS[args.setting]
     batches = torch.load(args.batches, weights_only=False)
     if args.child != "baseline":
-        step = LIBRARIES[args.child](_model(s, torch.device("cpu")), s, args.first_order)
+        step = LIBRARIES[args.child](_model(s, torch.device("cpu"), args), s, args.first_order)
         for i in range(args.chunk):
             step(batches[i % len(batches)])
     print(own_peak_rss_mib())
@@ -173,7 +181,8 @@ def _child(args) -> None:
 
 def _peak_rss_mib(args, library: str, first_order: bool, batches_file: Path) -> float:
     command = [sys.executable, __file__, "--child", library, "--setting", args.setting, "--chunk", "3",
-               "--batches", str(batches_file), "--threads", str(torch.get_num_threads())]
+               "--batches", str(batches_file), "--threads", str(torch.get_num_threads()), "--model", args.model,
+               "--width", str(args.width)]
     if first_order:
         command.append("--first-order")
     return child_peak_rss_mib(command, cwd=Path(__file__).parent)
@@ -185,6 +194,8 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--chunk", type=int, default=5, help="meta-updates per library per round")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    p.add_argument("--model", choices=("conv4", "resnet18"), default="conv4")
+    p.add_argument("--width", type=int, default=64, help="ResNet-18's first stage width")
     p.add_argument("--vmap", action="store_true", help="also time fastadapt's vmap mode")
     p.add_argument("--first-order", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--child", help=argparse.SUPPRESS)
@@ -204,7 +215,7 @@ def main() -> None:
     torch.save(batches[:2], batches_file)
     rows = []
     for first_order in (False, True):
-        steps = {name: make(_model(s, device), s, first_order) for name, make in libraries.items()}
+        steps = {name: make(_model(s, device, args), s, first_order) for name, make in libraries.items()}
         steps = {name: step for name, step in steps.items() if step is not None}
         for step in steps.values():  # warm-up
             step(batches[0])
@@ -235,9 +246,9 @@ def main() -> None:
             if r["order"] == ours["order"]:
                 r["vs_fastadapt"] = round(ours["tasks_per_s"] / r["tasks_per_s"], 2)
     if args.json:
-        print(json.dumps({"machine": machine(), "setting": s, "rounds": args.rounds, "chunk": args.chunk, "rows": rows}, indent=2))
+        print(json.dumps({"machine": machine(), "model": args.model, "width": args.width, "setting": s, "rounds": args.rounds, "chunk": args.chunk, "rows": rows}, indent=2))
         return
-    emit(rows, False, f"MAML {args.setting}: {s}\n(vs_fastadapt: fastadapt's tasks/s over this row's)")
+    emit(rows, False, f"MAML {args.setting}, {args.model}: {s}\n(vs_fastadapt: fastadapt's tasks/s over this row's)")
 
 if __name__ == "__main__":
     main()
