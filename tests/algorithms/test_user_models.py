@@ -199,3 +199,40 @@ def test_an_old_style_autograd_function_is_one_line_naming_the_fix() -> None:
     model.register_forward_hook(lambda _, __, out: Square.apply(out))
     with pytest.raises(ConfigError, match="setup_context"):
         fa.MAML(model, inner_lr=0.1, vmap=False).meta_backward(_batch("mlp"))
+
+
+def _bn_encoder(feature_maps: bool = False) -> nn.Module:
+    """A standard-layer encoder with batch norm: embeddings [n, 8], or feature maps [n, 8, 6, 6]."""
+    layers = [nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2)]
+    if not feature_maps:
+        layers += [nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    encoder = nn.Sequential(*layers)
+    encoder.feature_shape = (8, 6, 6)  # what RelationNet reads to size its relation module
+    return encoder
+
+
+EMBEDDING_METHODS: dict[str, Callable[[bool | None], fa.MetaLearner]] = {
+    "matchingnet": lambda vmap: fa.MatchingNet(_bn_encoder(), vmap=vmap),
+    "siamese": lambda vmap: fa.Siamese(_bn_encoder(), vmap=vmap, embedding_dim=8),
+    "finetune": lambda vmap: fa.FineTune(_bn_encoder(), classes=12, vmap=vmap, embedding_dim=8),
+    "relationnet": lambda vmap: fa.RelationNet(_bn_encoder(feature_maps=True), vmap=vmap),
+}
+
+
+@pytest.mark.parametrize("method", sorted(EMBEDDING_METHODS))
+def test_the_embedding_family_takes_a_standard_layer_encoder(method: str) -> None:
+    images = _batch("bn_sequential")
+    classes = torch.stack([torch.randperm(12, generator=torch.Generator().manual_seed(t))[:WAYS] for t in range(TASKS)])
+    batch = fa.TaskBatch(images.support_x, images.support_y, images.query_x, images.query_y, classes)
+    gradients = []
+    for vmap in (False, True):
+        torch.manual_seed(5)
+        learner = EMBEDDING_METHODS[method](vmap).double()
+        before = {k: v.clone() for k, v in learner.state_dict().items()}
+        gradients.append(_meta_gradient(learner, batch))
+        assert all(torch.equal(v, before[k]) for k, v in learner.state_dict().items())
+        learner.eval()
+        assert learner.adapt(batch[0].support_x, batch[0].support_y, steps=2)(batch[0].query_x).shape == (15, WAYS)
+    scale = max(float(g.abs().max()) for g in gradients[0])
+    for a, b in zip(*gradients):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-8 * scale)
