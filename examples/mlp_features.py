@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--val-episodes", type=int, default=100, help="validation tasks")
     parser.add_argument("--episodes", type=int, default=600, help="test tasks")
     args = parser.parse_args(argv)
+    torch.manual_seed(0)  # the models' initial weights: the same numbers on every run
     data = clusters()
     splits = {"train": range(400), "val": range(400, 500), "test": range(500, 600)}
     tasks = {name: fa.FewShotTasks(data.subset(list(rows)), ways=5, shots=1, queries=15, seed=i)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 
+import torch
+
 from models import ResNet18
 
 import fastadapt as fa
@@ -28,6 +30,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--val-episodes", type=int, default=50, help="validation tasks")
     parser.add_argument("--episodes", type=int, default=600, help="test tasks")
     args = parser.parse_args(argv)
+    torch.manual_seed(0)  # the models' initial weights: the same numbers on every run
 
     def tasks(split: str, seed: int) -> fa.FewShotTasks:
         data = fa.datasets.Omniglot(args.data_dir, split=split, rotations=True, download=args.download)

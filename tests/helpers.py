@@ -5,11 +5,20 @@ from __future__ import annotations
 import os
 import random
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import pytest
 import torch
+from PIL import Image
 
+from fastadapt.cli import main
+from fastadapt.datasets import Glyphs
 from fastadapt.datasets.base import ClassDataset
+from fastadapt.errors import FastAdaptError
+from fastadapt.logs import read_records
 from fastadapt.tasks import TaskBatch
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -46,6 +55,15 @@ def directional_fd(loss_fn, params: list[torch.Tensor], direction: list[torch.Te
     return (plus - minus) / (2 * eps)
 
 
+def basis_directions(params: list[torch.Tensor]) -> Iterator[list[torch.Tensor]]:
+    """The unit vector of each coordinate of ``params`` in turn: with ``directional_fd``, the whole gradient."""
+    for i, p in enumerate(params):
+        for k in range(p.numel()):
+            direction = [torch.zeros_like(q) for q in params]
+            direction[i].view(-1)[k] = 1.0
+            yield direction
+
+
 def unit_directions(params: list[torch.Tensor], count: int, seed: int = 7) -> list[list[torch.Tensor]]:
     """``count`` random directions in parameter space, each of Euclidean norm 1."""
     generator = torch.Generator().manual_seed(seed)
@@ -71,3 +89,40 @@ def mutated(rng: random.Random, data: bytes, cut: bool) -> bytes:
 def report_fuzz(name: str, inputs: int, total_bytes: int, refused: int) -> None:
     """One line for docs/RELIABILITY.md (shown with ``pytest -s``)."""
     print(f"\nfuzz {name}: {inputs} inputs, {total_bytes} bytes, {refused} refused with DataError, {inputs - refused} read")
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """``fastadapt ARGV...`` in this process: its exit code, standard output and standard error."""
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def run_records(run: Path) -> list[dict[str, Any]]:
+    """The records of a run's ``metrics.jsonl`` (``fastadapt.logs.read_records``), failing the test if a line is
+    torn or not a record: a finished run's log has none left."""
+    log = Path(run) / "metrics.jsonl"
+    records = read_records(log)
+    assert len(records) == len(log.read_text().splitlines()), f"{log} holds a torn line or one that is not a record"
+    return records
+
+
+@contextmanager
+def raises_misuse(match: str) -> Iterator[None]:
+    """Expect a ``ValueError`` that is no ``FastAdaptError``: a Python caller's mistake, which the CLI never
+    turns into a one-line message because no config or data can cause it."""
+    with pytest.raises(ValueError, match=match) as caught:
+        yield
+    assert not isinstance(caught.value, FastAdaptError), caught.value
+
+
+def glyph_folders(glyphs_root: Path, root: Path, ways: int = 5, shots: int = 1, queries: int = 6) -> tuple[Path, Path]:
+    """Test-script glyphs written as files the way a user has them: dark strokes on white PNGs."""
+    test = Glyphs(glyphs_root, split="test")
+    for c in range(ways):
+        start = int(test.starts[c * 7])
+        for i in range(shots + queries):
+            folder = root / ("support" if i < shots else "query") / test.class_names[c * 7].replace("/", "-")
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(255 - test.images[start + i, 0].numpy()).save(folder / f"{i}.png")
+    return root / "support", root / "query"

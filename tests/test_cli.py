@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
+from helpers import glyph_folders, run_cli, run_records
 
+from fastadapt.checkpoint import load_checkpoint
 from fastadapt.cli import main
 
 TINY = ["train.steps=30", "train.val_every=15", "train.val_episodes=40", "test.episodes=60", "--no-progress"]
-
-
-def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")
@@ -38,23 +36,35 @@ def test_default_job_learns_held_out_classes(trained_run: Path) -> None:
 
 
 def test_eval_reproduces_the_test_result(trained_run: Path, glyphs_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = _run(capsys, "eval", str(trained_run), "--json", "--data-dir", str(glyphs_root))
+    code, out, _ = run_cli(capsys, "eval", str(trained_run), "--json", "--data-dir", str(glyphs_root))
     assert code == 0
     printed = json.loads(out)
     stored = json.loads((trained_run / "result.json").read_text())["test"]
     assert printed["accuracy"] == pytest.approx(stored["accuracy"]) and printed["ci95"] == pytest.approx(stored["ci95"])
     assert printed["episodes"] == 60
-    code, out, _ = _run(capsys, "eval", str(trained_run / "last.pt"), "--episodes", "20", "--data-dir", str(glyphs_root))
+    code, out, _ = run_cli(
+        capsys, "eval", str(trained_run / "last.pt"), "--episodes", "20", "--data-dir", str(glyphs_root)
+    )
     assert code == 0 and "accuracy" in out and "20 episodes" in out
 
 
-def test_resume_continues_a_run(trained_run: Path, glyphs_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = _run(capsys, "train", "--resume", str(trained_run), "--no-progress")
-    assert code == 0 and "test accuracy" in out
+def test_resuming_a_finished_run_trains_no_further_and_tests_it_again(
+    trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "finished"
+    shutil.copytree(trained_run, run)
+    before, records = load_checkpoint(run / "last.pt"), run_records(run)
+    stored = json.loads((run / "result.json").read_text())["test"]
+    code, out, err = run_cli(capsys, "train", "--resume", str(run), "--no-progress")
+    after = load_checkpoint(run / "last.pt")
+    assert code == 0, err
+    assert after["step"] == before["step"] == 30 and run_records(run) == records  # no update, no new record
+    assert all(torch.equal(value, after["model"][name]) for name, value in before["model"].items())
+    assert f"test accuracy: {100 * stored['accuracy']:.2f}% ± {100 * stored['ci95']:.2f}%" in out
 
 
 def test_presets_lists_every_preset(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = _run(capsys, "presets")
+    code, out, _ = run_cli(capsys, "presets")
     assert code == 0 and "maml-omniglot-5w1s" in out and "protonet-glyphs-5w1s" in out
 
 
@@ -92,7 +102,10 @@ def test_corrupt_archive_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixtu
     folder.mkdir()
     (folder / "images_background.zip").write_bytes(b"PK\x03\x04 truncated")
     (folder / "images_evaluation.zip").write_bytes(b"PK\x03\x04 truncated")
-    code, _, err = _run(capsys, "train", "--preset", "protonet-omniglot-5w1s", "--data-dir", str(tmp_path), "--run-dir", str(tmp_path / "run"))
+    code, _, err = run_cli(
+        capsys, "train", "--preset", "protonet-omniglot-5w1s", "--data-dir", str(tmp_path),
+        "--run-dir", str(tmp_path / "run"),
+    )
     assert code == 2 and "corrupt or truncated" in err and len(err.strip().splitlines()) == 1
 
 
@@ -108,33 +121,21 @@ def test_console_script_runs_as_a_module() -> None:
     assert done.returncode == 0 and "maml-sinusoid" in done.stdout
 
 
-def _glyph_folders(glyphs_root: Path, root: Path, ways: int = 5, shots: int = 1, queries: int = 6) -> tuple[Path, Path]:
-    """Test-script glyphs written as files the way a user has them: dark strokes on white PNGs."""
-    from PIL import Image
-
-    from fastadapt.datasets import Glyphs
-
-    test = Glyphs(glyphs_root, split="test")
-    for c in range(ways):
-        start = int(test.starts[c * 7])
-        for i in range(shots + queries):
-            folder = root / ("support" if i < shots else "query") / test.class_names[c * 7].replace("/", "-")
-            folder.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(255 - test.images[start + i, 0].numpy()).save(folder / f"{i}.png")
-    return root / "support", root / "query"
-
-
 def test_predict_labels_query_files(trained_run: Path, glyphs_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from fastadapt.predict import predict_run
 
-    support, query = _glyph_folders(glyphs_root, tmp_path)
-    code, out, _ = _run(capsys, "predict", str(trained_run), "--support", str(support), "--query", str(query), "--json")
+    support, query = glyph_folders(glyphs_root, tmp_path)
+    code, out, _ = run_cli(
+        capsys, "predict", str(trained_run), "--support", str(support), "--query", str(query), "--json"
+    )
     printed = json.loads(out)
     assert code == 0 and printed == json.loads(json.dumps(predict_run(trained_run, support, [query]).to_dict()))
     assert len(printed["predictions"]) == 30 and printed["preprocessing"] == {"image_size": 28, "channels": 1, "invert": True}
     assert printed["accuracy"] > 0.4  # 5-way chance is 0.2; the tiny run scores well above it on unseen scripts
     one = next(query.glob("*/1.png"))
-    code, out, _ = _run(capsys, "predict", str(trained_run / "best.pt"), "--support", str(support), "--query", str(one))
+    code, out, _ = run_cli(
+        capsys, "predict", str(trained_run / "best.pt"), "--support", str(support), "--query", str(one)
+    )
     label, probability = out.strip().split("\t")[1:]
     assert code == 0 and out.startswith(str(one)) and label in printed["classes"] and 0.2 <= float(probability) <= 1
 
@@ -142,7 +143,7 @@ def test_predict_labels_query_files(trained_run: Path, glyphs_root: Path, tmp_pa
 def test_predict_refuses_bad_input_in_one_line(trained_run: Path, glyphs_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from PIL import Image
 
-    support, query = _glyph_folders(glyphs_root, tmp_path)
+    support, query = glyph_folders(glyphs_root, tmp_path)
     inverted = tmp_path / "inverted"
     for file in support.glob("*/*.png"):
         (inverted / file.parent.name).mkdir(parents=True, exist_ok=True)
@@ -156,9 +157,11 @@ def test_predict_refuses_bad_input_in_one_line(trained_run: Path, glyphs_root: P
         (["--support", str(support), "--query", str(tmp_path / "none.png")], "no query image or folder"),
     ]
     for argv, message in cases:
-        code, _, err = _run(capsys, "predict", str(trained_run), *argv)
+        code, _, err = run_cli(capsys, "predict", str(trained_run), *argv)
         assert code == 2 and len(err.strip().splitlines()) == 1 and message in err, err
-    code, out, _ = _run(capsys, "predict", str(trained_run), "--support", str(inverted), "--query", str(query), "--force", "--json")
+    code, out, _ = run_cli(
+        capsys, "predict", str(trained_run), "--support", str(inverted), "--query", str(query), "--force", "--json"
+    )
     assert code == 0 and len(json.loads(out)["predictions"]) == 30
 
 
@@ -166,7 +169,7 @@ def test_predict_refuses_a_regression_model(tmp_path: Path, capsys: pytest.Captu
     run = tmp_path / "sine"
     assert main(["train", "--preset", "maml-sinusoid", "--run-dir", str(run), "train.steps=2", "test.episodes=2", "--no-progress"]) == 0
     capsys.readouterr()
-    code, _, err = _run(capsys, "predict", str(run), "--support", str(tmp_path), "--query", str(tmp_path))
+    code, _, err = run_cli(capsys, "predict", str(run), "--support", str(tmp_path), "--query", str(tmp_path))
     assert code == 2 and "is a model of sinusoid data, not of images" in err
 
 
@@ -189,13 +192,15 @@ def test_every_method_trains_evaluates_and_predicts_from_the_cli(
 ) -> None:
     run = tmp_path / "run"
     short = ["train.steps=6", "train.val_every=3", "train.val_episodes=4", "test.episodes=8", "train_task.ways=5", "--no-progress"]
-    code, _, err = _run(capsys, "train", "--run-dir", str(run), "--data-dir", str(glyphs_root), "--json", *short, *overrides)
+    code, _, err = run_cli(
+        capsys, "train", "--run-dir", str(run), "--data-dir", str(glyphs_root), "--json", *short, *overrides
+    )
     assert code == 0, err
     stored = json.loads((run / "result.json").read_text())["test"]
-    code, out, _ = _run(capsys, "eval", str(run), "--json", "--data-dir", str(glyphs_root))
+    code, out, _ = run_cli(capsys, "eval", str(run), "--json", "--data-dir", str(glyphs_root))
     assert code == 0 and json.loads(out)["accuracy"] == pytest.approx(stored["accuracy"])
-    support, query = _glyph_folders(glyphs_root, tmp_path)
-    code, out, err = _run(capsys, "predict", str(run), "--support", str(support), "--query", str(query), "--json")
+    support, query = glyph_folders(glyphs_root, tmp_path)
+    code, out, err = run_cli(capsys, "predict", str(run), "--support", str(support), "--query", str(query), "--json")
     printed = json.loads(out)
     assert code == 0, err
     assert len(printed["predictions"]) == 30

@@ -78,7 +78,7 @@ def test_bad_values_name_the_key(overrides: list[str], message: str) -> None:
 
 
 def test_unknown_preset_suggests_close_names() -> None:
-    with pytest.raises(ConfigError, match="did you mean maml-omniglot-5w1s"):
+    with pytest.raises(ConfigError, match="did you mean 'maml-omniglot-5w1s'"):
         load_preset("maml-omniglot-5w1")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
 import random
@@ -14,9 +13,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import run_records
 
 from fastadapt.checkpoint import load_checkpoint
 from fastadapt.errors import CheckpointError
+from fastadapt.logs import read_records
 from fastadapt.storage import atomic_torch_save
 
 STEPS = 60
@@ -34,16 +35,10 @@ def _train(*args: str) -> list[str]:
 
 
 def _logged_step(run: Path) -> int:
-    try:
-        lines = (run / "metrics.jsonl").read_text().splitlines()
-    except FileNotFoundError:
-        return 0
-    for line in reversed(lines):
-        try:
-            return json.loads(line)["step"]
-        except (json.JSONDecodeError, KeyError):
-            continue
-    return 0
+    """The step of the last whole record the running process has logged (0 before any)."""
+    log = run / "metrics.jsonl"
+    records = read_records(log) if log.is_file() else []
+    return records[-1]["step"] if records else 0
 
 
 def test_sigkill_at_random_moments_then_resume_equals_the_uninterrupted_run(glyphs_root: Path, tmp_path: Path) -> None:
@@ -75,8 +70,7 @@ def test_sigkill_at_random_moments_then_resume_equals_the_uninterrupted_run(glyp
         assert torch.equal(value, resumed["model"][key]), key
     for key, value in reference["optimizer"]["state"].items():
         assert all(torch.equal(v, resumed["optimizer"]["state"][key][k]) for k, v in value.items())
-    whole_log = [json.loads(line) for line in (tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()]
-    killed_log = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    whole_log, killed_log = run_records(tmp_path / "whole"), run_records(run)
     assert [(r["step"], r["kind"]) for r in killed_log] == [(r["step"], r["kind"]) for r in whole_log]
     assert not list(run.glob(".*.tmp")), "a temporary file was left behind"
 

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import random_dataset
+from helpers import random_dataset, run_records
 
 import fastadapt as fa
 from fastadapt.checkpoint import load_checkpoint
 from fastadapt.distributed import World
 from fastadapt.errors import ConfigError
+from fastadapt.logs import read_records
 
 STEPS = 6
 RUN = [
@@ -55,8 +56,7 @@ def test_two_processes_make_the_updates_of_one(env: dict[str, str], tmp_path: Pa
     assert done.returncode == 0, done.stderr
     _assert_same_parameters(tmp_path / "one", tmp_path / "two")
     # rank 0 alone writes: one log line per step, validations as in the single run
-    one = [json.loads(line) for line in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()]
-    two = [json.loads(line) for line in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
+    one, two = run_records(tmp_path / "one"), run_records(tmp_path / "two")
     assert [(r["step"], r["kind"]) for r in two] == [(r["step"], r["kind"]) for r in one]
     for a, b in zip(one, two):  # the logged loss is the mean over both processes' tasks
         if a["kind"] == "train":
@@ -73,7 +73,7 @@ def test_a_killed_distributed_run_resumes_to_the_same_parameters(env: dict[str, 
     deadline = time.monotonic() + 300
     while process.poll() is None and time.monotonic() < deadline:
         log = run / "metrics.jsonl"
-        if log.is_file() and len(log.read_text().splitlines()) >= 3:
+        if log.is_file() and len(read_records(log)) >= 3:
             break
         time.sleep(0.01)
     assert process.poll() is None, "the run ended before it was killed"

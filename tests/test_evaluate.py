@@ -6,10 +6,13 @@ import math
 
 import pytest
 import torch
-from helpers import random_dataset
+from helpers import raises_misuse, random_dataset
 
 import fastadapt as fa
-from fastadapt.evaluate import mean_ci95, meta_test
+from fastadapt.evaluate import EvalResult, higher_is_better, mean_ci95, meta_test
+from fastadapt.reproduce.registry import METRICS
+from fastadapt.reproduce.report import sense
+from fastadapt.rl.evaluate import paired_gain
 
 
 def test_ci95_by_hand() -> None:
@@ -17,6 +20,24 @@ def test_ci95_by_hand() -> None:
     assert mean == pytest.approx(0.7)
     assert std == pytest.approx(math.sqrt((0.04 + 0 + 0.04 + 0) / 3))
     assert ci == pytest.approx(1.96 * std / 2)
+    with raises_misuse("zero episodes"):
+        mean_ci95([])
+
+
+def test_a_paired_gain_on_different_tasks_is_a_callers_mistake() -> None:
+    """The CLI compares a baseline on the run's own episodes, so unequal lengths come from Python code alone."""
+    before = EvalResult("return", -2.0, 0.1, 0.1, 2, 2.0, 0.1, [-2.0, -2.0])
+    after = EvalResult("return", -1.0, 0.1, 0.1, 2, 1.0, 0.1, [-1.5, -0.5])
+    assert paired_gain(before, after)[0] == pytest.approx(1.0)
+    with raises_misuse("same tasks on both sides"):
+        paired_gain(before, EvalResult("return", -1.0, 0.1, 0.1, 1, 1.0, 0.1, [-1.0]))
+
+
+def test_accuracy_and_return_grow_better_and_errors_shrink_better() -> None:
+    assert [higher_is_better(m) for m in ("accuracy", "return", "mse", "loss")] == [True, True, False, False]
+    assert {m: sense(m) for m in METRICS} == {
+        "accuracy": "higher is better", "mse": "lower is better", "return": "higher is better"
+    }
 
 
 def test_meta_test_replays_the_same_episodes() -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
-import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from helpers import run_records
 from PIL import Image
 
 from fastadapt.cli import main
@@ -27,7 +29,7 @@ def two_runs(glyphs_root: Path, tmp_path_factory: pytest.TempPathFactory) -> lis
 
 
 def test_the_csv_holds_every_record_of_the_jsonl(two_runs: list[Path]) -> None:
-    records = [json.loads(line) for line in (two_runs[0] / "metrics.jsonl").read_text().splitlines()]
+    records = run_records(two_runs[0])
     with open(two_runs[0] / "metrics.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == len(records) and {"step", "kind", "loss", "val_accuracy"} <= set(rows[0])
@@ -56,6 +58,35 @@ def test_plot_draws_the_adaptation_and_embedding_figures_of_runs(two_runs: list[
             assert image.width > 300
     assert main(["plot", str(two_runs[0]), "--figure", "sinusoid", "--out", str(tmp_path)]) == 2
     assert "draws sinusoid regression runs only" in capsys.readouterr().err
+
+
+USERS_FIGURES = """
+import sys
+import matplotlib
+
+matplotlib.use("svg")  # the backend a user chose (a notebook's inline one, say)
+import fastadapt, fastadapt.plots, fastadapt.reproduce, fastadapt.rl
+import torch
+from fastadapt.reproduce.figures import figures_of_runs
+from fastadapt.rl import MAMLRL, GaussianPolicy, Navigation2D
+from fastadapt.rl.render import render
+
+assert "matplotlib.pyplot" not in sys.modules, "importing fastadapt imported pyplot"
+runs, out = sys.argv[1:3], sys.argv[3]
+figures_of_runs(runs, ("steps", "embedding"), out)
+learner = MAMLRL(GaussianPolicy(2, 2, hidden=(4,)), Navigation2D(), trajectories=2, horizon=5)
+render(learner, torch.tensor([0.3, -0.2]), out + "/paths.png")
+assert matplotlib.get_backend() == "svg", matplotlib.get_backend()
+assert "matplotlib.pyplot" not in sys.modules, "drawing figures imported pyplot"
+"""
+
+
+def test_drawing_figures_keeps_the_users_backend_and_never_imports_pyplot(two_runs: list[Path], tmp_path: Path) -> None:
+    """In a fresh interpreter (a clean ``sys.modules``): import fastadapt, draw every kind of figure through it."""
+    done = subprocess.run([sys.executable, "-c", USERS_FIGURES, *map(str, two_runs), str(tmp_path)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert {"curves.png", "steps.png", "embedding.png", "paths.png"} <= {p.name for p in tmp_path.iterdir()}
 
 
 def test_plotting_a_folder_that_is_not_a_run_is_one_clear_error(tmp_path: Path) -> None:

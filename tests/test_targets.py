@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import glyph_folders, run_cli
 
 from fastadapt.checkpoint import load_checkpoint
 from fastadapt.cli import main
@@ -18,7 +19,6 @@ from fastadapt.config import build_config, resolve
 from fastadapt.errors import ConfigError
 from fastadapt.experiment import read_config
 from fastadapt.targets import import_target
-from test_cli import _glyph_folders, _run
 
 USER_FILES = {"badsyntax": "def f(:\n", "needsdep": "import not_installed_anywhere\n"}
 MYNETS = '''
@@ -112,7 +112,7 @@ def _config(folder: Path, **sections: dict) -> Path:
 
 def _one_line_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
     """The CLI's stderr for a run that must fail: exactly one line, no traceback, exit code 2."""
-    code, _, err = _run(capsys, *argv)
+    code, _, err = run_cli(capsys, *argv)
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
     return lines[0]
@@ -132,16 +132,16 @@ def test_own_model_trains_evaluates_and_predicts_from_the_cli(
     run = user_folder / "run"
     config = _config(user_folder, extends=extends, model=model)
     argv = ["train", "--config", str(config), "--run-dir", str(run), "--data-dir", str(glyphs_root), "--no-progress"]
-    code, _, err = _run(capsys, *argv)
+    code, _, err = run_cli(capsys, *argv)
     assert code == 0, err
     recorded = {"name": "custom", **model}
     assert yaml.safe_load((run / "config.yaml").read_text())["model"] == recorded  # without the preset's conv4 keys
     assert load_checkpoint(run)["config"]["model"] == recorded
     stored = json.loads((run / "result.json").read_text())["test"]
-    code, out, err = _run(capsys, "eval", str(run), "--json")
+    code, out, err = run_cli(capsys, "eval", str(run), "--json")
     assert code == 0 and json.loads(out)["accuracy"] == pytest.approx(stored["accuracy"]), err
-    support, query = _glyph_folders(glyphs_root, user_folder / "files")
-    code, out, err = _run(capsys, "predict", str(run), "--support", str(support), "--query", str(query), "--json")
+    support, query = glyph_folders(glyphs_root, user_folder / "files")
+    code, out, err = run_cli(capsys, "predict", str(run), "--support", str(support), "--query", str(query), "--json")
     printed = json.loads(out)
     assert code == 0 and len(printed["predictions"]) == 30, err
     assert set(printed["classes"]) == {folder.name for folder in support.iterdir()}
@@ -156,11 +156,11 @@ def test_own_dataset_of_features_trains_with_an_own_mlp(
         user_folder, extends="maml-glyphs-5w1s", dataset={"target": target, "kwargs": {"dims": 6}},
         model={"target": "mynets:mlp", "kwargs": {"features": 6, "ways": 5}},
     )
-    code, _, err = _run(capsys, "train", "--config", str(config), "--run-dir", str(run), "--no-progress", "--json")
+    code, _, err = run_cli(capsys, "train", "--config", str(config), "--run-dir", str(run), "--no-progress", "--json")
     assert code == 0, err
     assert read_config(run)["dataset"] == {"name": "custom", "target": target, "kwargs": {"dims": 6}}
     assert load_checkpoint(run)["metadata"] == {"preprocessing": None, "pixel_mean": None}
-    code, out, err = _run(capsys, "eval", str(run), "--json", "--episodes", "5")
+    code, out, err = run_cli(capsys, "eval", str(run), "--json", "--episodes", "5")
     assert code == 0 and json.loads(out)["episodes"] == 5, err
     line = _one_line_error(capsys, "predict", str(run), "--support", str(user_folder), "--query", str(user_folder))
     assert f"is a model of your own data ({target}), not of images: predict classifies image files" in line
@@ -213,7 +213,7 @@ def test_a_run_whose_target_is_gone_is_one_line(
     assert main(argv) == 0
     (user_folder / "mynets.py").unlink()
     sys.modules.pop("mynets")  # a new process: the module is imported afresh, and is not there
-    support, query = _glyph_folders(glyphs_root, user_folder / "files")
+    support, query = glyph_folders(glyphs_root, user_folder / "files")
     for argv in (["eval", str(run)], ["predict", str(run), "--support", str(support), "--query", str(query)]):
         line = _one_line_error(capsys, *argv)
         assert f"cannot rebuild the model of {run / 'best.pt'}: model.target 'mynets:encoder': there is no" in line

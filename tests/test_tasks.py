@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
-from helpers import random_dataset
+from helpers import raises_misuse, random_dataset
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fastadapt as fa
 from fastadapt.errors import ConfigError, DataError
+from fastadapt.tasks import ways_of
 
 
 def _rows(batch_x: torch.Tensor, dataset: fa.datasets.ClassDataset) -> list[int]:
@@ -99,14 +102,44 @@ def test_impossible_tasks_name_the_problem(kwargs: dict, message: str) -> None:
         fa.FewShotTasks(random_dataset(classes=12, per_class=6), **kwargs)
 
 
-def test_user_built_batches_are_checked() -> None:
+def test_user_built_batches_are_checked_as_a_callers_mistakes() -> None:
     x, y = torch.zeros(2, 5, 3), torch.zeros(2, 5, dtype=torch.long)
     batch = fa.TaskBatch(x, y, x, y)
     assert isinstance(fa.TaskBatch.stack([batch[0], batch[1]]), fa.TaskBatch)
-    with pytest.raises(ConfigError, match="same number of examples"):
+    with raises_misuse("same number of examples"):
         fa.TaskBatch(x, y[:, :4], x, y)
-    with pytest.raises(ConfigError, match="leading task dimension"):
+    with raises_misuse("query_x and query_y must hold the same number of examples"):
+        fa.Task(x[0], y[0], x[0], y[0, :3])
+    with raises_misuse("leading task dimension"):
         fa.TaskBatch(x, y, x[:1], y[:1])
+    with raises_misuse("at least one task"):
+        fa.TaskBatch.stack([])
+    with raises_misuse("same support and query sizes"):
+        fa.TaskBatch.stack([batch[0], fa.Task(x[0, :4], y[0, :4], x[0], y[0])])
+    tasks = fa.SinusoidTasks(seed=0)
+    with raises_misuse("n >= 1"):
+        tasks.sample(0)
+    with raises_misuse("count >= 1"):
+        next(tasks.episodes(0))
+
+
+def test_a_task_and_a_batch_move_and_compare_as_the_same_kind() -> None:
+    batch = fa.FewShotTasks(random_dataset(), ways=3, shots=1, queries=2, seed=0).sample(2)
+    task = batch[0]
+    moved_task, moved_batch = task.to("cpu"), batch.to(torch.device("cpu"))
+    assert type(moved_task) is fa.Task and type(moved_batch) is fa.TaskBatch
+    assert torch.equal(moved_task.classes, batch.classes[0]) and torch.equal(moved_batch.query_y, batch.query_y)
+    assert fa.Task(task.support_x, task.support_y, task.query_x, task.query_y).to("cpu").classes is None
+    assert repr(task).startswith("Task(support_x=") and repr(batch).startswith("TaskBatch(support_x=")
+    assert [f.name for f in dataclasses.fields(fa.Task)] == [f.name for f in dataclasses.fields(fa.TaskBatch)] == [
+        "support_x", "support_y", "query_x", "query_y", "classes"
+    ]
+
+
+def test_ways_are_the_largest_label_plus_one() -> None:
+    assert ways_of(torch.tensor([0, 2, 1, 2])) == 3 and ways_of(torch.tensor([[1], [0]])) == 2
+    batch = fa.FewShotTasks(random_dataset(), ways=4, shots=2, queries=1, seed=0).sample(1)
+    assert ways_of(batch.support_y) == 4
 
 
 def test_sinusoid_tasks_follow_the_maml_ranges() -> None:
@@ -134,7 +167,7 @@ def test_dataset_classes_follow_slicing_concatenation_and_devices() -> None:
     assert torch.equal(batch.to("cpu").classes, batch.classes)
     plain = fa.TaskBatch(batch.support_x, batch.support_y, batch.query_x, batch.query_y)
     assert fa.TaskBatch.cat([plain, batch]).classes is None
-    with pytest.raises(ConfigError, match="leading task dimension"):
+    with raises_misuse("leading task dimension"):
         fa.TaskBatch(batch.support_x, batch.support_y, batch.query_x, batch.query_y, batch.classes[:2])
 
 

@@ -14,8 +14,8 @@ from helpers import random_dataset
 
 import fastadapt as fa
 from fastadapt.checkpoint import load_checkpoint
-from fastadapt.errors import CheckpointError, DivergenceError
-from fastadapt.train import TrainingInterrupted, make_scheduler, meta_train
+from fastadapt.errors import CheckpointError, ConfigError, DivergenceError
+from fastadapt.train import TrainConfig, TrainingInterrupted, make_scheduler, meta_train
 
 
 def _setup(seed: int = 0) -> tuple[fa.MAML, fa.FewShotTasks, fa.FewShotTasks]:
@@ -47,8 +47,10 @@ def test_signal_stops_after_the_step_and_resume_equals_the_uninterrupted_run(
         return original(self, n)
 
     monkeypatch.setattr(fa.FewShotTasks, "sample", signal_during_step_4)
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     with pytest.raises(TrainingInterrupted):
         _train(tmp_path / "split")
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before  # handlers are restored
     assert load_checkpoint(tmp_path / "split" / "last.pt")["step"] == 4  # step 4 finished, then saved
     monkeypatch.setattr(fa.FewShotTasks, "sample", original)
     torch.manual_seed(123)  # resuming restores the RNG states: this must not matter
@@ -59,7 +61,21 @@ def test_signal_stops_after_the_step_and_resume_equals_the_uninterrupted_run(
     whole = [json.loads(line) for line in (tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [r["step"] for r in whole]
     assert [r["loss"] for r in log if r["kind"] == "train"] == [r["loss"] for r in whole if r["kind"] == "train"]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers are restored
+
+
+def _custom_handler(signum: int, frame: object) -> None:
+    raise AssertionError("the run's own handler should have been in place")
+
+
+@pytest.mark.parametrize("previous", [_custom_handler, signal.SIG_IGN], ids=["custom", "ignored"])
+def test_a_run_puts_back_the_signal_handlers_it_found(previous: object) -> None:
+    originals = {sig: signal.signal(sig, previous) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        _train(None, steps=2)
+        assert signal.getsignal(signal.SIGINT) is previous and signal.getsignal(signal.SIGTERM) is previous
+    finally:
+        for sig, handler in originals.items():
+            signal.signal(sig, handler)
 
 
 def test_run_folder_holds_config_log_and_checkpoints(tmp_path: Path) -> None:
@@ -109,7 +125,9 @@ def test_nonfinite_gradient_of_a_finite_loss_stops_the_run(tmp_path: Path, monke
 
     monkeypatch.setattr(fa.MAML, "task_objective", nan_gradient_at_step_2)
     monkeypatch.setattr(fa.MAML, "set_step", lambda self, step: setattr(self, "step", step))
-    with pytest.raises(DivergenceError, match=r"diverged at step 2: the meta-loss is [\d.]+ but its gradient is not finite in 1 tensors \(e\.g\. model\.head\.weight\)"):
+    message = (r"diverged at step 2: the meta-loss is [\d.]+ but its gradient is not finite in 1 tensors "
+               r"\(e\.g\. model\.head\.weight\)")
+    with pytest.raises(DivergenceError, match=message):
         meta_train(learner, tasks, 4, meta_batch=1, run_dir=tmp_path, val_every=1, progress=False)
     assert load_checkpoint(tmp_path / "last.pt")["step"] == 1
     assert all(torch.isfinite(p).all() for p in learner.parameters())
@@ -152,7 +170,8 @@ def test_resume_before_the_first_checkpoint_starts_over(tmp_path: Path) -> None:
 
 def test_resume_removes_every_write_a_kill_tore(tmp_path: Path) -> None:
     _train(tmp_path, steps=2)
-    torn = [tmp_path / f".{name}.x1y2z3.tmp" for name in ("last.pt", "best.pt", "metrics.jsonl", "metrics.csv", "config.yaml")]
+    names = ("last.pt", "best.pt", "metrics.jsonl", "metrics.csv", "config.yaml")
+    torn = [tmp_path / f".{name}.x1y2z3.tmp" for name in names]
     for path in torn:
         path.write_bytes(b"half")
     _train(tmp_path, steps=4, resume=True)
@@ -177,14 +196,16 @@ def test_schedules() -> None:
     assert lrs("step", decay_every=2, decay=0.5) == [1.0, 1.0, 0.5, 0.5]
 
 
-def test_a_time_budget_ends_training_with_validation_and_a_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_time_budget_ends_training_with_validation_and_a_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     clock = {"t": 0.0}
 
     def fake_perf_counter() -> float:  # every reading of the clock is 10 s later
         clock["t"] += 10.0
         return clock["t"]
 
-    monkeypatch.setattr("fastadapt.train.time.perf_counter", fake_perf_counter)
+    monkeypatch.setattr("fastadapt.training.clock.perf_counter", fake_perf_counter)
     learner, tasks, val = _setup()
     result = meta_train(learner, tasks, 50, meta_batch=2, val_tasks=val, val_every=100, val_episodes=4,
                         run_dir=tmp_path, log_every=100, progress=False, max_minutes=1)
@@ -195,3 +216,17 @@ def test_a_time_budget_ends_training_with_validation_and_a_checkpoint(tmp_path: 
     assert load_checkpoint(tmp_path / "last.pt")["step"] == result.steps
     again = meta_train(*_setup()[:2], 50, meta_batch=2, run_dir=tmp_path, resume=True, progress=False, max_minutes=1)
     assert again.steps == result.steps  # the budget was spent: resuming trains no further
+
+
+def test_settings_come_as_keywords_or_a_train_config() -> None:
+    learner, tasks, _ = _setup()
+    with pytest.raises(TypeError, match="unexpected keyword argument 'meta_bach'"):
+        meta_train(learner, tasks, 2, meta_bach=2)
+    with pytest.raises(ConfigError, match="meta_batch must be an integer >= 1, got 0"):
+        meta_train(learner, tasks, 2, meta_batch=0)
+    with pytest.raises(TypeError, match="missing 1 required argument: 'steps'"):
+        meta_train(learner, tasks)
+    settings = TrainConfig(steps=5, meta_batch=2, log_every=1, progress=False)
+    assert meta_train(learner, tasks, train_config=settings).steps == 5
+    result = meta_train(learner, tasks, 3, train_config=settings, max_minutes=60)  # steps and keywords win
+    assert result.steps == 3

@@ -5,18 +5,17 @@ Tasks (``FewShotTasks``, ``SinusoidTasks``), algorithms (``MAML``, ``MetaSGD``, 
 (``meta_test``); ``fastadapt.datasets`` and ``fastadapt.nn`` hold the data and the backbones.
 """
 
-__version__ = "0.1.0"
-
-from fastadapt import datasets, nn  # noqa: E402
-from fastadapt.algorithms import (  # noqa: E402
+from fastadapt import datasets, nn
+from fastadapt.algorithms import (
     ANIL, MAML, FineTune, MatchingNet, MetaLearner, MetaSGD, ProtoNet, RelationNet, Reptile, Siamese,
 )
-from fastadapt.config import build_config  # noqa: E402
-from fastadapt.evaluate import EvalResult, meta_test  # noqa: E402
-from fastadapt.experiment import evaluate_run, load_learner, run_experiment  # noqa: E402
-from fastadapt.regression import SinusoidTasks  # noqa: E402
-from fastadapt.tasks import FewShotTasks, Task, TaskBatch, TaskDistribution  # noqa: E402
-from fastadapt.train import TrainResult, meta_train  # noqa: E402
+from fastadapt.config import build_config
+from fastadapt.evaluate import EvalResult, meta_test
+from fastadapt.experiment import evaluate_run, load_learner, run_experiment
+from fastadapt.regression import SinusoidTasks
+from fastadapt.tasks import FewShotTasks, Task, TaskBatch, TaskDistribution
+from fastadapt.train import TrainConfig, TrainResult, meta_train
+from fastadapt.version import __version__
 
 __all__ = [
     "__version__",
@@ -39,6 +38,7 @@ __all__ = [
     "FineTune",
     "meta_train",
     "TrainResult",
+    "TrainConfig",
     "meta_test",
     "EvalResult",
     "build_config",

@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from fastadapt.storage import atomic_torch_save
 from fastadapt.errors import CheckpointError
+from fastadapt.storage import atomic_torch_save
+from fastadapt.version import __version__
 
 FORMAT = "fastadapt-checkpoint"
 SCHEMA_VERSION = 1
@@ -42,8 +43,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def save_checkpoint(path: Path, **content: Any) -> None:
     """Write a checkpoint atomically; ``content`` holds the model, optimizer, step, RNG states, ..."""
-    from fastadapt import __version__
-
     atomic_torch_save({"format": FORMAT, "schema": SCHEMA_VERSION, "fastadapt_version": __version__, **content}, path)
 
 

@@ -21,7 +21,6 @@ data needs your own model; a built-in backbone can be named as one, e.g. ``model
 from __future__ import annotations
 
 import copy
-import difflib
 import importlib.resources
 import math
 import os
@@ -432,8 +431,7 @@ def load_preset(name: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
     """A preset as a nested dict; ``extends: other`` inherits another preset's keys."""
     files = _preset_files()
     if name not in files:
-        close = difflib.get_close_matches(name, list(files), n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        hint = did_you_mean(name, list(files))
         raise ConfigError(f"unknown preset {name!r}{hint} (`fastadapt presets` lists them)")
     raw = _parse_yaml(files[name].read_text(), f"preset {name}")
     config = _extended(raw, f"preset {name}", seen or (name,), load_preset)

@@ -17,6 +17,7 @@ import torch
 import torch.distributed as dist
 
 from fastadapt.errors import ConfigError
+from fastadapt.nn.params import flatten, unflatten
 from fastadapt.tasks import TaskBatch
 
 
@@ -52,13 +53,11 @@ class World:
         """Replace each tensor (in place) by its mean over the processes, in one all-reduce."""
         if not self.distributed or not tensors:
             return
-        flat = torch.cat([t.reshape(-1) for t in tensors])
+        flat = flatten(tensors)
         dist.all_reduce(flat)
         flat /= self.size
-        offset = 0
-        for t in tensors:
-            t.copy_(flat[offset: offset + t.numel()].view_as(t))
-            offset += t.numel()
+        for t, mean in zip(tensors, unflatten(flat, tensors)):
+            t.copy_(mean)
 
     def from_main(self, value: Any) -> Any:
         """Rank 0's ``value`` on every process (e.g. a run folder named by the clock)."""

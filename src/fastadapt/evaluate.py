@@ -9,15 +9,23 @@ import torch
 from tqdm import tqdm
 
 from fastadapt.algorithms.base import MetaLearner
-from fastadapt.errors import ConfigError
 from fastadapt.tasks import TaskDistribution
+
+
+HIGHER_IS_BETTER = frozenset({"accuracy", "return"})  # every other metric (mse, loss) is an error
+
+
+def higher_is_better(metric: str) -> bool:
+    """Whether a larger ``metric`` is a better result (accuracy, return) or a worse one (mse, any loss): the one rule
+    that picks the best checkpoint and words the reports."""
+    return metric in HIGHER_IS_BETTER
 
 
 def mean_ci95(values: list[float]) -> tuple[float, float, float]:
     """Mean, 95% confidence half-width ``1.96 * s / sqrt(n)`` and sample standard deviation ``s``."""
     n = len(values)
     if n == 0:
-        raise ConfigError("cannot summarize zero episodes")
+        raise ValueError("cannot summarize zero episodes")
     mean = sum(values) / n
     if n == 1:
         return mean, float("nan"), float("nan")
@@ -61,6 +69,7 @@ def meta_test(
     batch_size: int = 32,
     seed: int | None = None,
     progress: bool = False,
+    statistics: str = "query",
 ) -> EvalResult:
     """Adapt ``learner`` to ``episodes`` fixed tasks of ``tasks`` and score it on their query sets.
 
@@ -68,6 +77,8 @@ def meta_test(
     calls and different methods see the same tasks. ``inner_steps`` overrides the number of
     adaptation steps of gradient-based learners. Classification reports accuracy; regression the
     query loss (e.g. MSE); reinforcement learning the average return (``MAMLRL``).
+    ``statistics="support"`` tests non-transductively: batch norm normalizes the queries with the
+    support set's statistics, so each query is classified independently of the others.
     """
     device = next(learner.parameters()).device
     was_training = learner.training
@@ -78,7 +89,7 @@ def meta_test(
     try:
         with tqdm(total=episodes, desc="meta-test", unit="task", disable=None if progress else True, leave=False) as bar:
             for batch in tasks.episodes(episodes, batch_size=batch_size, seed=seed):
-                scores = learner.evaluate(batch.to(device), steps=inner_steps)
+                scores = learner.evaluate(batch.to(device), steps=inner_steps, statistics=statistics)
                 losses += scores["loss"].tolist()
                 if "accuracy" in scores:
                     accuracies += scores["accuracy"].tolist()

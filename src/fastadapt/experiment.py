@@ -16,7 +16,6 @@ from typing import Any
 import torch
 import yaml
 
-from fastadapt import __version__
 from fastadapt.algorithms.base import MetaLearner
 from fastadapt.checkpoint import load_checkpoint
 from fastadapt.config import (
@@ -29,7 +28,8 @@ from fastadapt.evaluate import EvalResult, meta_test
 from fastadapt.plots import plot_runs
 from fastadapt.storage import atomic_write_text
 from fastadapt.tasks import TaskDistribution
-from fastadapt.train import meta_train
+from fastadapt.train import TrainConfig, meta_train
+from fastadapt.version import __version__
 
 VAL_SEED_OFFSET = 1
 
@@ -47,7 +47,9 @@ def machine() -> dict[str, Any]:
     }
 
 
-def prepare(config: dict[str, Any], world: World | None = None) -> tuple[MetaLearner, TaskDistribution, TaskDistribution | None]:
+def prepare(
+    config: dict[str, Any], world: World | None = None
+) -> tuple[MetaLearner, TaskDistribution, TaskDistribution | None]:
     """The learner (on the config's device, or this process's GPU in a distributed run), its
     training tasks and its validation tasks."""
     if config["deterministic"]:
@@ -70,39 +72,26 @@ def run_experiment(
     """Meta-train as ``config`` says, then meta-test the best state; return (and store) the result.
 
     The run folder gets ``config.yaml``, ``metrics.jsonl`` and ``metrics.csv``, ``last.pt``,
-    ``best.pt``, ``result.json`` and the plots ``curves.png`` (``adaptation.png`` for RL); ``resume=True`` continues an interrupted run in ``run_dir``. Started by
-    ``torchrun``, the processes share each meta-batch (``fastadapt.distributed``); rank 0 returns
-    the result, the others an empty dict.
+    ``best.pt``, ``result.json`` and the plots ``curves.png`` (``adaptation.png`` for RL); ``resume=True``
+    continues an interrupted run in ``run_dir``. The ``train`` section of the config becomes the run's
+    ``TrainConfig``. Started by ``torchrun``, the processes share each meta-batch (``fastadapt.distributed``);
+    rank 0 returns the result, the others an empty dict.
     """
     config = resolve(config)
     world = current_world(device_of(config))
     learner, train_tasks, val_tasks = prepare(config, world)
-    train = config["train"]
     start = time.perf_counter()
     outcome = meta_train(
         learner,
         train_tasks,
-        steps=train["steps"],
-        meta_batch=train["meta_batch"],
-        optimizer=optimizer_for(config, learner),
-        schedule=train["schedule"],
-        lr_decay_every=train["lr_decay_every"],
-        lr_decay=train["lr_decay"],
-        grad_clip=train["grad_clip"],
         val_tasks=val_tasks,
-        val_every=train["val_every"],
-        val_episodes=train["val_episodes"],
-        checkpoint_every=train["checkpoint_every"],
         run_dir=run_dir,
         resume=resume,
+        optimizer=optimizer_for(config, learner),
+        world=world,
         config=config,
         metadata=_metadata(config, train_tasks),
-        log_every=train["log_every"],
-        skip_nonfinite=train["skip_nonfinite"],
-        max_minutes=train["max_minutes"],
-        tensorboard=train["tensorboard"],
-        progress=progress,
-        world=world,
+        train_config=TrainConfig.from_section(config["train"], progress=progress),
     )
     if not world.is_main:
         return {}
@@ -152,7 +141,8 @@ def test_learner(
     seed = config["test"]["seed"] if split == "test" else config["seed"] + VAL_SEED_OFFSET
     tasks = build_tasks(config, split, seed=seed)
     steps = inner_steps if inner_steps is not None else config["test"]["inner_steps"]
-    return meta_test(learner, tasks, episodes=episodes or config["test"]["episodes"], inner_steps=steps, progress=progress)
+    count = episodes or config["test"]["episodes"]
+    return meta_test(learner, tasks, episodes=count, inner_steps=steps, progress=progress)
 
 
 def is_rl(config: dict[str, Any]) -> bool:
@@ -160,7 +150,11 @@ def is_rl(config: dict[str, Any]) -> bool:
 
 
 def adaptation_test(
-    learner: MetaLearner, config: dict[str, Any], episodes: int | None = None, steps: int | None = None, split: str = "test"
+    learner: MetaLearner,
+    config: dict[str, Any],
+    episodes: int | None = None,
+    steps: int | None = None,
+    split: str = "test",
 ) -> list[EvalResult]:
     """RL runs: return before adaptation and after 1..``steps`` (default ``test_inner_steps``) steps."""
     from fastadapt.rl.evaluate import adaptation_curve
@@ -188,7 +182,9 @@ def learner_from_checkpoint(state: dict[str, Any], data_dir: str | None = None) 
     if data_dir is not None:
         config["dataset"]["data_dir"] = data_dir
     if state["algorithm"] != config["algorithm"]["name"]:
-        raise CheckpointError(f"{state['path']} is a {state['algorithm']} checkpoint but its config says {config['algorithm']['name']}")
+        raise CheckpointError(
+            f"{state['path']} is a {state['algorithm']} checkpoint but its config says {config['algorithm']['name']}"
+        )
     try:
         learner = build_learner(config).to(device_of(config))
     except ConfigError as error:  # e.g. its model.target is no longer importable
@@ -196,7 +192,8 @@ def learner_from_checkpoint(state: dict[str, Any], data_dir: str | None = None) 
     try:
         learner.load_state_dict(state["model"])
     except RuntimeError as error:
-        raise CheckpointError(f"{state['path']} does not fit the model its config describes: {str(error).splitlines()[0]}") from None
+        first_line = str(error).splitlines()[0]
+        raise CheckpointError(f"{state['path']} does not fit the model its config describes: {first_line}") from None
     return learner, config
 
 

@@ -1,6 +1,7 @@
 """Pictures of runs, as researchers read them: learning curves of one or several runs overlaid
 (meta-training loss, and the validation metric with its 95% CI band), and for RL runs the return
-against the number of adaptation steps. PNG via matplotlib's non-interactive backend."""
+against the number of adaptation steps. PNG files drawn with matplotlib's object API (``Figure``), never
+through ``pyplot``: a library that imports pyplot or picks a backend changes the user's own figures."""
 
 from __future__ import annotations
 
@@ -9,13 +10,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
-
-from fastadapt.errors import CheckpointError  # noqa: E402
-from fastadapt.logs import read_records  # noqa: E402
+from fastadapt.errors import CheckpointError
+from fastadapt.logs import read_records
 
 SMOOTHING = 0.9  # exponential moving average of the noisy per-step training loss
 
@@ -46,7 +44,8 @@ def learning_curves(runs: Sequence[str | Path], path: str | Path, labels: Sequen
     """Meta-training loss (smoothed) and validation metric ± 95% CI against meta-updates, one line per run."""
     runs = [Path(r) for r in runs]
     labels = list(labels) if labels else [r.name for r in runs]
-    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8), dpi=100)
+    figure = Figure(figsize=(10, 3.8), dpi=100)
+    left, right = figure.subplots(1, 2)
     metric_names, left_label = set(), "meta-training loss (smoothed)"
     for run, label in zip(runs, labels):
         records = _records(run)
@@ -79,7 +78,8 @@ def learning_curves(runs: Sequence[str | Path], path: str | Path, labels: Sequen
 
 def adaptation_plot(results: Sequence[dict[str, Any]], labels: Sequence[str], path: str | Path) -> Path:
     """Return (± 95% CI) against the number of adaptation steps, from RL runs' ``result.json``."""
-    figure, axis = plt.subplots(figsize=(5, 3.8), dpi=100)
+    figure = Figure(figsize=(5, 3.8), dpi=100)
+    axis = figure.subplots()
     for result, label in zip(results, labels):
         rows = result.get("adaptation")
         if not rows:
@@ -107,11 +107,11 @@ def plot_runs(runs: Sequence[str | Path], out: str | Path | None = None) -> list
     return written
 
 
-def save_figure(figure: Any, path: str | Path, rect: tuple[float, float, float, float] = (0, 0, 1, 1)) -> Path:
-    """Write ``figure`` as a PNG (its folder created; its axes laid out inside ``rect``) and free it."""
+def save_figure(figure: Figure, path: str | Path, rect: tuple[float, float, float, float] = (0, 0, 1, 1)) -> Path:
+    """Write ``figure`` as a PNG (its folder created; its axes laid out inside ``rect``); no pyplot registry holds it,
+    so it is freed with its last reference."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.tight_layout(rect=rect)
     figure.savefig(path)
-    plt.close(figure)
     return path

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from fastadapt.errors import ConfigError
-from fastadapt.reproduce.report import HEADER, table_rows
+from fastadapt.reproduce.report import HEADER, sense, table_rows
 from fastadapt.storage import atomic_write_text
 
 PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}", re.S)
@@ -108,7 +108,7 @@ def reproduction_section(report: dict[str, Any], folder: str) -> str:
         f"`{report['command']}`: budget **{report['budget']}** "
         f"({', '.join(f'`{o}`' for o in report['budget_overrides']) or 'the papers schedule'}), {report['seeds']} seed(s); "
         f"95% CI {'over the test episodes' if report['seeds'] == 1 else 'Student-t over the seeds'}; "
-        f"{'lower' if report['metric'] == 'mse' else 'higher'} is better. Paper: {report['source']}. "
+        f"{sense(report['metric'])}. Paper: {report['source']}. "
         f"Ran {report['date']} on {_machine(report['machine'])}; "
         f"{sum(r['train_time_s'] for row in report['rows'] for r in row['runs']) / 60:.1f} min of training in all. "
         f"[report]({folder}/reproduce.json)",

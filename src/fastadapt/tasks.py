@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import ClassVar, TypeVar
 
 import torch
 from torch import Tensor
@@ -17,61 +18,77 @@ from fastadapt.errors import ConfigError
 EXAMPLES = ("support_x", "support_y", "query_x", "query_y")
 
 
+def ways_of(labels: Tensor) -> int:
+    """The number of classes of task labels ``0..ways-1`` (the largest label plus one): how a method that is
+    not told ``ways`` sizes its outputs."""
+    return int(labels.max()) + 1
+
+
 def _check_pair(kind: str, x: Tensor, y: Tensor, dim: int) -> None:
+    """Refuse examples ``x`` and labels ``y`` of different counts along ``dim``."""
     if x.dim() <= dim or y.dim() <= dim or x.shape[dim] != y.shape[dim]:
-        raise ConfigError(
+        raise ValueError(
             f"{kind}_x and {kind}_y must hold the same number of examples: got shapes "
             f"{tuple(x.shape)} and {tuple(y.shape)}"
         )
 
 
+_Tensors = TypeVar("_Tensors", bound="_TaskTensors")
+
+
 @dataclass
-class Task:
+class _TaskTensors:
+    """The tensors of a task or of a batch of tasks, their checks and their move to a device.
+
+    ``example_dim`` is where the examples are: dimension 0 in a ``Task``, 1 in a ``TaskBatch``
+    (after the task dimension). Mismatched tensors are a caller's mistake: ``ValueError``.
+    """
+
+    support_x: Tensor
+    support_y: Tensor
+    query_x: Tensor
+    query_y: Tensor
+    classes: Tensor | None = None
+
+    example_dim: ClassVar[int] = 0
+
+    def __post_init__(self) -> None:
+        _check_pair("support", self.support_x, self.support_y, self.example_dim)
+        _check_pair("query", self.query_x, self.query_y, self.example_dim)
+
+    def to(self: _Tensors, device: torch.device | str) -> _Tensors:
+        """The same task(s) with every tensor on ``device``."""
+        classes = None if self.classes is None else self.classes.to(device)
+        return type(self)(*(getattr(self, name).to(device) for name in EXAMPLES), classes)
+
+
+@dataclass
+class Task(_TaskTensors):
     """One learning problem: ``support_x [S, ...]``, ``support_y [S]``, ``query_x [Q, ...]``, ``query_y [Q]``.
 
     ``classes [ways]``, where known, holds the dataset class behind each task label (label ``i``
     is dataset class ``classes[i]``): what supervised pre-training (``FineTune``) learns from.
     """
 
-    support_x: Tensor
-    support_y: Tensor
-    query_x: Tensor
-    query_y: Tensor
-    classes: Tensor | None = None
-
-    def __post_init__(self) -> None:
-        _check_pair("support", self.support_x, self.support_y, 0)
-        _check_pair("query", self.query_x, self.query_y, 0)
-
-    def to(self, device: torch.device | str) -> Task:
-        return Task(*(getattr(self, name).to(device) for name in EXAMPLES), _to(self.classes, device))
-
-
-def _to(classes: Tensor | None, device: torch.device | str) -> Tensor | None:
-    return None if classes is None else classes.to(device)
-
 
 @dataclass
-class TaskBatch:
+class TaskBatch(_TaskTensors):
     """A batch of tasks of the same size, each tensor with a leading task dimension ``T``.
 
     ``batch[i]`` is the i-th ``Task``; ``batch[i:j]`` a smaller ``TaskBatch``. ``classes [T, ways]``
     (optional) holds the dataset class behind each task's labels, as in ``Task``.
     """
 
-    support_x: Tensor
-    support_y: Tensor
-    query_x: Tensor
-    query_y: Tensor
-    classes: Tensor | None = None
+    example_dim: ClassVar[int] = 1
 
     def __post_init__(self) -> None:
-        _check_pair("support", self.support_x, self.support_y, 1)
-        _check_pair("query", self.query_x, self.query_y, 1)
+        super().__post_init__()
         tensors = [getattr(self, name) for name in EXAMPLES] + ([self.classes] if self.classes is not None else [])
         sizes = {t.shape[0] for t in tensors}
         if len(sizes) != 1:
-            raise ConfigError(f"every tensor of a TaskBatch needs the same leading task dimension, got sizes {sorted(sizes)}")
+            raise ValueError(
+                f"every tensor of a TaskBatch needs the same leading task dimension, got sizes {sorted(sizes)}"
+            )
 
     def __len__(self) -> int:
         return self.support_x.shape[0]
@@ -83,9 +100,6 @@ class TaskBatch:
 
     def __iter__(self) -> Iterator[Task]:
         return (self[i] for i in range(len(self)))  # type: ignore[misc]
-
-    def to(self, device: torch.device | str) -> TaskBatch:
-        return TaskBatch(*(getattr(self, name).to(device) for name in EXAMPLES), _to(self.classes, device))
 
     def replace_labels(self, support_y: Tensor, query_y: Tensor) -> TaskBatch:
         """The same tasks with other labels (e.g. dataset classes instead of task labels)."""
@@ -104,13 +118,13 @@ class TaskBatch:
     def stack(tasks: Sequence[Task]) -> TaskBatch:
         """Stack tasks of equal sizes into a batch."""
         if not tasks:
-            raise ConfigError("TaskBatch.stack needs at least one task")
+            raise ValueError("TaskBatch.stack needs at least one task")
         try:
             parts = [torch.stack([getattr(t, name) for t in tasks]) for name in EXAMPLES]
             known = all(t.classes is not None for t in tasks)
             return TaskBatch(*parts, torch.stack([t.classes for t in tasks]) if known else None)
         except RuntimeError as error:
-            raise ConfigError(f"tasks in a batch must have the same support and query sizes: {error}") from None
+            raise ValueError(f"tasks in a batch must have the same support and query sizes: {error}") from None
 
 
 class TaskDistribution:
@@ -150,7 +164,7 @@ class TaskDistribution:
     def sample(self, n: int = 1) -> TaskBatch:
         """Draw ``n`` tasks from the sampler's stream."""
         if n < 1:
-            raise ConfigError(f"sample needs n >= 1, got {n}")
+            raise ValueError(f"sample needs n >= 1, got {n}")
         return self._draw(n, self.generator)
 
     def episodes(self, count: int, batch_size: int = 32, seed: int | None = None) -> Iterator[TaskBatch]:
@@ -160,7 +174,7 @@ class TaskDistribution:
         their own generator, so evaluating never moves the training sampler.
         """
         if count < 1 or batch_size < 1:
-            raise ConfigError(f"episodes needs count >= 1 and batch_size >= 1, got {count} and {batch_size}")
+            raise ValueError(f"episodes needs count >= 1 and batch_size >= 1, got {count} and {batch_size}")
         generator = torch.Generator().manual_seed(self.seed if seed is None else seed)
         for start in range(0, count, batch_size):
             tasks = [self._draw(1, generator) for _ in range(min(batch_size, count - start))]

@@ -236,3 +236,29 @@ def test_the_embedding_family_takes_a_standard_layer_encoder(method: str) -> Non
     scale = max(float(g.abs().max()) for g in gradients[0])
     for a, b in zip(*gradients):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-8 * scale)
+
+
+def test_support_statistics_normalize_queries_as_the_support_set_was() -> None:
+    """By hand: one linear layer, batch norm, a head; the queries normalized with the support's moments."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(10, 4), nn.BatchNorm1d(4), nn.Linear(4, WAYS)).double()
+    task = _batch("mlp")[0]
+    predict = fa.nn.with_support_statistics(fa.MAML(model, inner_lr=0.1).adapt(task.support_x, task.support_y, steps=0),
+                                            task.support_x)
+    hidden = model[0](task.support_x)
+    mean, var = hidden.mean(0), hidden.var(0, unbiased=False)
+    query = (model[0](task.query_x) - mean) / torch.sqrt(var + 1e-5) * model[1].weight + model[1].bias
+    torch.testing.assert_close(predict(task.query_x), model[2](query))
+    torch.testing.assert_close(predict(task.query_x[:2]), predict(task.query_x)[:2])  # queries independent
+
+
+@pytest.mark.parametrize("algorithm", ["maml", "anil", "protonet"])
+def test_support_statistics_in_the_loop_and_under_vmap_agree(algorithm: str) -> None:
+    model = _model("resnet18")
+    batch = _batch("resnet18")
+    scores = [_learner(algorithm, "resnet18", model, vmap=v).evaluate(batch, statistics="support") for v in (False, True)]
+    torch.testing.assert_close(scores[0]["loss"], scores[1]["loss"], rtol=1e-9, atol=1e-12)
+    transductive = _learner(algorithm, "resnet18", model, vmap=False).evaluate(batch)["loss"]
+    assert not torch.allclose(scores[0]["loss"], transductive)
+    with pytest.raises(ConfigError, match="statistics must be one of"):
+        _learner(algorithm, "resnet18", model, vmap=False).evaluate(batch, statistics="running")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import raises_misuse
 
 from fastadapt.datasets import ClassDataset
-from fastadapt.errors import ConfigError, DataError
+from fastadapt.errors import DataError
 
 
 def test_images_are_grouped_by_class() -> None:
@@ -24,7 +25,7 @@ def test_rotations_make_new_classes_counter_clockwise() -> None:
     assert dataset.class_names == ["a/rot000", "a/rot090", "a/rot180", "a/rot270"]
     assert dataset.images[1, 0].tolist() == [[2, 4], [1, 3]]  # 90 degrees counter-clockwise
     assert dataset.images[2, 0].tolist() == [[4, 3], [2, 1]]
-    with pytest.raises(ConfigError):
+    with raises_misuse("multiples of 90 degrees"):  # only Python passes angles: the config has rotations=true
         ClassDataset(image, torch.tensor([0]), ["a"]).with_rotations([45])
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,10 @@ import pytest
 from helpers import FUZZ_SCALE, mutated, report_fuzz
 from PIL import Image
 
-from fastadapt.datasets.images import Preprocessing, load_image
+from fastadapt.datasets.glyphs import load_glyphs
+from fastadapt.datasets.images import MIN_IMAGE_SIZE, Preprocessing, load_image
+from fastadapt.datasets.omniglot import RELEASE
+from fastadapt.datasets.release import load_release
 from fastadapt.errors import ConfigError, DataError
 
 
@@ -63,6 +67,18 @@ def test_bad_settings_are_config_errors() -> None:
         Preprocessing(28, channels=2)
     with pytest.raises(ConfigError, match="image_size must be an integer of at least 8"):
         Preprocessing(4)
+
+
+@pytest.mark.parametrize(
+    "build",
+    [Preprocessing, lambda size: load_glyphs(image_size=size), lambda size: load_release(RELEASE, image_size=size)],
+    ids=["preprocessing", "glyphs", "release"],
+)
+def test_every_dataset_refuses_images_below_the_one_minimum(build: Callable[[int], object]) -> None:
+    too_small = MIN_IMAGE_SIZE - 1
+    message = f"image_size must be an integer of at least {MIN_IMAGE_SIZE}, got {too_small}"
+    with pytest.raises(ConfigError, match=message):
+        build(too_small)
 
 
 def test_corrupt_truncated_and_huge_images_are_named(tmp_path: Path) -> None:

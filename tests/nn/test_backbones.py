@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
+from helpers import raises_misuse
 
 import fastadapt as fa
+from fastadapt.errors import ConfigError
 from fastadapt.nn import MLP, Conv4
+from fastadapt.nn.backbones import ResidualBlock, min_image_size
 
 
 @pytest.mark.parametrize(
@@ -31,11 +35,42 @@ def test_conv4_parameter_count_matches_the_paper_network() -> None:
     assert sum(p.numel() for p in Conv4(1, 5, pool="stride").parameters()) == expected
 
 
-def test_wrong_input_shape_is_named() -> None:
-    with pytest.raises(ValueError, match=r"expects images of shape \[batch, 1, 28, 28\]"):
+def test_data_that_does_not_fit_the_settings_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"expects images of shape \[batch, 1, 28, 28\]"):
         Conv4()(torch.rand(2, 3, 28, 28))
-    with pytest.raises(ValueError, match="expects inputs with 1 features"):
+    with pytest.raises(ConfigError, match="expects inputs with 1 features"):
         MLP(1, 1)(torch.rand(4, 2))
+    with pytest.raises(ConfigError, match=r"expects images of shape \[batch, 3, H, W\]"):
+        fa.nn.ResNet12(3, None, widths=(4, 4, 4, 4), image_size=16)(torch.rand(2, 1, 16, 16))
+    with pytest.raises(ConfigError, match="pool must be one of"):
+        Conv4(pool="avg")
+
+
+def test_arguments_only_python_code_passes_are_value_errors() -> None:
+    with raises_misuse("activation must be one of"):
+        MLP(1, 1, activation="gelu")
+    with raises_misuse("downsample_blocks must be between 0 and 4"):
+        Conv4(downsample_blocks=5)
+    with raises_misuse("widths must be four positive integers"):
+        fa.nn.ResNet12(widths=(8, 8, 8))
+
+
+@pytest.mark.parametrize("pool", ["max", "stride"])
+@pytest.mark.parametrize("blocks", [0, 2, 4])
+def test_conv4_takes_images_down_to_its_true_minimum_size(pool: str, blocks: int) -> None:
+    smallest = min_image_size(pool, blocks)
+    model = Conv4(1, 3, hidden=4, pool=pool, image_size=smallest, downsample_blocks=blocks)
+    assert model(torch.rand(2, 1, smallest, smallest)).shape == (2, 3)
+    if smallest > 1:
+        with pytest.raises(ConfigError, match=f"at least {smallest}x{smallest} pixels"):
+            Conv4(1, 3, hidden=4, pool=pool, image_size=smallest - 1, downsample_blocks=blocks)
+    assert smallest == (16 if (pool, blocks) == ("max", 4) else 4 if (pool, blocks) == ("max", 2) else 1)
+
+
+def test_resnet12_takes_images_down_to_16_pixels() -> None:
+    assert fa.nn.ResNet12(1, 2, widths=(4, 4, 4, 4), image_size=16)(torch.rand(2, 1, 16, 16)).shape == (2, 2)
+    with pytest.raises(ConfigError, match="at least 16x16 pixels"):
+        fa.nn.ResNet12(1, 2, widths=(4, 4, 4, 4), image_size=15)
 
 
 def test_mlp_sinusoid_network() -> None:
@@ -52,15 +87,32 @@ def test_resnet12_embeds_images_of_any_benchmark_size(size: int, out: int) -> No
     assert fa.nn.ResNet12(1, 5, widths=(8, 8, 16, 16), image_size=28)(torch.rand(3, 1, 28, 28)).shape == (3, 5)
 
 
-def test_resnet12_blocks_are_residual() -> None:
+def _shortcut_alone(block: ResidualBlock, x: torch.Tensor) -> torch.Tensor:
+    """What a block outputs from its 1x1 shortcut alone, computed from its weights: convolution, batch norm on batch
+    statistics, leaky ReLU (0.1) and 2x2 max pooling."""
+    conv, norm = block.shortcut
+    z = F.conv2d(x, conv.weight)
+    mean, var = z.mean(dim=(0, 2, 3), keepdim=True), z.var(dim=(0, 2, 3), unbiased=False, keepdim=True)
+    z = (z - mean) / torch.sqrt(var + norm.eps) * norm.weight.view(1, -1, 1, 1) + norm.bias.view(1, -1, 1, 1)
+    return F.max_pool2d(F.leaky_relu(z, 0.1), 2)
+
+
+def test_resnet12_blocks_add_a_shortcut_to_their_convolutions() -> None:
     block = fa.nn.ResNet12(1, None, widths=(4, 4, 4, 4), image_size=16).body[0]
-    x = torch.rand(2, 1, 16, 16)
-    expected = torch.nn.functional.max_pool2d(torch.nn.functional.leaky_relu(block.convs(x) + block.shortcut(x), 0.1), 2)
-    torch.testing.assert_close(block(x), expected)
+    x = torch.randn(3, 1, 16, 16)
+    with torch.no_grad():
+        silenced = block.convs[-1]  # the residual branch's last batch norm: scale and shift 0 make the branch 0
+        silenced.weight.zero_()
+        silenced.bias.zero_()
+        torch.testing.assert_close(block(x), _shortcut_alone(block, x))  # the shortcut carries the input through
+        silenced.weight.fill_(1.0)
+        assert (block(x) - _shortcut_alone(block, x)).abs().max() > 0.1  # and the convolutions add to it
+    block(x).sum().backward()
+    assert block.convs[0].weight.grad.abs().sum() > 0 and block.shortcut[0].weight.grad.abs().sum() > 0
 
 
 def test_conv4_feature_maps_for_relation_networks() -> None:
     model = fa.nn.Conv4(1, None, hidden=8, image_size=28, downsample_blocks=2, feature_maps=True)
     assert model(torch.rand(2, 1, 28, 28)).shape == (2, 8, 7, 7) and model.feature_shape == (8, 7, 7)
-    with pytest.raises(ValueError, match="encoder"):
+    with raises_misuse("encoder"):
         fa.nn.Conv4(1, 5, feature_maps=True)

@@ -6,7 +6,9 @@ import math
 
 import pytest
 import torch
+from helpers import basis_directions, directional_fd
 
+from fastadapt.nn.params import unflatten
 from fastadapt.rl import MAMLRL, GaussianPolicy, Navigation2D, RLTasks, advantages, linear_baseline, reinforce_loss
 from fastadapt.rl.episodes import Episodes, discounted_returns
 from fastadapt.rl.mamlrl import pack
@@ -62,22 +64,14 @@ def test_second_order_meta_gradient_matches_finite_differences() -> None:
 
     def outer(vector: torch.Tensor, first_order: bool = False) -> torch.Tensor:
         learner.first_order = first_order
-        params, offset = {}, 0
-        for name, value in learner.params().items():
-            params[name] = vector[offset : offset + value.numel()].view_as(value)
-            offset += value.numel()
+        params = dict(zip(names, unflatten(vector, learner.params().values())))
         return learner.surrogate(params, data, valid, valid_adv, old)[0]
 
     theta = torch.nn.utils.parameters_to_vector(policy.parameters()).detach().requires_grad_()
     (exact,) = torch.autograd.grad(outer(theta), theta)
     (first,) = torch.autograd.grad(outer(theta, first_order=True), theta)
-    eps = 1e-6
-    numeric = torch.zeros_like(theta)
-    with torch.no_grad():
-        for k in range(theta.numel()):
-            e = torch.zeros_like(theta)
-            e[k] = eps
-            numeric[k] = (outer(theta + e) - outer(theta - e)) / (2 * eps)
+    partials = [directional_fd(lambda: outer(theta), [theta], d) for d in basis_directions([theta])]
+    numeric = torch.tensor(partials, dtype=theta.dtype)
     assert len(names) == 5 and torch.allclose(exact, numeric, rtol=1e-5, atol=1e-8)
     assert not torch.allclose(first, numeric, rtol=1e-3, atol=1e-6)
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers import run_records
 
 from fastadapt.cli import main
 from fastadapt.config import build_config
@@ -22,7 +23,7 @@ def test_train_and_eval_an_rl_run(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert result["test"]["metric"] == "return" and [r["steps"] for r in result["adaptation"]] == [0, 1, 2, 3]
     assert all(r["return"] < 0 for r in result["adaptation"])  # minus distances
     assert result["test"]["return"] == pytest.approx(result["adaptation"][-1]["return"])  # the same tasks and draws
-    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    records = run_records(run)
     assert {"return_before", "return_after", "kl"} <= set(records[0]) and any("val_return" in r for r in records)
     assert main(["eval", str(run), "--json", "--episodes", "3", "--inner-steps", "1"]) == 0
     curve = json.loads(capsys.readouterr().out)

@@ -16,13 +16,15 @@ from torch import Tensor, nn
 
 from fastadapt.errors import ConfigError
 from fastadapt.nn.functional import (
+    STATISTICS,
     check_supported,
     exact_normalization,
     explained_errors,
     math_attention,
     unbatchable_layer,
+    with_support_statistics,
 )
-from fastadapt.tasks import TaskBatch
+from fastadapt.tasks import TaskBatch, ways_of
 
 Predictor = Callable[[Tensor], Tensor]
 LossFn = Callable[[Tensor, Tensor], Tensor]
@@ -172,12 +174,22 @@ class MetaLearner(nn.Module):
             metrics["accuracy"] = torch.stack(accuracies).mean().item()
         return torch.stack(objectives).mean().item(), metrics
 
-    def evaluate(self, batch: TaskBatch, steps: int | None = None) -> dict[str, Tensor]:
-        """Per-task query ``loss`` (and ``accuracy``) after adaptation, without a meta-gradient graph."""
+    def evaluate(self, batch: TaskBatch, steps: int | None = None, statistics: str = "query") -> dict[str, Tensor]:
+        """Per-task query ``loss`` (and ``accuracy``) after adaptation, without a meta-gradient graph.
+
+        ``statistics="support"`` normalizes the queries' batch norm with the support set's statistics
+        (the non-transductive protocol, ``fastadapt.nn.functional.with_support_statistics``) instead of
+        their own batch's (``"query"``, the MAML convention).
+        """
+        if statistics not in STATISTICS:
+            raise ConfigError(f"statistics must be one of {STATISTICS}, got {statistics!r}")
         ways = _ways(batch)
 
         def one_task(sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor) -> tuple[Tensor, Tensor]:
-            return _scores(self.loss_fn, self.adapt(sx, sy, steps=steps, ways=ways)(qx), qy)
+            predictor = self.adapt(sx, sy, steps=steps, ways=ways)
+            if statistics == "support":
+                predictor = with_support_statistics(predictor, sx)
+            return _scores(self.loss_fn, predictor(qx), qy)
 
         with torch.no_grad(), self._running(batch):
             losses, accuracies = self._map_tasks(one_task, batch)
@@ -198,7 +210,7 @@ class MetaLearner(nn.Module):
 def _ways(batch: TaskBatch) -> int | None:
     if not is_classification(batch.support_y):
         return None
-    return int(batch.support_y.max()) + 1
+    return ways_of(batch.support_y)
 
 
 def _scores(loss_fn: LossFn, outputs: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:

@@ -13,7 +13,7 @@ from fastadapt.algorithms.protonet import prototypes
 from fastadapt.errors import ConfigError
 from fastadapt.nn.functional import call
 from fastadapt.nn.params import Params, parameter_dict
-from fastadapt.tasks import TaskBatch
+from fastadapt.tasks import TaskBatch, ways_of
 
 HEADS = ("linear", "cosine")
 
@@ -89,7 +89,7 @@ class FineTune(MetaLearner):
 
     def adapt(self, support_x: Tensor, support_y: Tensor, *, steps: int | None = None, ways: int | None = None) -> Predictor:
         if ways is None:
-            ways = int(support_y.max()) + 1
+            ways = ways_of(support_y)
         steps = self.finetune_steps if steps is None else steps
         with torch.no_grad():
             features = call(self.encoder, support_x)

@@ -11,6 +11,7 @@ from fastadapt.algorithms.protonet import cosine_similarities
 from fastadapt.algorithms.temperature import Temperature
 from fastadapt.errors import ConfigError
 from fastadapt.nn.functional import call
+from fastadapt.tasks import ways_of
 
 
 def attention_log_probs(query: Tensor, support: Tensor, support_y: Tensor, ways: int, temperature: nn.Module | None = None) -> Tensor:
@@ -92,7 +93,7 @@ class MatchingNet(MetaLearner):
 
     def adapt(self, support_x: Tensor, support_y: Tensor, *, steps: int | None = None, ways: int | None = None) -> Predictor:
         if ways is None:
-            ways = int(support_y.max()) + 1
+            ways = ways_of(support_y)
         support = call(self.encoder, support_x)
         if self.context is not None:
             support = self.context.support(support)

@@ -9,6 +9,7 @@ from fastadapt.algorithms.base import MetaLearner, Predictor
 from fastadapt.algorithms.temperature import Temperature
 from fastadapt.errors import ConfigError
 from fastadapt.nn.functional import call
+from fastadapt.tasks import ways_of
 
 DISTANCES = ("euclidean", "cosine")
 
@@ -66,6 +67,6 @@ class ProtoNet(MetaLearner):
 
     def adapt(self, support_x: Tensor, support_y: Tensor, *, steps: int | None = None, ways: int | None = None) -> Predictor:
         if ways is None:
-            ways = int(support_y.max()) + 1
+            ways = ways_of(support_y)
         centers = prototypes(call(self.encoder, support_x), support_y, ways)
         return lambda x: self.logits(call(self.encoder, x), centers)

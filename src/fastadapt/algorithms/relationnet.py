@@ -8,8 +8,10 @@ from torch import Tensor, nn
 
 from fastadapt.algorithms.base import MetaLearner, Predictor
 from fastadapt.errors import ConfigError
-from fastadapt.nn.functional import call
+from fastadapt.nn.backbones import min_image_size
 from fastadapt.nn.batchnorm import BatchNorm
+from fastadapt.nn.functional import call
+from fastadapt.tasks import ways_of
 
 
 def relation_mse(scores: Tensor, labels: Tensor) -> Tensor:
@@ -24,16 +26,17 @@ class RelationModule(nn.Module):
     def __init__(self, feature_shape: tuple[int, int, int], hidden: int = 8) -> None:
         super().__init__()
         channels, size, _ = feature_shape
+        smallest = min_image_size("max", 2)
+        if size < smallest:
+            raise ConfigError(
+                f"the relation module pools twice and needs feature maps of at least {smallest}x{smallest}, got "
+                f"{feature_shape}: down-sample less in the encoder (e.g. Conv4(downsample_blocks=2, feature_maps=True))"
+            )
         layers: list[nn.Module] = []
         width = 2 * channels
         for _ in range(2):
             layers += [nn.Conv2d(width, channels, 3, padding=1), BatchNorm(channels), nn.ReLU(), nn.MaxPool2d(2)]
             width, size = channels, size // 2
-        if size < 1:
-            raise ConfigError(
-                f"the relation module pools twice and needs feature maps of at least 4x4, got {feature_shape}: "
-                "down-sample less in the encoder (e.g. Conv4(downsample_blocks=2, feature_maps=True))"
-            )
         self.convs = nn.Sequential(*layers, nn.Flatten())
         self.fc = nn.Sequential(nn.Linear(channels * size * size, hidden), nn.ReLU(), nn.Linear(hidden, 1))
 
@@ -63,7 +66,7 @@ class RelationNet(MetaLearner):
 
     def adapt(self, support_x: Tensor, support_y: Tensor, *, steps: int | None = None, ways: int | None = None) -> Predictor:
         if ways is None:
-            ways = int(support_y.max()) + 1
+            ways = ways_of(support_y)
         support = call(self.encoder, support_x)
         one_hot = F.one_hot(support_y, ways).to(support.dtype)
         classes = (one_hot.T @ support.flatten(1)).view(ways, *support.shape[1:])

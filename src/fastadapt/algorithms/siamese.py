@@ -10,7 +10,7 @@ from fastadapt.algorithms.base import MetaLearner, Predictor, embedding_size
 from fastadapt.augment import affine_distortions
 from fastadapt.errors import ConfigError
 from fastadapt.nn.functional import call
-from fastadapt.tasks import TaskBatch
+from fastadapt.tasks import TaskBatch, ways_of
 
 
 class Siamese(MetaLearner):
@@ -48,7 +48,7 @@ class Siamese(MetaLearner):
 
     def adapt(self, support_x: Tensor, support_y: Tensor, *, steps: int | None = None, ways: int | None = None) -> Predictor:
         if ways is None:
-            ways = int(support_y.max()) + 1
+            ways = ways_of(support_y)
         support = call(self.encoder, support_x)
         return lambda x: self.class_scores(self.pair_logits(call(self.encoder, x), support), support_y, ways)
 
@@ -56,7 +56,7 @@ class Siamese(MetaLearner):
         self, support_x: Tensor, support_y: Tensor, query_x: Tensor, query_y: Tensor, ways: int | None
     ) -> tuple[Tensor, Tensor]:
         if ways is None:
-            ways = int(support_y.max()) + 1
+            ways = ways_of(support_y)
         logits = self.pair_logits(call(self.encoder, query_x), call(self.encoder, support_x))
         same = (query_y[:, None] == support_y[None, :]).to(logits.dtype)
         bce = F.binary_cross_entropy_with_logits(logits, same, reduction="none")

@@ -155,7 +155,7 @@ class ClassDataset:
         self._require_images("with_rotations", "rotations are defined for images alone")
         bad = [a for a in angles if a % 90 != 0]
         if bad or not angles:
-            raise ConfigError(f"rotations must be multiples of 90 degrees, got {list(angles)}")
+            raise ValueError(f"rotations must be multiples of 90 degrees, got {list(angles)}")
         n, c, h, w = self.images.shape
         if h != w and any((a // 90) % 2 for a in angles):
             raise ConfigError(f"rotating by 90 or 270 degrees needs square images, these are {h}x{w}")

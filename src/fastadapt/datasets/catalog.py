@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import os
 import time
 from typing import Any
@@ -13,7 +12,7 @@ from fastadapt.datasets.cub import CUB
 from fastadapt.datasets.miniimagenet import MiniImageNet
 from fastadapt.datasets.release import SPLITS, Release, cache_path, dataset_folder, load_release, source_status
 from fastadapt.datasets.tieredimagenet import TieredImageNet
-from fastadapt.errors import ConfigError
+from fastadapt.errors import ConfigError, did_you_mean
 
 RELEASES: dict[str, Release] = {
     r.name: r for r in (omniglot.RELEASE, MiniImageNet.release, TieredImageNet.release, CIFARFS.release, FC100.release, CUB.release)
@@ -22,9 +21,7 @@ RELEASES: dict[str, Release] = {
 
 def release(name: str) -> Release:
     if name not in RELEASES:
-        close = difflib.get_close_matches(name, list(RELEASES), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(f"unknown dataset {name!r}{hint} (known: {', '.join(RELEASES)})")
+        raise ConfigError(f"unknown dataset {name!r}{did_you_mean(name, RELEASES)} (known: {', '.join(RELEASES)})")
     return RELEASES[name]
 
 

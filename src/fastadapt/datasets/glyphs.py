@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from fastadapt.datasets.base import ClassDataset
 from fastadapt.datasets.cache import load_cache, save_cache
-from fastadapt.datasets.images import Preprocessing
+from fastadapt.datasets.images import Preprocessing, check_image_size
 from fastadapt.datasets.paths import data_root, writable_dir
 from fastadapt.errors import ConfigError, DataError
 
@@ -175,8 +175,7 @@ def load_glyphs(
     root: str | os.PathLike[str] | None = None, image_size: int = 28, cache_dir: str | os.PathLike[str] | None = None
 ) -> tuple[ClassDataset, list[str]]:
     """All classes of the dataset, rendered on first use and memory-mapped from the cache after."""
-    if not isinstance(image_size, int) or image_size < 8:
-        raise ConfigError(f"image_size must be an integer of at least 8, got {image_size!r}")
+    check_image_size(image_size)
     folder = Path(cache_dir) if cache_dir is not None else writable_dir(data_root(root) / "glyphs", "glyphs")
     cache_file = folder / f"glyphs-v{VERSION}-{image_size}px.pt"
     cached = load_cache(cache_file, "glyphs")

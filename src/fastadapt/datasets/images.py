@@ -26,6 +26,14 @@ from fastadapt.errors import ConfigError, DataError
 
 MAX_IMAGE_PIXELS = 50_000_000  # larger claims are decompression bombs, not few-shot data
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+# The smallest side the datasets decode images to; a backbone may need more (``fastadapt.nn.backbones.min_image_size``).
+MIN_IMAGE_SIZE = 8
+
+
+def check_image_size(size: object) -> None:
+    """Refuse an ``image_size`` that is not an integer of at least ``MIN_IMAGE_SIZE``: one rule for every dataset."""
+    if not isinstance(size, int) or size < MIN_IMAGE_SIZE:
+        raise ConfigError(f"image_size must be an integer of at least {MIN_IMAGE_SIZE}, got {size!r}")
 
 
 @dataclass(frozen=True)
@@ -42,8 +50,7 @@ class Preprocessing:
     invert: bool = False
 
     def __post_init__(self) -> None:
-        if not isinstance(self.image_size, int) or self.image_size < 8:
-            raise ConfigError(f"image_size must be an integer of at least 8, got {self.image_size!r}")
+        check_image_size(self.image_size)
         if self.channels not in (1, 3):
             raise ConfigError(f"channels must be 1 (grayscale) or 3 (RGB), got {self.channels!r}")
 

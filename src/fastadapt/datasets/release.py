@@ -20,6 +20,7 @@ import torch
 from fastadapt.datasets.base import ClassDataset
 from fastadapt.datasets.cache import load_cache, save_cache
 from fastadapt.datasets.download import download, file_hash
+from fastadapt.datasets.images import check_image_size
 from fastadapt.datasets.paths import data_root, writable_dir
 from fastadapt.errors import ConfigError, DataError
 
@@ -143,8 +144,7 @@ def load_release(
     release that fails any check raises ``DataError`` before anything is written.
     """
     size = release.image_size if image_size is None else image_size
-    if not isinstance(size, int) or size < 8:
-        raise ConfigError(f"image_size must be an integer of at least 8, got {size!r}")
+    check_image_size(size)
     cache_file = cache_path(release, root, size, cache_dir)
     if not rebuild:
         cached = load_cache(cache_file, release.name)

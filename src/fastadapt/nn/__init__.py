@@ -2,7 +2,7 @@
 
 from fastadapt.nn.backbones import MLP, Conv4, ResNet12, SpatialMean
 from fastadapt.nn.batchnorm import BatchNorm
-from fastadapt.nn.functional import call, exact_normalization, running_stat_overrides
+from fastadapt.nn.functional import call, exact_normalization, running_stat_overrides, with_support_statistics
 from fastadapt.nn.params import Params, detach_params, parameter_dict, sgd_step
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "call",
     "exact_normalization",
     "running_stat_overrides",
+    "with_support_statistics",
     "Params",
     "parameter_dict",
     "detach_params",

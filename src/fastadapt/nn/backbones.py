@@ -3,6 +3,9 @@
 Every backbone is split into ``body`` (input -> features) and ``head`` (features -> outputs, or
 absent for an embedding network), so that ANIL can adapt the head alone and metric methods can use
 the body as an encoder.
+
+Settings that a config or the data decide (the pooling, the image size, the input shape) raise
+``ConfigError`` (a ``ValueError``); those only Python code sets raise ``ValueError``.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
+from fastadapt.errors import ConfigError
 from fastadapt.nn.batchnorm import BatchNorm
 
 _ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
@@ -49,7 +53,7 @@ class MLP(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if x.shape[-1] != self.in_features:
-            raise ValueError(
+            raise ConfigError(
                 f"MLP expects inputs with {self.in_features} features in the last dimension, "
                 f"got shape {tuple(x.shape)}"
             )
@@ -60,6 +64,12 @@ class MLP(nn.Module):
 def _conv_output_size(size: int, pool: str) -> int:
     # max pool: 3x3 conv (padding 1) keeps the size, 2x2 pooling floors it; stride 2 with padding 1 ceils it.
     return size // 2 if pool == "max" else (size + 1) // 2
+
+
+def min_image_size(pool: str = "max", downsample_blocks: int = 4) -> int:
+    """The smallest image side that ``downsample_blocks`` 2x down-samplings leave at least one pixel wide:
+    ``2 ** blocks`` for max pooling (``_conv_output_size`` floors), 1 for stride-2 convolutions (it ceils)."""
+    return 2**downsample_blocks if pool == "max" else 1
 
 
 class Conv4(nn.Module):
@@ -88,11 +98,16 @@ class Conv4(nn.Module):
     ) -> None:
         super().__init__()
         if pool not in _POOLS:
-            raise ValueError(f"Conv4 pool must be one of {_POOLS}, got {pool!r}")
+            raise ConfigError(f"Conv4 pool must be one of {_POOLS}, got {pool!r}")
         if not 0 <= downsample_blocks <= 4:
             raise ValueError(f"Conv4 downsample_blocks must be between 0 and 4, got {downsample_blocks!r}")
         if feature_maps and out_features:
             raise ValueError("Conv4(feature_maps=True) is an encoder: leave out_features=None")
+        smallest = min_image_size(pool, downsample_blocks)
+        if image_size < smallest:
+            raise ConfigError(
+                f"Conv4 (pool={pool!r}) needs images of at least {smallest}x{smallest} pixels, got image_size={image_size}"
+            )
         layers: list[nn.Module] = []
         channels, size = in_channels, image_size
         for block in range(4):
@@ -102,8 +117,6 @@ class Conv4(nn.Module):
             if pool == "max" and down:
                 layers.append(nn.MaxPool2d(2))
             channels, size = hidden, _conv_output_size(size, pool) if down else size
-        if size < 1:
-            raise ValueError(f"Conv4 needs images of at least 16x16 pixels, got image_size={image_size}")
         self.feature_shape = (hidden, size, size)
         if feature_maps:
             self.embedding_dim = hidden * size * size
@@ -120,7 +133,7 @@ class Conv4(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 4 or x.shape[1] != self.in_channels or x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:
-            raise ValueError(
+            raise ConfigError(
                 f"Conv4 expects images of shape [batch, {self.in_channels}, {self.image_size}, "
                 f"{self.image_size}], got {tuple(x.shape)}; build it with the dataset's channels and image_size"
             )
@@ -162,8 +175,11 @@ class ResNet12(nn.Module):
         super().__init__()
         if len(widths) != 4 or not all(isinstance(w, int) and w > 0 for w in widths):
             raise ValueError(f"ResNet12 widths must be four positive integers, got {widths!r}")
-        if image_size < 16:
-            raise ValueError(f"ResNet12 needs images of at least 16x16 pixels, got image_size={image_size}")
+        smallest = min_image_size("max", len(widths))
+        if image_size < smallest:
+            raise ConfigError(
+                f"ResNet12 needs images of at least {smallest}x{smallest} pixels, got image_size={image_size}"
+            )
         blocks = [ResidualBlock(a, b) for a, b in zip((in_channels, *widths[:3]), widths)]
         self.in_channels = in_channels
         self.image_size = image_size
@@ -173,7 +189,7 @@ class ResNet12(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(
+            raise ConfigError(
                 f"ResNet12 expects images of shape [batch, {self.in_channels}, H, W], got {tuple(x.shape)}; "
                 "build it with the dataset's channels"
             )

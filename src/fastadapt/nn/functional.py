@@ -155,6 +155,56 @@ def exact_normalization() -> Iterator[None]:
         yield
 
 
+STATISTICS = ("query", "support")
+
+
+class _SupportStatistics(TorchFunctionMode):
+    """Batch norm on recorded statistics: those of each layer's input on the support pass, replayed in
+    the same order on every later pass."""
+
+    def __init__(self) -> None:
+        self.recorded: list[tuple[Tensor, Tensor]] = []
+        self.replaying = False
+        self.position = 0
+
+    def __torch_function__(self, func: Callable[..., Any], types: Any, args: tuple[Any, ...] = (),
+                           kwargs: dict[str, Any] | None = None) -> Any:
+        kwargs = kwargs or {}
+        if func is not F.batch_norm:
+            return func(*args, **kwargs)
+        bound = inspect.signature(func).bind(*args, **kwargs).arguments
+        x = bound["input"]
+        if not self.replaying:
+            self.recorded.append(_moments(x, (0, *range(2, x.dim()))))
+        if self.position >= len(self.recorded):
+            raise ConfigError("the model normalizes more often on queries than on the support set: "
+                              "support statistics need the same batch-norm layers on both")
+        mean, var = self.recorded[self.position]
+        self.position += 1
+        channel = (1, -1) + (1,) * (x.dim() - 2)
+        return _normalize(x, mean, var, bound.get("eps", 1e-5), bound.get("weight"), bound.get("bias"), channel)
+
+
+def with_support_statistics(predictor: Callable[[Tensor], Tensor], support_x: Tensor) -> Callable[[Tensor], Tensor]:
+    """``predictor`` with every batch-norm layer normalizing by the statistics of the support set.
+
+    The non-transductive protocol: the support set is passed through the adapted model once and each
+    layer's batch mean and variance are kept; queries are then normalized with them, so a query's
+    prediction does not depend on the other queries. Costs one forward pass of the support set.
+    """
+    mode = _SupportStatistics()
+    with mode:
+        predictor(support_x)
+    mode.replaying = True
+
+    def predict(x: Tensor) -> Tensor:
+        mode.position = 0
+        with mode:
+            return predictor(x)
+
+    return predict
+
+
 _NOT_DIFFERENTIABLE = re.compile(r"derivative for (\S+) is not implemented|(\S+) does not support (?:double|second) backward")
 _UNBATCHABLE = ("vmap", "Batching rule", "batched tensor", "doesn't match the broadcast shape")
 _MUTATION = ("in-place operation", "mutate a captured Tensor")

@@ -13,14 +13,18 @@ import math
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 import torch
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from fastadapt.config import build_tasks, merge, resolve, unflatten
 from fastadapt.errors import ConfigError
 from fastadapt.evaluate import meta_test
 from fastadapt.experiment import load_learner
-from fastadapt.plots import plot_runs, plt, save_figure
+from fastadapt.plots import plot_runs, save_figure
 from fastadapt.reproduce.registry import FIGURES, Measure, Row
+from fastadapt.tasks import ways_of
 
 STEPS = (0, 1, 2, 3, 5, 10)
 SINUSOID_STEPS = (0, 1, 10)
@@ -58,7 +62,8 @@ def steps_figure(trained: list[Trained], metric: str, path: Path) -> list[dict[s
     if not lines:
         return []
     scale = 100 if metric == "accuracy" else 1
-    figure, axis = plt.subplots(figsize=(5.5, 3.8), dpi=100)
+    figure = Figure(figsize=(5.5, 3.8), dpi=100)
+    axis = figure.subplots()
     for line in lines:
         axis.errorbar([p["steps"] for p in line["points"]], [scale * p["value"] for p in line["points"]],
                       yerr=[scale * p["ci95"] for p in line["points"]], marker="o", capsize=3, label=line["label"])
@@ -96,8 +101,9 @@ def sinusoid_figure(trained: list[Trained], path: Path) -> dict[str, Any]:
             mse = {k: torch.mean((c - truth.squeeze(1)) ** 2).item() for k, c in curves.items()}
             panels.append({"label": _label(row, setting, config), "shots": shots, "curves": curves, "mse": mse, "support": (sx, sy)})
     columns = min(len(panels), 2)
-    figure, axes = plt.subplots(math.ceil(len(panels) / columns), columns, figsize=(5 * columns, 3.4 * math.ceil(len(panels) / columns)),
-                                dpi=90, squeeze=False)
+    rows = math.ceil(len(panels) / columns)
+    figure = Figure(figsize=(5 * columns, 3.4 * rows), dpi=90)
+    axes = figure.subplots(rows, columns, squeeze=False)
     for axis, panel in zip(axes.flat, panels):
         axis.plot(grid, truth, color="red", linewidth=2, label="ground truth")
         for k, style in zip(SINUSOID_STEPS, (":", "--", "-")):
@@ -122,7 +128,7 @@ def embedding_figure(trained: list[Trained], path: Path) -> list[dict[str, Any]]
             continue
         batch = next(build_tasks(config, "test", seed=config["test"]["seed"]).episodes(1, batch_size=1))
         sx, sy, qx, qy = batch.support_x[0], batch.support_y[0], batch.query_x[0], batch.query_y[0]
-        ways = int(sy.max()) + 1
+        ways = ways_of(sy)
         learner.eval()
         with torch.no_grad():
             predicted = learner.adapt(sx, sy, ways=ways)(qx).argmax(-1)
@@ -140,8 +146,9 @@ def embedding_figure(trained: list[Trained], path: Path) -> list[dict[str, Any]]
         return []
     columns = min(len(panels), 3)
     rows = math.ceil(len(panels) / columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(4.6 * columns, 4.4 * rows + 0.4), dpi=90, squeeze=False)
-    colors = plt.get_cmap("tab20" if max(p["ways"] for p in panels) > 10 else "tab10")
+    figure = Figure(figsize=(4.6 * columns, 4.4 * rows + 0.4), dpi=90)
+    axes = figure.subplots(rows, columns, squeeze=False)
+    colors = matplotlib.colormaps["tab20" if max(p["ways"] for p in panels) > 10 else "tab10"]
     for axis, p in zip(axes.flat, panels):
         support, queries, means = p["flat"][: p["support"]], p["flat"][p["support"] : p["support"] + p["queries"]], p["flat"][-p["ways"]:]
         for c in range(p["ways"]):
@@ -156,8 +163,6 @@ def embedding_figure(trained: list[Trained], path: Path) -> list[dict[str, Any]]
                  xlabel=f"PC1-2 hold {100 * p['explained']:.0f}% of the variance")
     for axis in list(axes.flat)[len(panels):]:
         axis.axis("off")
-    from matplotlib.lines import Line2D
-
     handles = [Line2D([], [], marker=m, linestyle="", color="gray", markeredgecolor=e, markersize=z, label=label)
                for m, e, z, label in (("o", "gray", 5, "query"), ("x", "gray", 7, "misclassified query"),
                                       ("^", "black", 7, "support"), ("*", "black", 13, "class mean of the support"))]

@@ -66,10 +66,6 @@ class Reproduction:
     budgets: dict[str, Budget]
     figures: tuple[str, ...]
 
-    @property
-    def lower_is_better(self) -> bool:
-        return self.metric == "mse"
-
 
 def _require(entry: dict[str, Any], key: str, where: str) -> Any:
     if key not in entry:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastadapt.evaluate import higher_is_better
+
 
 def number(value: float | None, ci95: float | None, metric: str) -> str:
     """``98.79% ± 0.16%`` for accuracy, ``0.456 ± 0.041`` otherwise; ``—`` for no number."""
@@ -19,6 +21,11 @@ def gap(value: float | None, metric: str) -> str:
     if value is None:
         return "—"
     return f"{100 * value:+.2f} pt" if metric == "accuracy" else f"{value:+.3f}"
+
+
+def sense(metric: str) -> str:
+    """``higher is better`` or ``lower is better``: how to read ``metric``, in words."""
+    return f"{'higher' if higher_is_better(metric) else 'lower'} is better"
 
 
 def overlap(value: bool | None) -> str:
@@ -50,12 +57,11 @@ def format_table(report: dict[str, Any]) -> str:
     def render(cells: list[str]) -> str:
         return "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
 
-    sense = "lower is better" if report["metric"] == "mse" else "higher is better"
     interval = "over test episodes" if report["seeds"] == 1 else f"Student-t over {report['seeds']} seeds"
     head = [
         f"{report['name']}: {report['title']}",
         f"budget {report['budget']} ({' '.join(report['budget_overrides']) or 'the paper schedule'}), "
-        f"{report['seeds']} seed(s); test {report['metric']} ({sense}), 95% CI {interval}",
+        f"{report['seeds']} seed(s); test {report['metric']} ({sense(report['metric'])}), 95% CI {interval}",
         f"paper: {report['source']}",
         "",
         render(HEADER),

@@ -9,8 +9,22 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from fastadapt.rl.families import VectorTasks
 from fastadapt.rl.policy import sample
+
+
+class VectorTasks:
+    """``n_tasks * per_task`` episodes stepping together; episode ``b`` belongs to task ``b // per_task``."""
+
+    def reset(self, seed: int) -> Tensor:
+        """Observations ``[B, obs_dim]`` at the start of every episode."""
+        raise NotImplementedError
+
+    def step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Apply ``actions [B, act_dim]``; next observations, rewards ``[B]`` and ``done [B]`` (episode ended)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the simulators."""
 
 
 @dataclass

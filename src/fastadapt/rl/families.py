@@ -4,8 +4,8 @@ meta-batch of tasks, each with several trajectories, as arrays.
 ``Navigation2D`` is written directly in torch (every trajectory of every task steps in one tensor
 operation). The MuJoCo families define their per-task reward over gymnasium's maintained
 ``HalfCheetah-v5``, ``Ant-v5`` and ``Reacher-v5`` and run in one ``gymnasium.vector.SyncVectorEnv``
-(faster than the asynchronous one on few cores; ``fastadapt.rl.mujoco``). gymnasium and MuJoCo
-are optional: ``pip install fastadapt[rl]``.
+(faster than the asynchronous one on few cores; ``fastadapt.rl.mujoco``, imported only when such an
+environment is built). gymnasium and MuJoCo are optional: ``pip install fastadapt[rl]``.
 """
 
 from __future__ import annotations
@@ -18,21 +18,7 @@ import torch
 from torch import Tensor
 
 from fastadapt.errors import ConfigError
-
-
-class VectorTasks:
-    """``n_tasks * per_task`` episodes stepping together; episode ``b`` belongs to task ``b // per_task``."""
-
-    def reset(self, seed: int) -> Tensor:
-        """Observations ``[B, obs_dim]`` at the start of every episode."""
-        raise NotImplementedError
-
-    def step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Apply ``actions [B, act_dim]``; next observations, rewards ``[B]`` and ``done [B]`` (episode ended)."""
-        raise NotImplementedError
-
-    def close(self) -> None:
-        """Release the simulators."""
+from fastadapt.rl.episodes import VectorTasks
 
 
 class TaskFamily:

@@ -25,7 +25,7 @@ from torch import Tensor
 from fastadapt.algorithms.base import MetaLearner
 from fastadapt.algorithms.inner_loop import inner_loop
 from fastadapt.errors import ConfigError
-from fastadapt.nn.params import Params, detach_params
+from fastadapt.nn.params import Params, detach_params, flatten, unflatten
 from fastadapt.rl.episodes import Episodes, advantages, collect
 from fastadapt.rl.families import TaskFamily
 from fastadapt.rl.policy import GaussianPolicy, kl_divergence, log_prob
@@ -245,10 +245,12 @@ class MAMLRL(MetaLearner):
         with torch.no_grad():
             old_outputs = [self.forward_with(p, valid.task(i).obs) for i, p in enumerate(adapted)]
             old_log_probs = torch.cat([log_prob(o, valid.task(i).actions.to(o.dtype)) for i, o in enumerate(old_outputs)], dim=1)
-        start = torch.nn.utils.parameters_to_vector(self.policy.parameters()).detach()
+        start = flatten(self.policy.parameters()).detach()
 
         def objective(vector: Tensor | None, clip: float | None = None) -> tuple[Tensor, list[Tensor], Params]:
-            params = self.params() if vector is None else _unflatten(vector, self.params())
+            params = self.params()
+            if vector is not None:
+                params = dict(zip(params, unflatten(vector, params.values())))
             loss, outputs = self.surrogate(params, data, valid, valid_adv, old_log_probs, clip)
             return loss, outputs, params
 
@@ -257,10 +259,8 @@ class MAMLRL(MetaLearner):
         else:
             step, loss_value, kl_value = self._ppo(objective, old_outputs, valid, start)
         self.policy.zero_grad(set_to_none=True)
-        offset = 0
-        for p in self.policy.parameters():
-            p.grad = -step[offset : offset + p.numel()].view_as(p).to(p.dtype)
-            offset += p.numel()
+        for p, update in zip(self.policy.parameters(), unflatten(-step, self.policy.parameters())):
+            p.grad = update.to(p.dtype)
         before = data[0][0].returns().mean().item() if data else valid.returns().mean().item()
         metrics = {"return_before": before, "return_after": valid.returns().mean().item(), "kl": kl_value, "loss": loss_value}
         return loss_value, metrics
@@ -271,14 +271,14 @@ class MAMLRL(MetaLearner):
         improves within the bound (no step if it never does)."""
         loss, outputs, params = objective(None)
         grads = torch.autograd.grad(loss, list(params.values()), retain_graph=True)
-        g = torch.cat([x.reshape(-1) for x in grads]).detach()
+        g = flatten(grads).detach()
         kl = self._kl(outputs, old_outputs, valid)
         kl_grads = torch.autograd.grad(kl, list(params.values()), create_graph=True)
-        flat_kl_grad = torch.cat([x.reshape(-1) for x in kl_grads])
+        flat_kl_grad = flatten(kl_grads)
 
         def fisher(v: Tensor) -> Tensor:
             hv = torch.autograd.grad(flat_kl_grad @ v, list(params.values()), retain_graph=True)
-            return torch.cat([x.reshape(-1) for x in hv]).detach() + self.cg_damping * v
+            return flatten(hv).detach() + self.cg_damping * v
 
         direction = _conjugate_gradient(fisher, -g, self.cg_iters)
         shs = 0.5 * direction @ fisher(direction)
@@ -320,16 +320,12 @@ class MAMLRL(MetaLearner):
         final = self.rollouts(tasks, adapted, generator)
         return torch.stack([episodes.returns() for episodes, _ in data] + [final.returns()], dim=1)
 
-    def evaluate(self, batch: RLTaskBatch, steps: int | None = None) -> dict[str, Tensor]:  # type: ignore[override]
+    def evaluate(  # type: ignore[override]
+        self, batch: RLTaskBatch, steps: int | None = None, statistics: str = "query"
+    ) -> dict[str, Tensor]:
         """Per-task average return after ``steps`` (default ``test_inner_steps``) adaptation steps."""
+        if statistics != "query":
+            raise ConfigError("support statistics are a batch-norm protocol of few-shot classification, not of RL")
         k = self.test_inner_steps if steps is None else steps
         returns = self.adaptation_returns(batch.tasks, k)[:, -1]
         return {"return": returns, "loss": -returns}
-
-
-def _unflatten(vector: Tensor, like: Params) -> Params:
-    out, offset = {}, 0
-    for name, value in like.items():
-        out[name] = vector[offset : offset + value.numel()].view_as(value)
-        offset += value.numel()
-    return out

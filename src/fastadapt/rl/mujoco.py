@@ -1,17 +1,19 @@
 """The gymnasium side of the MuJoCo task families: a wrapper that gives an environment its task's
-reward and observation, and the vector of them that samples a meta-batch."""
+reward and observation, and the vector of them that samples a meta-batch. The families
+(``fastadapt.rl.families.MujocoFamily``) import this module when they build environments; it
+needs of them only what ``TaskRewards`` lists, so it does not import them back."""
 
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from fastadapt.errors import ConfigError
-from fastadapt.rl.families import MujocoFamily, VectorTasks
+from fastadapt.rl.episodes import VectorTasks
 
 try:
     import gymnasium as gym
@@ -30,10 +32,32 @@ def _mujoco_warning(message: str) -> None:
 mujoco.set_mju_user_warning(_mujoco_warning)
 
 
+class TaskRewards(Protocol):
+    """What a MuJoCo family tells the simulator: the environment, and its task's reward and observation."""
+
+    @property
+    def env_id(self) -> str: ...
+
+    @property
+    def make_kwargs(self) -> dict[str, Any]: ...
+
+    @property
+    def camera(self) -> str | None: ...
+
+    @property
+    def obs_dim(self) -> int: ...
+
+    def reward(self, task: np.ndarray, info: dict[str, Any], action: np.ndarray, base_reward: float) -> float: ...
+
+    def observe(self, env: Any, obs: np.ndarray) -> np.ndarray: ...
+
+    def set_task(self, env: Any, task: np.ndarray) -> None: ...
+
+
 class TaskEnv(gym.Wrapper):
     """A gymnasium environment running one task: the family's reward and observation."""
 
-    def __init__(self, env: gym.Env, family: MujocoFamily, task: np.ndarray) -> None:
+    def __init__(self, env: gym.Env, family: TaskRewards, task: np.ndarray) -> None:
         super().__init__(env)
         self.family, self.task = family, np.asarray(task, dtype=np.float64)
         bound = np.full(family.obs_dim, np.inf)
@@ -50,7 +74,7 @@ class TaskEnv(gym.Wrapper):
         return self.family.observe(self.env.unwrapped, obs), reward, terminated, truncated, info
 
 
-def make_task_env(family: MujocoFamily, task: np.ndarray, horizon: int, render: bool = False) -> TaskEnv:
+def make_task_env(family: TaskRewards, task: np.ndarray, horizon: int, render: bool = False) -> TaskEnv:
     options: dict[str, Any] = {"render_mode": "rgb_array", "width": 256, "height": 192} if render else {}
     if render and family.camera:
         options["camera_name"] = family.camera
@@ -60,7 +84,7 @@ def make_task_env(family: MujocoFamily, task: np.ndarray, horizon: int, render: 
 class MujocoVector(VectorTasks):
     """Every episode of a meta-batch in one ``SyncVectorEnv``; actions are clipped to the bounds."""
 
-    def __init__(self, family: MujocoFamily, tasks: np.ndarray, horizon: int) -> None:
+    def __init__(self, family: TaskRewards, tasks: np.ndarray, horizon: int) -> None:
         self.vector = gym.vector.SyncVectorEnv(
             [lambda t=t: make_task_env(family, t, horizon) for t in tasks], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP
         )

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 from PIL import Image, ImageDraw
 
 from fastadapt.errors import ConfigError
@@ -74,12 +75,9 @@ def render(learner: MAMLRL, task: torch.Tensor, path: str | os.PathLike[str], st
 
 
 def _plot_paths(learner: MAMLRL, task: torch.Tensor, before: Params, after: Params, steps: int, path: Path, words: str) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(4, 4), dpi=100)
+    """A PNG of five 2D-navigation paths before and after adaptation, the goal starred (a ``Figure``, no pyplot)."""
+    figure = Figure(figsize=(4, 4), dpi=100)
+    axis = figure.subplots()
     generator = torch.Generator().manual_seed(1)
     for params, colour, label in ((before, "tab:gray", "before adaptation"), (after, "tab:blue", f"after {steps} step(s)")):
         episodes = learner.rollouts(task[None].to(torch.float64), [params], generator)
@@ -93,5 +91,4 @@ def _plot_paths(learner: MAMLRL, task: torch.Tensor, before: Params, after: Para
     axis.legend(loc="lower left", fontsize=7)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, bbox_inches="tight")
-    plt.close(figure)
     return path

@@ -1,0 +1,99 @@
+"""A run's checkpoints: ``last.pt`` to continue exactly as if never stopped, ``best.pt`` at the best validation.
+
+Both hold the same keys (besides those ``fastadapt.checkpoint.save_checkpoint`` adds): ``algorithm``,
+``config``, ``metadata``, ``model``, ``optimizer``, ``scheduler``, ``sampler``, ``rng``, ``step``,
+``elapsed_s`` and ``best``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from fastadapt.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from fastadapt.tasks import TaskDistribution
+from fastadapt.training.folder import RunFolder
+
+
+@dataclass
+class TrainingState:
+    """The objects a checkpoint saves and restores (with the global random states): the model of
+    ``algorithm``, its optimizer and learning-rate schedule, and the task sampler."""
+
+    algorithm: str
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    sampler: TaskDistribution
+
+
+@dataclass(frozen=True)
+class Standing:
+    """Where a run stands: meta-updates done, training time and the best validation so far (``None`` before)."""
+
+    step: int = 0
+    elapsed_s: float = 0.0
+    best: dict[str, Any] | None = None
+
+
+class Checkpoints:
+    """Writes and reads the checkpoints of ``state`` in a run folder; ``config`` and ``metadata`` (such as the
+    preprocessing of the images) are stored in each."""
+
+    def __init__(
+        self, folder: RunFolder, state: TrainingState, config: dict[str, Any] | None, metadata: dict[str, Any]
+    ) -> None:
+        self.folder, self.state, self.config, self.metadata = folder, state, config, metadata
+
+    def save(self, name: str, standing: Standing) -> None:
+        """Write checkpoint ``name`` (``last.pt`` or ``best.pt``) atomically; only the folder's writer writes."""
+        path = self.folder.file(name)
+        if path is None or not self.folder.writer:
+            return
+        state = self.state
+        save_checkpoint(
+            path,
+            algorithm=state.algorithm,
+            config=self.config,
+            metadata=self.metadata,
+            model=state.model.state_dict(),
+            optimizer=state.optimizer.state_dict(),
+            scheduler=state.scheduler.state_dict(),
+            sampler=state.sampler.state_dict(),
+            rng=rng_state(),
+            step=standing.step,
+            elapsed_s=standing.elapsed_s,
+            best=standing.best,
+        )
+
+    def restore(self) -> Standing:
+        """Load ``last.pt`` into the state and say where the run stood; without one, the run starts over."""
+        path = self.folder.file("last.pt")
+        if path is None or not path.is_file():
+            return Standing()
+        saved = load_checkpoint(path, expect=self.state.algorithm)
+        self.state.model.load_state_dict(saved["model"])
+        self.state.optimizer.load_state_dict(saved["optimizer"])
+        self.state.scheduler.load_state_dict(saved["scheduler"])
+        self.state.sampler.load_state_dict(saved["sampler"])
+        set_rng_state(saved["rng"])
+        return Standing(saved["step"], saved["elapsed_s"], saved["best"])
+
+    def best_model(self) -> dict[str, torch.Tensor] | None:
+        """The model's state in ``best.pt``, if the run has one."""
+        path = self.folder.file("best.pt")
+        return load_checkpoint(path)["model"] if path is not None and path.is_file() else None
+
+
+def open_run(folder: RunFolder, checkpoints: Checkpoints, resume: bool, config: dict[str, Any] | None) -> Standing:
+    """Start a new run in ``folder`` (writing ``config`` as its ``config.yaml``), or with ``resume`` continue the
+    one there from ``last.pt``; say where the run stands."""
+    if not resume:
+        folder.create(config)
+        return Standing()
+    folder.reopen()
+    standing = checkpoints.restore()
+    folder.truncate_log(standing.step)  # no last.pt: the run was stopped before its first checkpoint, start over
+    return standing

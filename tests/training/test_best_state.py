@@ -1,0 +1,50 @@
+"""Validation records, best-state selection and the train records of metrics.jsonl."""
+
+from __future__ import annotations
+
+import torch
+
+from fastadapt.evaluate import EvalResult
+from fastadapt.training.metrics import MetricWindow, train_record
+from fastadapt.training.validation import Best, validation_record
+
+
+def _result(metric: str, mean: float) -> EvalResult:
+    return EvalResult(metric, mean, ci95=0.1, std=0.2, episodes=4, loss=1.5, loss_ci95=0.3)
+
+
+def test_the_validation_record() -> None:
+    assert validation_record(_result("accuracy", 0.5), 10) == {
+        "step": 10, "kind": "val", "val_accuracy": 0.5, "val_ci95": 0.1, "val_loss": 1.5
+    }
+
+
+def test_best_keeps_the_highest_accuracy_and_a_copy_of_the_state() -> None:
+    model, best = torch.nn.Linear(1, 1), Best()
+    assert best.consider(_result("accuracy", 0.5), 1, model) and best.step == 1
+    kept = best.state["weight"].clone()  # type: ignore[index]
+    with torch.no_grad():
+        model.weight.add_(1)
+    assert not best.consider(_result("accuracy", 0.5), 2, model)  # a tie is no improvement
+    assert not best.consider(_result("accuracy", float("nan")), 3, model)
+    assert torch.equal(best.state["weight"], kept)  # type: ignore[index]
+    assert best.consider(_result("accuracy", 0.6), 4, model) and best.record["score"] == 0.6  # type: ignore[index]
+
+
+def test_errors_are_better_lower() -> None:
+    model, best = torch.nn.Linear(1, 1), Best({"step": 1, "score": -0.5}, None)
+    assert not best.consider(_result("mse", 0.7), 2, model)
+    assert best.consider(_result("mse", 0.3), 3, model) and best.record == {
+        "step": 3, "score": -0.3, **_result("mse", 0.3).to_dict()
+    }
+
+
+def test_the_window_of_train_metrics_and_its_record() -> None:
+    window = MetricWindow()
+    window.add({"loss": 1.0, "accuracy": 0.5})
+    window.add({"loss": 3.0, "accuracy": 1.0})
+    assert window.close() == {"loss": 2.0, "accuracy": 0.75} == window.means
+    assert window.close() == {}  # a window of skipped batches only
+    assert list(train_record(4, {"loss": 2.0}, 0.1, 9.5, skipped=0)) == ["step", "kind", "loss", "lr", "elapsed_s"]
+    skipped = {"step": 4, "kind": "train", "lr": 0.1, "elapsed_s": 9.5, "skipped": 2}
+    assert train_record(4, {}, 0.1, 9.5, skipped=2) == skipped
