@@ -87,6 +87,16 @@ def _normalize(x: Tensor, mean: Tensor, var: Tensor, eps: float, weight: Tensor 
     return out
 
 
+def _channel_shape(x: Tensor) -> tuple[int, ...]:
+    """The shape that broadcasts a per-channel vector over ``x`` (channels in dim 1)."""
+    return (1, -1) + (1,) * (x.dim() - 2)
+
+
+def _batch_moments(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-channel mean and biased variance over the batch and every spatial dimension: batch norm's statistics."""
+    return _moments(x, (0, *range(2, x.dim())))
+
+
 def _moments(x: Tensor, dims: tuple[int, ...]) -> tuple[Tensor, Tensor]:
     mean = x.mean(dims, keepdim=True)
     centered = x - mean
@@ -95,9 +105,9 @@ def _moments(x: Tensor, dims: tuple[int, ...]) -> tuple[Tensor, Tensor]:
 
 def _batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor | None, weight: Tensor | None = None,
                 bias: Tensor | None = None, training: bool = False, momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
-    channel = (1, -1) + (1,) * (input.dim() - 2)
+    channel = _channel_shape(input)
     if training or running_mean is None or running_var is None:
-        mean, var = _moments(input, (0, *range(2, input.dim())))
+        mean, var = _batch_moments(input)
     else:
         mean, var = running_mean.view(channel), running_var.view(channel)
     return _normalize(input, mean, var, eps, weight, bias, channel)
@@ -106,7 +116,7 @@ def _batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor 
 def _instance_norm(input: Tensor, running_mean: Tensor | None = None, running_var: Tensor | None = None,
                    weight: Tensor | None = None, bias: Tensor | None = None, use_input_stats: bool = True,
                    momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
-    channel = (1, -1) + (1,) * (input.dim() - 2)
+    channel = _channel_shape(input)
     if use_input_stats or running_mean is None or running_var is None:
         mean, var = _moments(input, tuple(range(2, input.dim())))
     else:
@@ -128,6 +138,9 @@ _ELEMENTARY: dict[Callable[..., Tensor], Callable[..., Tensor]] = {
 }
 
 
+_SIGNATURES = {func: inspect.signature(func) for func in _ELEMENTARY}  # bound on every call: computed once
+
+
 class _ElementaryNormalization(TorchFunctionMode):
     """Replaces the fused normalization kernels by the same arithmetic in elementary ops."""
 
@@ -137,7 +150,7 @@ class _ElementaryNormalization(TorchFunctionMode):
         elementary = _ELEMENTARY.get(func)
         if elementary is None:
             return func(*args, **kwargs)
-        bound = inspect.signature(func).bind(*args, **kwargs)
+        bound = _SIGNATURES[func].bind(*args, **kwargs)
         return elementary(**bound.arguments)
 
 
@@ -172,17 +185,17 @@ class _SupportStatistics(TorchFunctionMode):
         kwargs = kwargs or {}
         if func is not F.batch_norm:
             return func(*args, **kwargs)
-        bound = inspect.signature(func).bind(*args, **kwargs).arguments
+        bound = _SIGNATURES[func].bind(*args, **kwargs).arguments
         x = bound["input"]
         if not self.replaying:
-            self.recorded.append(_moments(x, (0, *range(2, x.dim()))))
+            self.recorded.append(_batch_moments(x))
         if self.position >= len(self.recorded):
             raise ConfigError("the model normalizes more often on queries than on the support set: "
                               "support statistics need the same batch-norm layers on both")
         mean, var = self.recorded[self.position]
         self.position += 1
-        channel = (1, -1) + (1,) * (x.dim() - 2)
-        return _normalize(x, mean, var, bound.get("eps", 1e-5), bound.get("weight"), bound.get("bias"), channel)
+        eps, weight, bias = bound.get("eps", 1e-5), bound.get("weight"), bound.get("bias")
+        return _normalize(x, mean, var, eps, weight, bias, _channel_shape(x))
 
 
 def with_support_statistics(predictor: Callable[[Tensor], Tensor], support_x: Tensor) -> Callable[[Tensor], Tensor]:
@@ -205,7 +218,9 @@ def with_support_statistics(predictor: Callable[[Tensor], Tensor], support_x: Te
     return predict
 
 
-_NOT_DIFFERENTIABLE = re.compile(r"derivative for (\S+) is not implemented|(\S+) does not support (?:double|second) backward")
+_NOT_DIFFERENTIABLE = re.compile(
+    r"derivative for (\S+) is not implemented|(\S+) does not support (?:double|second) backward"
+)
 _UNBATCHABLE = ("vmap", "Batching rule", "batched tensor", "doesn't match the broadcast shape")
 _MUTATION = ("in-place operation", "mutate a captured Tensor")
 
