@@ -21,7 +21,9 @@ DEFAULT_DATA = Path(os.environ.get("FASTADAPT_TEST_DATA", REPO.parent / "shared"
 def parser(description: str, data: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     if data:
-        p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA, help="folder holding omniglot/ (default ../shared/data)")
+        p.add_argument(
+            "--data-dir", type=Path, default=DEFAULT_DATA, help="folder holding omniglot/ (default ../shared/data)"
+        )
         p.add_argument("--cache-dir", type=Path, default=None, help="decoded-cache folder (default: per-user cache)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -81,9 +83,9 @@ def emit(rows: list[dict[str, object]], as_json: bool, title: str) -> None:
     print(f"{title}\nmachine: {machine()}")
     keys = list(rows[0])
     widths = [max(len(k), *(len(_fmt(r[k])) for r in rows)) for k in keys]
-    print("  ".join(k.ljust(w) for k, w in zip(keys, widths)))
+    print("  ".join(k.ljust(w) for k, w in zip(keys, widths, strict=True)))
     for r in rows:
-        print("  ".join(_fmt(r[k]).ljust(w) for k, w in zip(keys, widths)))
+        print("  ".join(_fmt(r[k]).ljust(w) for k, w in zip(keys, widths, strict=True)))
 
 
 def _fmt(value: object) -> str:

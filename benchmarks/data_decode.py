@@ -46,7 +46,8 @@ print(imported - start, opened - imported, sampled - opened)
 
 def _open_in_fresh_process(expr: str, env: dict[str, str]) -> tuple[float, float]:
     """(seconds to open the dataset, seconds to draw the first task), measured in a new interpreter."""
-    done = subprocess.run([sys.executable, "-c", OPEN.format(expr=expr)], capture_output=True, text=True, check=True, env=env, cwd=REPO)
+    command = [sys.executable, "-c", OPEN.format(expr=expr)]
+    done = subprocess.run(command, capture_output=True, text=True, check=True, env=env, cwd=REPO)
     _, opened, sampled = (float(v) for v in done.stdout.split())
     return opened, sampled
 
@@ -111,7 +112,11 @@ def main() -> None:
         omniglot = args.data_dir / "omniglot"
         for workers in sorted({1, cores}):
             seconds, written = _decode(OMNIGLOT, omniglot, 28, workers)
-            rows.append({"dataset": "Omniglot (real), 32,460 PNGs in 2 zips -> 28x28", "step": f"read + decode, {workers} process(es)", "ms": 1000 * seconds})
+            rows.append({
+                "dataset": "Omniglot (real), 32,460 PNGs in 2 zips -> 28x28",
+                "step": f"read + decode, {workers} process(es)",
+                "ms": 1000 * seconds,
+            })
         rows.append({"dataset": "Omniglot (real)", "step": "write cache", "ms": 1000 * written})
         opened, sampled = _open_in_fresh_process(f"fa.datasets.Omniglot({str(args.data_dir)!r}, split='all')", env)
         rows.append({"dataset": "Omniglot (real)", "step": "open cache (fresh process)", "ms": 1000 * opened})
@@ -128,7 +133,11 @@ def main() -> None:
         rows.append({"dataset": label, "step": "write cache", "ms": 1000 * written})
         cache = next((work / "mini" / "miniimagenet").glob("miniimagenet-84px.pt"))
         opened, sampled = _open_in_fresh_process(f"load_cache(Path({str(cache)!r}), 'mini')[0]", env)
-        rows.append({"dataset": f"{label}, cache {cache.stat().st_size / 2**20:,.0f} MiB", "step": "open cache (fresh process)", "ms": 1000 * opened})
+        rows.append({
+            "dataset": f"{label}, cache {cache.stat().st_size / 2**20:,.0f} MiB",
+            "step": "open cache (fresh process)",
+            "ms": 1000 * opened,
+        })
         rows.append({"dataset": label, "step": "first 5w1s task", "ms": 1000 * sampled})
     emit(rows, args.json, "Decoding the benchmarks once, and opening their caches")
 

@@ -31,13 +31,15 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--meta-batch", type=int, default=32)
     p.add_argument("--repeats", type=int, default=2)
-    p.add_argument("--overrides", nargs="*", default=[], help="more key=value settings (e.g. algorithm.first_order=true)")
+    p.add_argument(
+        "--overrides", nargs="*", default=[], help="more key=value settings (e.g. algorithm.first_order=true)"
+    )
     args = p.parse_args()
     cores = args.threads or os.cpu_count() or 1
     job = [
-        "train", "--preset", args.preset, "--no-progress", f"dataset.data_dir={args.data_dir}", f"train.steps={args.steps}",
-        f"train.meta_batch={args.meta_batch}", f"train.val_every={args.steps}", "train.val_episodes=1", "test.episodes=1",
-        *args.overrides,
+        "train", "--preset", args.preset, "--no-progress", f"dataset.data_dir={args.data_dir}",
+        f"train.steps={args.steps}", f"train.meta_batch={args.meta_batch}", f"train.val_every={args.steps}",
+        "train.val_episodes=1", "test.episodes=1", *args.overrides,
     ]
     single = [sys.executable, "-m", "fastadapt", *job, "--threads", str(cores)]
     multi = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.processes}",
@@ -50,7 +52,8 @@ def main() -> None:
                 seconds = _run(command, Path(scratch) / f"{repeat}-{len(rows)}", env)
                 rows.append({"run": name, "repeat": repeat, "train_s": round(seconds, 1),
                              "tasks_per_s": round(args.steps * args.meta_batch / seconds, 2)})
-    emit(rows, args.json, f"{args.preset}: {args.steps} meta-updates of {args.meta_batch} tasks, {cores} threads in all")
+    title = f"{args.preset}: {args.steps} meta-updates of {args.meta_batch} tasks, {cores} threads in all"
+    emit(rows, args.json, title)
 
 
 if __name__ == "__main__":

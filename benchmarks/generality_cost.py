@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import torch
-
 from common import REPO, emit, machine, parser
 
 SETTING = dict(ways=5, shots=1, queries=15, meta_batch=32, inner_steps=1, inner_lr=0.4)
@@ -53,7 +52,8 @@ def _child(args: argparse.Namespace) -> None:
 
 def _checkout(revision: str, folder: Path) -> Path:
     """The ``src`` folder of ``revision``, exported from git into ``folder``."""
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", revision, "src"], check=True, capture_output=True).stdout
+    command = ["git", "-C", str(REPO), "archive", revision, "src"]
+    archive = subprocess.run(command, check=True, capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
     return folder / "src"
 
@@ -96,9 +96,13 @@ def main() -> None:
                 rates[name].append(_rate(src, args, batches, first_order))
         medians = {name: statistics.median(values) for name, values in rates.items()}
         for name, values in rates.items():
-            rows.append({"order": "first" if first_order else "second", "version": name,
-                         "tasks_per_s": round(medians[name], 2), "spread": [round(min(values), 2), round(max(values), 2)],
-                         "vs_base": round(medians[name] / medians[base], 3)})
+            rows.append({
+                "order": "first" if first_order else "second",
+                "version": name,
+                "tasks_per_s": round(medians[name], 2),
+                "spread": [round(min(values), 2), round(max(values), 2)],
+                "vs_base": round(medians[name] / medians[base], 3),
+            })
     if args.json:
         print(json.dumps({"machine": machine(), "setting": SETTING, "rounds": args.rounds, "chunk": args.chunk,
                           "threads": args.threads or 1, "rows": rows}, indent=2))

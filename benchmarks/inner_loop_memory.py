@@ -57,12 +57,15 @@ def main() -> None:
     dataset = fa.datasets.Omniglot(args.data_dir, split="train", rotations=True, cache_dir=args.cache_dir)
     scratch = tempfile.TemporaryDirectory()
     batch_file = Path(scratch.name) / "batch.pt"
-    torch.save(fa.FewShotTasks(dataset, args.ways, args.shots, args.queries, seed=0).sample(args.meta_batch), batch_file)
-    del dataset
+    tasks = fa.FewShotTasks(dataset, args.ways, args.shots, args.queries, seed=0)
+    torch.save(tasks.sample(args.meta_batch), batch_file)
+    del dataset, tasks
 
     def peak(steps: int, checkpoint: bool) -> float:
-        command = [sys.executable, __file__, "--child", str(steps), "--batch", str(batch_file), "--ways", str(args.ways),
-                   "--threads", str(torch.get_num_threads())]
+        command = [
+            sys.executable, __file__, "--child", str(steps), "--batch", str(batch_file), "--ways", str(args.ways),
+            "--threads", str(torch.get_num_threads()),
+        ]
         command += ["--checkpoint"] if checkpoint else []
         return statistics.median(child_peak_rss_mib(command, cwd=Path(__file__).parent) for _ in range(args.repeats))
 
@@ -76,7 +79,8 @@ def main() -> None:
         row["checkpointed_vs_1_step"] = round(row["checkpointed_mib"] / rows[0]["checkpointed_mib"], 2)
     if args.json:
         task = {"ways": args.ways, "shots": args.shots, "queries": args.queries, "meta_batch": args.meta_batch}
-        print(json.dumps({"machine": machine(), "task": task, "baseline_mib": round(baseline, 1), "rows": rows}, indent=2))
+        report = {"machine": machine(), "task": task, "baseline_mib": round(baseline, 1), "rows": rows}
+        print(json.dumps(report, indent=2))
         return
     emit(rows, False, f"peak RSS over a {baseline:.0f} MiB baseline, one second-order meta-update of "
                       f"{args.meta_batch} {args.ways}-way {args.shots}-shot tasks")

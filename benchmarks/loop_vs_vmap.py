@@ -62,7 +62,9 @@ def main() -> None:
     rows = []
     for order in ("second", "first"):
         for mode in ("loop", "vmap"):
-            command = [sys.executable, __file__, "--child", mode, order, "--steps", str(args.steps), "--device", args.device]
+            command = [
+                sys.executable, __file__, "--child", mode, order, "--steps", str(args.steps), "--device", args.device
+            ]
             if args.threads:
                 command += ["--threads", str(args.threads)]
             rows.append(json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout))

@@ -34,10 +34,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import anchors
 import torch
 import torch.nn.functional as F
-
-import anchors
 from common import child_peak_rss_mib, emit, machine, own_peak_rss_mib, parser
 
 import fastadapt as fa
@@ -231,22 +230,30 @@ def main() -> None:
         order = "first" if first_order else "second"
         if device.type == "cuda":
             for name, step in steps.items():
-                rows.append({"order": order, "library": name, "tasks_per_s": round(statistics.median(rates[name]), 2),
-                             "vs_fastadapt": None, "peak_cuda_over_resident_mib": round(_cuda_peak_mib(step, batches, device), 1)})
+                rows.append({
+                    "order": order, "library": name, "tasks_per_s": round(statistics.median(rates[name]), 2),
+                    "vs_fastadapt": None,
+                    "peak_cuda_over_resident_mib": round(_cuda_peak_mib(step, batches, device), 1),
+                })
         else:
             baseline = _peak_rss_mib(args, "baseline", first_order, batches_file)
             for name in steps:
                 peak = _peak_rss_mib(args, name, first_order, batches_file)
                 rows.append({
                     "order": order, "library": name, "tasks_per_s": round(statistics.median(rates[name]), 2),
-                    "vs_fastadapt": None, "peak_rss_mib": round(peak, 1), "peak_over_baseline_mib": round(peak - baseline, 1),
+                    "vs_fastadapt": None, "peak_rss_mib": round(peak, 1),
+                    "peak_over_baseline_mib": round(peak - baseline, 1),
                 })
         ours = next(r for r in rows if r["library"] == "fastadapt" and r["order"] == order)
         for r in rows:
             if r["order"] == ours["order"]:
                 r["vs_fastadapt"] = round(ours["tasks_per_s"] / r["tasks_per_s"], 2)
     if args.json:
-        print(json.dumps({"machine": machine(), "model": args.model, "width": args.width, "setting": s, "rounds": args.rounds, "chunk": args.chunk, "rows": rows}, indent=2))
+        report = {
+            "machine": machine(), "model": args.model, "width": args.width, "setting": s,
+            "rounds": args.rounds, "chunk": args.chunk, "rows": rows,
+        }
+        print(json.dumps(report, indent=2))
         return
     emit(rows, False, f"MAML {args.setting}, {args.model}: {s}\n(vs_fastadapt: fastadapt's tasks/s over this row's)")
 

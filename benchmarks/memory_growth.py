@@ -44,21 +44,29 @@ def main() -> None:
         f"dataset.data_dir={args.data_dir}", f"train.steps={args.steps}", f"train.meta_batch={args.meta_batch}",
         "train.val_every=500", "train.val_episodes=100", "train.log_every=10",
     ])
-    learner, train_tasks, val_tasks = prepare(config)
+    parts = prepare(config)
+    learner, train_tasks, val_tasks = parts.learner, parts.train_tasks, parts.val_tasks
     samples: list[dict[str, float]] = []
     sample, steps_done, start = train_tasks.sample, [0], time.perf_counter()
 
+    def record(step: int) -> None:
+        rss = round(rss_mib(), 1)
+        samples.append({"step": step, "rss_mib": rss, "elapsed_s": round(time.perf_counter() - start, 1)})
+
     def sample_and_record(n: int = 1):  # called once per meta-update
         if steps_done[0] % args.every == 0:
-            samples.append({"step": steps_done[0], "rss_mib": round(rss_mib(), 1), "elapsed_s": round(time.perf_counter() - start, 1)})
+            record(steps_done[0])
         steps_done[0] += 1
         return sample(n)
 
     train_tasks.sample = sample_and_record  # type: ignore[method-assign]
     with tempfile.TemporaryDirectory() as run_dir:
-        meta_train(learner, train_tasks, args.steps, meta_batch=args.meta_batch, optimizer=optimizer_for(config, learner),
-                   val_tasks=val_tasks, val_every=500, val_episodes=100, run_dir=run_dir, config=config, progress=False)
-    samples.append({"step": args.steps, "rss_mib": round(rss_mib(), 1), "elapsed_s": round(time.perf_counter() - start, 1)})
+        meta_train(
+            learner, train_tasks, args.steps, meta_batch=args.meta_batch, optimizer=optimizer_for(config, learner),
+            val_tasks=val_tasks, val_every=500, val_episodes=100, run_dir=run_dir, config=config.to_dict(),
+            progress=False,
+        )
+    record(args.steps)
     half = [s for s in samples if s["step"] >= args.steps // 2]
     growth = (half[-1]["rss_mib"] - half[0]["rss_mib"]) / (half[-1]["step"] - half[0]["step"]) * 1000
     summary = {

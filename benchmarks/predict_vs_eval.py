@@ -12,6 +12,7 @@ unrotated characters).
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import tempfile
 import zipfile
@@ -38,7 +39,9 @@ def _character_files(data_dir: Path, classes: list[str]) -> dict[str, list[tuple
     return files
 
 
-def _task_folders(root: Path, files: dict[str, list[tuple[str, bytes]]], rng: random.Random, ways: int, shots: int, queries: int) -> tuple[Path, Path]:
+def _task_folders(
+    root: Path, files: dict[str, list[tuple[str, bytes]]], rng: random.Random, ways: int, shots: int, queries: int
+) -> tuple[Path, Path]:
     for character in rng.sample(sorted(files), ways):
         chosen = rng.sample(files[character], shots + queries)
         for i, (name, data) in enumerate(chosen):
@@ -58,8 +61,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     learner, config = load_learner(args.run, data_dir=str(args.data_dir))
-    ways, shots, queries = (config["task"][k] for k in ("ways", "shots", "queries"))
-    test = fa.datasets.Omniglot(args.data_dir, split="test", rotations=False, scheme=config["dataset"]["scheme"])
+    ways, shots, queries = config.task.ways, config.task.shots, config.task.queries
+    test = fa.datasets.Omniglot(args.data_dir, split="test", rotations=False, scheme=config.dataset.scheme)
     files = _character_files(args.data_dir, test.class_names)
     rng = random.Random(args.seed)
     accuracies = []
@@ -68,12 +71,16 @@ def main() -> None:
             support, query = _task_folders(Path(scratch) / str(t), files, rng, ways, shots, queries)
             accuracies.append(predict_run(args.run, support, [query]).accuracy)
     mean, ci, _ = mean_ci95(accuracies)
-    rows = [{"how": f"fastadapt predict on real PNG files ({len(files)} unrotated test characters)", "tasks": args.tasks,
-             "accuracy": round(100 * mean, 2), "ci95": round(100 * ci, 2)}]
+    rows = [{
+        "how": f"fastadapt predict on real PNG files ({len(files)} unrotated test characters)",
+        "tasks": args.tasks,
+        "accuracy": round(100 * mean, 2),
+        "ci95": round(100 * ci, 2),
+    }]
     for rotations in (False, True):
-        config["dataset"]["rotations"] = rotations
-        tasks = build_tasks(config, "test", seed=config["test"]["seed"])
-        result = fa.meta_test(learner, tasks, episodes=args.episodes, inner_steps=config["test"]["inner_steps"])
+        config = config.replace(dataset=dataclasses.replace(config.dataset, rotations=rotations))
+        tasks = build_tasks(config, "test")
+        result = fa.meta_test(learner, tasks, episodes=args.episodes, inner_steps=config.test.inner_steps)
         rows.append({"how": f"fastadapt eval, test split {'with' if rotations else 'without'} rotated classes "
                             f"({tasks.dataset.num_classes} classes)", "tasks": args.episodes,
                      "accuracy": round(100 * result.mean, 2), "ci95": round(100 * result.ci95, 2)})

@@ -31,10 +31,13 @@ def main() -> None:
     torch.set_num_threads(args.threads or 1)
     torch.manual_seed(0)
     tasks_family = family(args.family)
-    learner = MAMLRL(GaussianPolicy(tasks_family.obs_dim, tasks_family.act_dim), tasks_family, trajectories=args.trajectories,
-                     horizon=args.horizon, outer=args.outer, first_order=args.first_order)
+    policy = GaussianPolicy(tasks_family.obs_dim, tasks_family.act_dim)
+    learner = MAMLRL(
+        policy, tasks_family, trajectories=args.trajectories, horizon=args.horizon, outer=args.outer,
+        first_order=args.first_order,
+    )
     tasks = RLTasks(tasks_family, seed=0)
-    rollouts = learner.rollouts
+    rollouts = learner.collect
     spent = {"sampling": 0.0}
 
     def timed_rollouts(*a, **k):  # count the time spent in the simulators and the policy's sampling
@@ -44,12 +47,12 @@ def main() -> None:
         finally:
             spent["sampling"] += time.perf_counter() - start
 
-    learner.rollouts = timed_rollouts  # type: ignore[method-assign]
-    learner.meta_backward(tasks.sample(args.tasks))
+    learner.collect = timed_rollouts  # type: ignore[method-assign]
+    learner.outer_step(tasks.sample(args.tasks))
     spent["sampling"] = 0.0
     start = time.perf_counter()
     for _ in range(args.iterations):
-        learner.meta_backward(tasks.sample(args.tasks))
+        learner.outer_step(tasks.sample(args.tasks))
     total = (time.perf_counter() - start) / args.iterations
     sampling = spent["sampling"] / args.iterations
     steps = 2 * args.tasks * args.trajectories * args.horizon

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 from common import emit, parser, rate
 
@@ -22,7 +24,7 @@ def main() -> None:
             rows.append({
                 "task": f"{ways}-way {shots}-shot {queries}-query",
                 "batch": batch,
-                "tasks/s": rate(lambda: tasks.sample(batch), batch),
+                "tasks/s": rate(partial(tasks.sample, batch), batch),
             })
     emit(rows, args.json, f"FewShotTasks.sample on {train!r}")
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 
 import torch
-
 from models import ResNet18
 
 import fastadapt as fa
@@ -21,8 +20,12 @@ import fastadapt as fa
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", default=None, help="folder holding omniglot/ (default: $FASTADAPT_DATA or the cache)")
-    parser.add_argument("--download", action="store_true", help="fetch Omniglot from its official repository if missing")
+    parser.add_argument(
+        "--data-dir", default=None, help="folder holding omniglot/ (default: $FASTADAPT_DATA or the cache)"
+    )
+    parser.add_argument(
+        "--download", action="store_true", help="fetch Omniglot from its official repository if missing"
+    )
     parser.add_argument("--width", type=int, default=32, help="first stage's width (torchvision: 64)")
     parser.add_argument("--steps", type=int, default=100_000, help="meta-updates (training also stops after --minutes)")
     parser.add_argument("--minutes", type=float, default=5.0)

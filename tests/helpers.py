@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import random
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -23,34 +24,43 @@ from fastadapt.tasks import TaskBatch
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 sys.path.insert(0, str(EXAMPLES))
-import models as user_models  # noqa: E402  (examples/models.py: models as a user writes them)
+user_models = importlib.import_module("models")  # examples/models.py: models as a user writes them
 
 
-def random_dataset(classes: int = 12, per_class: int = 6, size: int = 16, channels: int = 1, seed: int = 0) -> ClassDataset:
+def random_dataset(
+    classes: int = 12, per_class: int = 6, size: int = 16, channels: int = 1, seed: int = 0
+) -> ClassDataset:
     generator = torch.Generator().manual_seed(seed)
-    images = torch.randint(0, 256, (classes * per_class, channels, size, size), dtype=torch.uint8, generator=generator)
+    shape = (classes * per_class, channels, size, size)
+    images = torch.randint(0, 256, shape, dtype=torch.uint8, generator=generator)
     labels = torch.arange(classes).repeat_interleave(per_class)
     return ClassDataset(images, labels, [f"class{i:02d}" for i in range(classes)], name="random")
 
 
 def to_double(batch: TaskBatch) -> TaskBatch:
-    return TaskBatch(*(t.double() if t.is_floating_point() else t for t in (batch.support_x, batch.support_y, batch.query_x, batch.query_y)))
+    parts = (batch.support_x, batch.support_y, batch.query_x, batch.query_y)
+    return TaskBatch(*(t.double() if t.is_floating_point() else t for t in parts))
 
 
-def directional_fd(loss_fn, params: list[torch.Tensor], direction: list[torch.Tensor], eps: float = 1e-6) -> float:
+def directional_fd(
+    loss_fn: Callable[[], torch.Tensor | float],
+    params: list[torch.Tensor],
+    direction: list[torch.Tensor],
+    eps: float = 1e-6,
+) -> float:
     """Central finite difference of ``loss_fn()`` along ``direction`` (parameters moved in place).
 
     ``direction`` is used as given; scale it to unit norm so that the step stays far from the
     kinks of ReLU and max-pooling networks, where the MAML meta-loss is discontinuous.
     """
     with torch.no_grad():
-        for p, d in zip(params, direction):
+        for p, d in zip(params, direction, strict=True):
             p.add_(eps * d)
         plus = float(loss_fn())
-        for p, d in zip(params, direction):
+        for p, d in zip(params, direction, strict=True):
             p.sub_(2 * eps * d)
         minus = float(loss_fn())
-        for p, d in zip(params, direction):
+        for p, d in zip(params, direction, strict=True):
             p.add_(eps * d)
     return (plus - minus) / (2 * eps)
 
@@ -88,7 +98,10 @@ def mutated(rng: random.Random, data: bytes, cut: bool) -> bytes:
 
 def report_fuzz(name: str, inputs: int, total_bytes: int, refused: int) -> None:
     """One line for docs/RELIABILITY.md (shown with ``pytest -s``)."""
-    print(f"\nfuzz {name}: {inputs} inputs, {total_bytes} bytes, {refused} refused with DataError, {inputs - refused} read")
+    print(
+        f"\nfuzz {name}: {inputs} inputs, {total_bytes} bytes, "
+        f"{refused} refused with DataError, {inputs - refused} read"
+    )
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

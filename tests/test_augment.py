@@ -29,7 +29,7 @@ def test_each_image_is_a_padded_crop_possibly_mirrored() -> None:
     out = random_crop_flip(images, torch.Generator().manual_seed(0), padding=2)
     assert out.shape == images.shape
     seen = set()
-    for original, result in zip(images.reshape(-1, 3, 9, 11), out.reshape(-1, 3, 9, 11)):
+    for original, result in zip(images.reshape(-1, 3, 9, 11), out.reshape(-1, 3, 9, 11), strict=True):
         match = _matches(original, result, 2)
         assert len(match) == 1
         seen |= match
@@ -47,7 +47,7 @@ def test_only_sampled_training_tasks_are_augmented() -> None:
     dataset = random_dataset(classes=8, per_class=6, size=12, channels=3)
     plain = fa.FewShotTasks(dataset, ways=3, shots=1, queries=2, seed=1)
     augmented = fa.FewShotTasks(dataset, ways=3, shots=1, queries=2, seed=1, augment=random_crop_flip)
-    for a, b in zip(plain.episodes(4), augmented.episodes(4)):
+    for a, b in zip(plain.episodes(4), augmented.episodes(4), strict=True):
         assert torch.equal(a.support_x, b.support_x) and torch.equal(a.query_x, b.query_x)
     a, b = plain.sample(2), augmented.sample(2)
     assert torch.equal(a.support_y, b.support_y) and not torch.equal(a.support_x, b.support_x)

@@ -32,10 +32,13 @@ def test_default_job_learns_held_out_classes(trained_run: Path) -> None:
     assert result["preset"] == "protonet-glyphs-5w1s" and result["test"]["episodes"] == 60
     # 5-way chance is 20%: 30 updates on the training scripts already transfer to unseen scripts
     assert result["test"]["accuracy"] - result["test"]["ci95"] > 0.4
-    assert {"config.yaml", "metrics.jsonl", "best.pt", "last.pt", "result.json"} <= {p.name for p in trained_run.iterdir()}
+    written = {p.name for p in trained_run.iterdir()}
+    assert {"config.yaml", "metrics.jsonl", "best.pt", "last.pt", "result.json"} <= written
 
 
-def test_eval_reproduces_the_test_result(trained_run: Path, glyphs_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_eval_reproduces_the_test_result(
+    trained_run: Path, glyphs_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, out, _ = run_cli(capsys, "eval", str(trained_run), "--json", "--data-dir", str(glyphs_root))
     assert code == 0
     printed = json.loads(out)
@@ -82,7 +85,8 @@ def test_presets_lists_every_preset(capsys: pytest.CaptureFixture[str]) -> None:
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(
-    argv: list[str], message: str, glyphs_root: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    argv: list[str], message: str, glyphs_root: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
 ) -> None:
     monkeypatch.chdir(tmp_path)
     if argv[0] == "train" and "maml-omniglot-5w1s" not in argv:
@@ -121,7 +125,9 @@ def test_console_script_runs_as_a_module() -> None:
     assert done.returncode == 0 and "maml-sinusoid" in done.stdout
 
 
-def test_predict_labels_query_files(trained_run: Path, glyphs_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_predict_labels_query_files(
+    trained_run: Path, glyphs_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from fastadapt.predict import predict_run
 
     support, query = glyph_folders(glyphs_root, tmp_path)
@@ -130,7 +136,8 @@ def test_predict_labels_query_files(trained_run: Path, glyphs_root: Path, tmp_pa
     )
     printed = json.loads(out)
     assert code == 0 and printed == json.loads(json.dumps(predict_run(trained_run, support, [query]).to_dict()))
-    assert len(printed["predictions"]) == 30 and printed["preprocessing"] == {"image_size": 28, "channels": 1, "invert": True}
+    assert len(printed["predictions"]) == 30
+    assert printed["preprocessing"] == {"image_size": 28, "channels": 1, "invert": True}
     assert printed["accuracy"] > 0.4  # 5-way chance is 0.2; the tiny run scores well above it on unseen scripts
     one = next(query.glob("*/1.png"))
     code, out, _ = run_cli(
@@ -140,7 +147,9 @@ def test_predict_labels_query_files(trained_run: Path, glyphs_root: Path, tmp_pa
     assert code == 0 and out.startswith(str(one)) and label in printed["classes"] and 0.2 <= float(probability) <= 1
 
 
-def test_predict_refuses_bad_input_in_one_line(trained_run: Path, glyphs_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_predict_refuses_bad_input_in_one_line(
+    trained_run: Path, glyphs_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from PIL import Image
 
     support, query = glyph_folders(glyphs_root, tmp_path)
@@ -167,7 +176,9 @@ def test_predict_refuses_bad_input_in_one_line(trained_run: Path, glyphs_root: P
 
 def test_predict_refuses_a_regression_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run = tmp_path / "sine"
-    assert main(["train", "--preset", "maml-sinusoid", "--run-dir", str(run), "train.steps=2", "test.episodes=2", "--no-progress"]) == 0
+    assert main([
+        "train", "--preset", "maml-sinusoid", "--run-dir", str(run), "train.steps=2", "test.episodes=2", "--no-progress"
+    ]) == 0
     capsys.readouterr()
     code, _, err = run_cli(capsys, "predict", str(run), "--support", str(tmp_path), "--query", str(tmp_path))
     assert code == 2 and "is a model of sinusoid data, not of images" in err
@@ -181,17 +192,25 @@ def test_predict_refuses_a_regression_model(tmp_path: Path, capsys: pytest.Captu
         ["algorithm.name=relationnet", "train_task.ways=5"],
         ["algorithm.name=siamese", "algorithm.distortions=true"],
         ["algorithm.name=finetune", "train_task.ways=16", "train_task.queries=1"],
-        ["algorithm.name=finetune", "algorithm.head=cosine", "algorithm.finetune_body=true", "algorithm.finetune_steps=3"],
-        ["algorithm.name=protonet", "algorithm.distance=cosine", "algorithm.temperature=0.1", "algorithm.learn_temperature=true"],
+        ["algorithm.name=finetune", "algorithm.head=cosine", "algorithm.finetune_body=true",
+         "algorithm.finetune_steps=3"],
+        ["algorithm.name=protonet", "algorithm.distance=cosine", "algorithm.temperature=0.1",
+         "algorithm.learn_temperature=true"],
         ["model.name=resnet12", "train.steps=2"],
     ],
-    ids=["matchingnet", "matchingnet-fce", "relationnet", "siamese", "finetune", "baselinepp-body", "protonet-cosine", "resnet12"],
+    ids=[
+        "matchingnet", "matchingnet-fce", "relationnet", "siamese", "finetune", "baselinepp-body", "protonet-cosine",
+        "resnet12",
+    ],
 )
 def test_every_method_trains_evaluates_and_predicts_from_the_cli(
     overrides: list[str], glyphs_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run = tmp_path / "run"
-    short = ["train.steps=6", "train.val_every=3", "train.val_episodes=4", "test.episodes=8", "train_task.ways=5", "--no-progress"]
+    short = [
+        "train.steps=6", "train.val_every=3", "train.val_episodes=4", "test.episodes=8", "train_task.ways=5",
+        "--no-progress",
+    ]
     code, _, err = run_cli(
         capsys, "train", "--run-dir", str(run), "--data-dir", str(glyphs_root), "--json", *short, *overrides
     )

@@ -43,7 +43,8 @@ def _logged_step(run: Path) -> int:
 
 def test_sigkill_at_random_moments_then_resume_equals_the_uninterrupted_run(glyphs_root: Path, tmp_path: Path) -> None:
     env = {**os.environ, "FASTADAPT_DATA": str(glyphs_root)}
-    subprocess.run(_train("--run-dir", str(tmp_path / "whole"), *RUN), env=env, check=True, capture_output=True, timeout=600)
+    whole = _train("--run-dir", str(tmp_path / "whole"), *RUN)
+    subprocess.run(whole, env=env, check=True, capture_output=True, timeout=600)
     reference = load_checkpoint(tmp_path / "whole" / "last.pt")
     assert reference["step"] == STEPS
 
@@ -51,8 +52,9 @@ def test_sigkill_at_random_moments_then_resume_equals_the_uninterrupted_run(glyp
     rng = random.Random(int(os.environ.get("FASTADAPT_KILL_SEED", "0")))
     targets = sorted(rng.sample(range(3, STEPS - 3), KILLS))
     killed_at = []
+    resume = ["--resume", str(run), "--no-progress", "--threads", "1"]
     for number, target in enumerate(targets):
-        args = ["--run-dir", str(run), *RUN] if number == 0 else ["--resume", str(run), "--no-progress", "--threads", "1"]
+        args = ["--run-dir", str(run), *RUN] if number == 0 else resume
         process = subprocess.Popen(_train(*args), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 300
         while _logged_step(run) < target and process.poll() is None and time.monotonic() < deadline:
@@ -62,7 +64,7 @@ def test_sigkill_at_random_moments_then_resume_equals_the_uninterrupted_run(glyp
         process.send_signal(signal.SIGKILL)
         process.wait()
         killed_at.append(_logged_step(run))
-    finish = subprocess.run(_train("--resume", str(run), "--no-progress", "--threads", "1"), env=env, capture_output=True, text=True, timeout=600)
+    finish = subprocess.run(_train(*resume), env=env, capture_output=True, text=True, timeout=600)
     assert finish.returncode == 0, finish.stderr
     resumed = load_checkpoint(run / "last.pt")
     assert resumed["step"] == STEPS and len(killed_at) == KILLS
@@ -96,7 +98,9 @@ class _Payload:
         return (os.system, (f"touch {os.environ.get('PAYLOAD_MARKER', '/nonexistent')}",))
 
 
-def test_a_malicious_checkpoint_is_refused_without_running_its_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_malicious_checkpoint_is_refused_without_running_its_code(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     marker = tmp_path / "pwned"
     monkeypatch.setenv("PAYLOAD_MARKER", str(marker))
     evil = tmp_path / "evil.pt"
@@ -117,7 +121,10 @@ def test_foreign_and_incompatible_checkpoints_say_what_they_are(tmp_path: Path) 
     torch.save({"format": "fastadapt-checkpoint", "schema": 99, "fastadapt_version": "9.0"}, tmp_path / "future.pt")
     with pytest.raises(CheckpointError, match="schema 99 .*fastadapt 9.0.*reads schema 1"):
         load_checkpoint(tmp_path / "future.pt")
-    torch.save({"format": "fastadapt-checkpoint", "schema": 1, "algorithm": "protonet", "step": 7, "fastadapt_version": "0.1.0"}, tmp_path / "p.pt")
+    protonet = {
+        "format": "fastadapt-checkpoint", "schema": 1, "algorithm": "protonet", "step": 7, "fastadapt_version": "0.1.0"
+    }
+    torch.save(protonet, tmp_path / "p.pt")
     with pytest.raises(CheckpointError, match="is a protonet checkpoint .*cannot be loaded into maml"):
         load_checkpoint(tmp_path / "p.pt", expect="maml")
     (tmp_path / "truncated.pt").write_bytes((tmp_path / "p.pt").read_bytes()[:50])

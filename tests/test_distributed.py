@@ -52,13 +52,14 @@ def env(glyphs_root: Path) -> dict[str, str]:
 
 def test_two_processes_make_the_updates_of_one(env: dict[str, str], tmp_path: Path) -> None:
     _single(tmp_path / "one", env)
-    done = subprocess.run(_torchrun("--run-dir", str(tmp_path / "two"), *RUN), env=env, capture_output=True, text=True, timeout=600)
+    command = _torchrun("--run-dir", str(tmp_path / "two"), *RUN)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     _assert_same_parameters(tmp_path / "one", tmp_path / "two")
     # rank 0 alone writes: one log line per step, validations as in the single run
     one, two = run_records(tmp_path / "one"), run_records(tmp_path / "two")
     assert [(r["step"], r["kind"]) for r in two] == [(r["step"], r["kind"]) for r in one]
-    for a, b in zip(one, two):  # the logged loss is the mean over both processes' tasks
+    for a, b in zip(one, two, strict=True):  # the logged loss is the mean over both processes' tasks
         if a["kind"] == "train":
             assert b["loss"] == pytest.approx(a["loss"], rel=1e-5)
     assert json.loads((tmp_path / "two" / "result.json").read_text())["processes"] == 2
@@ -80,7 +81,8 @@ def test_a_killed_distributed_run_resumes_to_the_same_parameters(env: dict[str, 
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     assert load_checkpoint(run / "last.pt")["step"] < STEPS
-    done = subprocess.run(_torchrun("--resume", str(run), "--no-progress", "--threads", "1"), env=env, capture_output=True, text=True, timeout=600)
+    resume = _torchrun("--resume", str(run), "--no-progress", "--threads", "1")
+    done = subprocess.run(resume, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     _assert_same_parameters(tmp_path / "one", run)
 

@@ -61,5 +61,7 @@ def test_meta_test_uses_the_requested_adaptation_steps() -> None:
     assert zero.metric == "mse" and zero.to_dict()["accuracy"] is None
     assert many.mean < zero.mean
     with torch.no_grad():
-        direct = [torch.nn.functional.mse_loss(learner.model(b.query_x), b.query_y).item() for b in tasks.episodes(20, 1)]
+        direct = [
+            torch.nn.functional.mse_loss(learner.model(b.query_x), b.query_y).item() for b in tasks.episodes(20, 1)
+        ]
     assert zero.values == pytest.approx(direct, rel=1e-5)

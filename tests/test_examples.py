@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from helpers import EXAMPLES
 
 TINY = ["--steps", "2", "--meta-batch", "2", "--val-episodes", "5", "--episodes", "5"]

@@ -16,14 +16,17 @@ from fastadapt.errors import CheckpointError
 from fastadapt.logs import TensorBoard
 from fastadapt.plots import learning_curves
 
-TINY = ["train.steps=20", "train.val_every=10", "train.val_episodes=10", "test.episodes=10", "train.log_every=5", "--no-progress", "--json"]
+TINY = [
+    "train.steps=20", "train.val_every=10", "train.val_episodes=10", "test.episodes=10", "train.log_every=5",
+    "--no-progress", "--json",
+]
 
 
 @pytest.fixture(scope="module")
 def two_runs(glyphs_root: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     folder = tmp_path_factory.mktemp("runs")
     runs = [folder / "protonet", folder / "maml"]
-    for run, preset in zip(runs, ("protonet-glyphs-5w1s", "maml-glyphs-5w1s")):
+    for run, preset in zip(runs, ("protonet-glyphs-5w1s", "maml-glyphs-5w1s"), strict=True):
         assert main(["train", "--preset", preset, "--run-dir", str(run), "--data-dir", str(glyphs_root), *TINY]) == 0
     return runs
 
@@ -33,13 +36,15 @@ def test_the_csv_holds_every_record_of_the_jsonl(two_runs: list[Path]) -> None:
     with open(two_runs[0] / "metrics.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == len(records) and {"step", "kind", "loss", "val_accuracy"} <= set(rows[0])
-    for row, record in zip(rows, records):
+    for row, record in zip(rows, records, strict=True):
         assert int(row["step"]) == record["step"] and row["kind"] == record["kind"]
         if "val_accuracy" in record:
             assert float(row["val_accuracy"]) == pytest.approx(record["val_accuracy"])
 
 
-def test_a_finished_run_has_its_curves_and_plot_overlays_runs(two_runs: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_finished_run_has_its_curves_and_plot_overlays_runs(
+    two_runs: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     with Image.open(two_runs[0] / "curves.png") as image:
         assert image.width > 500
     assert main(["plot", *map(str, two_runs), "--out", str(tmp_path)]) == 0
@@ -49,8 +54,11 @@ def test_a_finished_run_has_its_curves_and_plot_overlays_runs(two_runs: list[Pat
     assert (tmp_path / "one.png").read_bytes() != (tmp_path / "curves.png").read_bytes()
 
 
-def test_plot_draws_the_adaptation_and_embedding_figures_of_runs(two_runs: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["plot", *map(str, two_runs), "--out", str(tmp_path), "--figure", "steps", "--figure", "embedding"]) == 0
+def test_plot_draws_the_adaptation_and_embedding_figures_of_runs(
+    two_runs: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    figures = ["--figure", "steps", "--figure", "embedding"]
+    assert main(["plot", *map(str, two_runs), "--out", str(tmp_path), *figures]) == 0
     out = capsys.readouterr().out
     for name in ("curves.png", "steps.png", "embedding.png"):
         assert f"wrote {tmp_path / name}" in out

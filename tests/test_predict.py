@@ -86,10 +86,22 @@ def test_bad_support_and_query_input_is_named(tmp_path: Path) -> None:
     support = _bars(tmp_path / "support", 3, 2)
     cases = [
         (tmp_path / "nowhere", [support / "class0"], "no support folder at"),
-        (_bars(tmp_path / "one", 1, 2), [support / "class0"], "has 1 class folder: few-shot classification needs at least 2"),
-        (_bars(tmp_path / "seven", 7, 1), [support / "class0"], r"has 7 classes but this maml model was trained for 5-way tasks"),
+        (
+            _bars(tmp_path / "one", 1, 2),
+            [support / "class0"],
+            "has 1 class folder: few-shot classification needs at least 2",
+        ),
+        (
+            _bars(tmp_path / "seven", 7, 1),
+            [support / "class0"],
+            r"has 7 classes but this maml model was trained for 5-way tasks",
+        ),
         (support, [tmp_path / "missing.png"], "no query image or folder at"),
-        (support, [_bars(tmp_path / "other", 4, 1)], r"query class folders \['class3'\] are not classes of the support folder"),
+        (
+            support,
+            [_bars(tmp_path / "other", 4, 1)],
+            r"query class folders \['class3'\] are not classes of the support folder",
+        ),
     ]
     for support_dir, queries, message in cases:
         with pytest.raises(DataError, match=message):
@@ -103,12 +115,14 @@ def test_images_inverted_relative_to_the_training_data_are_refused(tmp_path: Pat
     config = build_config("protonet-glyphs-5w1s")
     learner, prep = build_learner(config), fa.datasets.Preprocessing(28, 1, invert=True)
     light_strokes = _bars(tmp_path / "support", 3, 2)  # bright bars on black, inverted by the preprocessing
-    with pytest.raises(DataError, match=r"support images average brightness 0\.9\d .* trained on images averaging 0\.10"):
+    inverted = r"support images average brightness 0\.9\d .* trained on images averaging 0\.10"
+    with pytest.raises(DataError, match=inverted):
         predict_files(learner, config, prep, light_strokes, [light_strokes], train_pixel_mean=0.10)
     report = predict_files(learner, config, prep, light_strokes, [light_strokes])  # as with --force
     assert len(report.predictions) == 6
     dark_strokes = _bars(tmp_path / "right", 3, 2, inverted=True)
-    assert predict_files(learner, config, prep, dark_strokes, [dark_strokes], train_pixel_mean=0.10).accuracy is not None
+    report = predict_files(learner, config, prep, dark_strokes, [dark_strokes], train_pixel_mean=0.10)
+    assert report.accuracy is not None
 
 
 def test_query_files_read_files_folders_and_class_folders(tmp_path: Path) -> None:
@@ -117,5 +131,7 @@ def test_query_files_read_files_folders_and_class_folders(tmp_path: Path) -> Non
     loose.mkdir()
     Image.new("L", (9, 9)).save(loose / "a.png")
     found = query_files([labelled, loose, loose / "a.png"])
-    assert [(p.name, t) for p, t in found] == [("0.png", "class0"), ("1.png", "class0"), ("0.png", "class1"), ("1.png", "class1"),
-                                               ("a.png", None), ("a.png", None)]
+    assert [(p.name, t) for p, t in found] == [
+        ("0.png", "class0"), ("1.png", "class0"), ("0.png", "class1"), ("1.png", "class1"),
+        ("a.png", None), ("a.png", None),
+    ]

@@ -17,8 +17,13 @@ REPO = Path(__file__).resolve().parents[1]
 def _results(tmp_path: Path, template: str) -> Path:
     folder = tmp_path / "results"
     folder.mkdir()
-    (folder / "a.json").write_text(json.dumps({"test": {"accuracy": 0.98794, "ci95": 0.0016}, "train_time_s": 1646.4,
-                                                "train_steps": 4500, "adaptation": [{"return": -36.58}, {"return": -14.94}]}))
+    a = {
+        "test": {"accuracy": 0.98794, "ci95": 0.0016},
+        "train_time_s": 1646.4,
+        "train_steps": 4500,
+        "adaptation": [{"return": -36.58}, {"return": -14.94}],
+    }
+    (folder / "a.json").write_text(json.dumps(a))
     (folder / "b.json").write_text(json.dumps({"test": {"accuracy": 0.9668}, "machine": {"torch": "2.13.0+cpu"}}))
     (folder / results.TEMPLATE).write_text(template)
     return folder
@@ -58,9 +63,12 @@ def test_reproductions_expand_to_their_tables_and_figures(tmp_path: Path) -> Non
     folder = _results(tmp_path, "# Results\n\n{{ reproductions }}\n")
     report = {
         "name": "x", "title": "ProtoNet, Omniglot 5-way 1-shot", "source": "Snell et al. 2017", "metric": "accuracy",
-        "budget": "quick", "budget_overrides": ["train.steps=1000"], "seeds": 1, "command": "fastadapt reproduce x --budget quick",
-        "date": "2026-11-28",
-        "machine": {"processor": "x86_64", "threads": 2, "cuda": None, "python": "3.11.7", "torch": "2.13.0+cpu", "fastadapt": "0.1.0"},
+        "budget": "quick", "budget_overrides": ["train.steps=1000"], "seeds": 1,
+        "command": "fastadapt reproduce x --budget quick", "date": "2026-11-28",
+        "machine": {
+            "processor": "x86_64", "threads": 2, "cuda": None, "python": "3.11.7", "torch": "2.13.0+cpu",
+            "fastadapt": "0.1.0",
+        },
         "rows": [{"label": "ProtoNet", "runs": [{"train_steps": 1000, "train_time_s": 360.0}], "measures": [
             {"label": "5-way 1-shot", "ours": {"value": 0.981, "ci95": 0.002}, "paper": {"value": 0.988, "ci95": None},
              "gap": -0.007, "overlap": False}]}],

@@ -158,7 +158,7 @@ def test_own_dataset_of_features_trains_with_an_own_mlp(
     )
     code, _, err = run_cli(capsys, "train", "--config", str(config), "--run-dir", str(run), "--no-progress", "--json")
     assert code == 0, err
-    assert read_config(run)["dataset"] == {"name": "custom", "target": target, "kwargs": {"dims": 6}}
+    assert read_config(run).to_dict()["dataset"] == {"name": "custom", "target": target, "kwargs": {"dims": 6}}
     assert load_checkpoint(run)["metadata"] == {"preprocessing": None, "pixel_mean": None}
     code, out, err = run_cli(capsys, "eval", str(run), "--json", "--episodes", "5")
     assert code == 0 and json.loads(out)["episodes"] == 5, err
@@ -258,18 +258,20 @@ def test_target_rules_name_the_key(overrides: list[str], message: str) -> None:
 
 
 def test_a_target_replaces_the_inherited_section_and_old_configs_are_unchanged(tmp_path: Path) -> None:
-    builtin = build_config("protonet-glyphs-5w1s")
+    builtin = build_config("protonet-glyphs-5w1s").to_dict()
     assert set(builtin["model"]) == {"name", "hidden", "pool", "channels_last"} and "target" not in builtin["dataset"]
-    own = build_config("protonet-glyphs-5w1s", ["model.target=mynets:encoder", "dataset.target=mydata:features"])
+    targets = ["model.target=mynets:encoder", "dataset.target=mydata:features"]
+    own = build_config("protonet-glyphs-5w1s", targets).to_dict()
     assert own["model"] == {"name": "custom", "target": "mynets:encoder", "kwargs": {}}
     assert own["dataset"] == {"name": "custom", "target": "mydata:features", "kwargs": {}}
-    assert resolve(own) == own  # a run's config.yaml reloads as is
+    assert resolve(own).to_dict() == own  # a run's config.yaml reloads as is
     mine = "extends: protonet-glyphs-5w1s\nmodel: {target: mynets:encoder, kwargs: {hidden: 8}}\n"
     (tmp_path / "mine.yaml").write_text(mine)
     back = build_config(None, ["model.name=resnet12"], config_file=tmp_path / "mine.yaml")
-    assert back["model"] == {"name": "resnet12", "channels_last": False}  # back to a built-in: the target's keys go too
+    # back to a built-in: the target's keys go too
+    assert back.to_dict()["model"] == {"name": "resnet12", "channels_last": False}
     kept = build_config(None, ["model.target=mynets:classifier"], config_file=tmp_path / "mine.yaml")
-    assert kept["model"]["kwargs"] == {"hidden": 8}  # another target of your own keeps the kwargs
+    assert kept.to_dict()["model"]["kwargs"] == {"hidden": 8}  # another target of your own keeps the kwargs
 
 
 def test_import_target_finds_nested_attributes_and_the_current_folder(user_folder: Path) -> None:
@@ -285,6 +287,6 @@ def test_train_help_lists_the_target_keys(capsys: pytest.CaptureFixture[str]) ->
         main(["train", "--help"])
     out = capsys.readouterr().out
     assert stop.value.code == 0
-    for key in ("model.target (default None)", "model.kwargs (default {})", "dataset.target (default None)",
-                "dataset.kwargs (default {})", "model.target=MODULE:FUNCTION", "dataset.target=MODULE:FUNCTION"):
+    for key in ("model.target (default None)", "model.kwargs (default None)", "dataset.target (default None)",
+                "dataset.kwargs (default None)", "model.target=MODULE:FUNCTION", "dataset.target=MODULE:FUNCTION"):
         assert key in out

@@ -37,8 +37,8 @@ def test_every_task_is_a_valid_few_shot_problem(ways: int, shots: int, queries: 
     dataset = random_dataset(classes=8, per_class=6, size=8)
     task = fa.FewShotTasks(dataset, ways=ways, shots=shots, queries=queries, seed=seed).sample(1)[0]
     again = fa.FewShotTasks(dataset, ways=ways, shots=shots, queries=queries, seed=seed).sample(1)[0]
-    assert all(torch.equal(x, y) for x, y in zip((task.support_x, task.support_y, task.query_x, task.query_y),
-                                                  (again.support_x, again.support_y, again.query_x, again.query_y)))
+    fields = ("support_x", "support_y", "query_x", "query_y")
+    assert all(torch.equal(getattr(task, name), getattr(again, name)) for name in fields)
     assert task.support_y.bincount(minlength=ways).tolist() == [shots] * ways
     assert task.query_y.bincount(minlength=ways).tolist() == [queries] * ways
     support, query = _rows(task.support_x, dataset), _rows(task.query_x, dataset)
@@ -46,7 +46,7 @@ def test_every_task_is_a_valid_few_shot_problem(ways: int, shots: int, queries: 
     assert len(set(support)) == len(support) and len(set(query)) == len(query)
     # each task label is one dataset class, the same one in support and query
     classes = {}
-    for row, label in zip(support + query, task.support_y.tolist() + task.query_y.tolist()):
+    for row, label in zip(support + query, task.support_y.tolist() + task.query_y.tolist(), strict=True):
         classes.setdefault(label, set()).add(int(dataset.labels[row]))
     assert sorted(classes) == list(range(ways)) and all(len(c) == 1 for c in classes.values())
     assert len({next(iter(c)) for c in classes.values()}) == ways
@@ -67,7 +67,8 @@ def test_sampling_is_reproducible_from_the_seed_and_resumable() -> None:
     expected = a.sample(2).support_x
     b.load_state_dict(state)
     torch.testing.assert_close(b.sample(2).support_x, expected)
-    assert not torch.equal(fa.FewShotTasks(dataset, 4, 1, 2, seed=6).sample(3).query_x, fa.FewShotTasks(dataset, 4, 1, 2, seed=5).sample(3).query_x)
+    six, five = fa.FewShotTasks(dataset, 4, 1, 2, seed=6), fa.FewShotTasks(dataset, 4, 1, 2, seed=5)
+    assert not torch.equal(six.sample(3).query_x, five.sample(3).query_x)
 
 
 def test_episodes_are_fixed_and_independent_of_sampling() -> None:
@@ -154,7 +155,8 @@ def test_sinusoid_tasks_follow_the_maml_ranges() -> None:
         coef = torch.linalg.lstsq(design, y[:, None]).solution[:, 0]
         amplitude, phase = torch.hypot(*coef).item(), torch.atan2(coef[1], coef[0]).item()
         assert 0.1 - 1e-4 <= amplitude <= 5 + 1e-4 and -1e-4 <= phase <= torch.pi + 1e-4
-        torch.testing.assert_close(task.query_y[:, 0].double(), amplitude * torch.sin(task.query_x[:, 0].double() - phase), atol=1e-4, rtol=1e-4)
+        expected = amplitude * torch.sin(task.query_x[:, 0].double() - phase)
+        torch.testing.assert_close(task.query_y[:, 0].double(), expected, atol=1e-4, rtol=1e-4)
 
 
 def test_dataset_classes_follow_slicing_concatenation_and_devices() -> None:
@@ -225,11 +227,12 @@ def test_any_data_gives_the_same_tasks_as_a_class_dataset_or_a_torch_dataset(kin
     assert batch.classes.shape == (5, 4) and all(len(set(c)) == 4 for c in batch.classes.tolist())
     inputs = dataset.gather(torch.arange(len(dataset)))  # every example as tasks hold it, grouped by class
     for task in batch:  # every example of a task belongs to the dataset class its label stands for
-        for x, y in zip(torch.cat([task.support_x, task.query_x]), torch.cat([task.support_y, task.query_y])):
+        xs, ys = torch.cat([task.support_x, task.query_x]), torch.cat([task.support_y, task.query_y])
+        for x, y in zip(xs, ys, strict=True):
             row = next(i for i in range(len(inputs)) if torch.equal(inputs[i], x))
             assert int(dataset.labels[row]) == int(task.classes[y])
     _assert_same_batches(batch, over_dataset.sample(5))
-    for a, b in zip(over_tensor.episodes(6, batch_size=4), over_dataset.episodes(6, batch_size=4)):
+    for a, b in zip(over_tensor.episodes(6, batch_size=4), over_dataset.episodes(6, batch_size=4), strict=True):
         _assert_same_batches(a, b)
 
 
@@ -252,7 +255,7 @@ def test_torch_dataset_labels_of_any_kind_become_classes() -> None:
     tasks = fa.FewShotTasks(source, ways=4, shots=2, queries=3, seed=0)
     assert tasks.dataset.class_names == names
     task = tasks.sample(1)[0]
-    for x, y in zip(task.support_x, task.support_y):
+    for x, y in zip(task.support_x, task.support_y, strict=True):
         assert names[int(x[0]) % 4] == names[int(task.classes[y])]
 
 
@@ -307,3 +310,75 @@ def test_a_user_defined_task_family_samples_and_replays_its_episodes() -> None:
     expected = tasks.sample(2).support_x
     tasks.load_state_dict(state)
     assert torch.equal(tasks.sample(2).support_x, expected)
+
+
+def _unrotated(x: torch.Tensor, inputs: torch.Tensor) -> tuple[int, int]:
+    """The row of ``inputs`` that ``x`` is a rotation of, and by how many quarter turns (noise images: unique)."""
+    for turns in range(4):
+        match = (inputs == torch.rot90(x, -turns, dims=(-2, -1))).flatten(1).all(dim=1).nonzero()
+        if len(match):
+            return int(match[0]), turns
+    raise AssertionError("an example that is no rotation of any dataset example")
+
+
+def _turns_per_class(task: fa.Task, inputs: torch.Tensor) -> tuple[list[int], list[list[int]]]:
+    """The rows of a task's examples (support, then query) and, per task label, the turns of its examples."""
+    xs, ys = torch.cat([task.support_x, task.query_x]), torch.cat([task.support_y, task.query_y])
+    found = [_unrotated(x, inputs) for x in xs]
+    turns: list[list[int]] = [[] for _ in range(int(ys.max()) + 1)]
+    for (_, turn), label in zip(found, ys.tolist(), strict=True):
+        turns[label].append(turn)
+    return [row for row, _ in found], turns
+
+
+def test_class_rotations_turn_a_class_support_and_query_alike_and_otherwise_draw_the_same_tasks() -> None:
+    dataset = random_dataset(classes=10, per_class=8, size=12)
+    inputs = dataset.gather(torch.arange(len(dataset)))
+    rotated = fa.FewShotTasks(dataset, ways=5, shots=2, queries=3, seed=4, class_rotations=True).sample(12)
+    plain = fa.FewShotTasks(dataset, ways=5, shots=2, queries=3, seed=4).sample(12)
+    per_task = []
+    for task, unturned in zip(rotated, plain, strict=True):
+        rows, turns = _turns_per_class(task, inputs)
+        assert all(len(set(t)) == 1 for t in turns)  # one rotation per class, its support and query alike
+        assert rows == _turns_per_class(unturned, inputs)[0]  # the classes and examples drawn without the option
+        per_task.append(tuple(t[0] for t in turns))
+    assert {turn for turns in per_task for turn in turns} == {0, 1, 2, 3}
+    assert len(set(per_task)) > 1  # tasks draw their own rotations
+    assert torch.equal(rotated.support_y, plain.support_y) and torch.equal(rotated.classes, plain.classes)
+
+
+def test_class_rotations_replay_their_episodes_and_resume_exactly() -> None:
+    tasks = fa.FewShotTasks(random_dataset(), 4, 1, 2, seed=3, class_rotations=True)
+    first = torch.cat([b.query_x for b in tasks.episodes(6, batch_size=4)])
+    state = tasks.state_dict()
+    expected = tasks.sample(3)
+    again = torch.cat([b.query_x for b in tasks.episodes(6, batch_size=5)])
+    assert torch.equal(first, again)
+    tasks.load_state_dict(state)
+    resumed = tasks.sample(3)
+    assert torch.equal(resumed.support_x, expected.support_x) and torch.equal(resumed.query_x, expected.query_x)
+    plain = torch.cat([b.query_x for b in fa.FewShotTasks(random_dataset(), 4, 1, 2, seed=3).episodes(6)])
+    assert not torch.equal(first, plain)
+
+
+def test_class_rotations_off_leave_the_stream_as_it_was() -> None:
+    dataset = random_dataset()
+    off = fa.FewShotTasks(dataset, 4, 1, 2, seed=8, class_rotations=False)
+    default = fa.FewShotTasks(dataset, 4, 1, 2, seed=8)
+    _assert_same_batches(off.sample(5), default.sample(5))
+    assert torch.equal(off.state_dict()["generator"], default.state_dict()["generator"])
+
+
+def test_class_rotations_of_a_torch_dataset_are_those_of_a_class_dataset() -> None:
+    examples, labels = _examples("images", 70), _shuffled_labels(classes=7, per_class=10)
+    dataset = fa.datasets.ClassDataset(examples, labels, [f"c{i}" for i in range(7)])
+    over_tensor = fa.FewShotTasks(dataset, ways=4, shots=2, queries=3, seed=9, class_rotations=True)
+    over_dataset = fa.FewShotTasks(Pairs(examples, labels), ways=4, shots=2, queries=3, seed=9, class_rotations=True)
+    _assert_same_batches(over_tensor.sample(5), over_dataset.sample(5))
+
+
+@pytest.mark.parametrize("shape", [(16,), (1, 8, 12)])
+def test_class_rotations_need_square_examples(shape: tuple[int, ...]) -> None:
+    dataset = fa.datasets.ClassDataset(torch.zeros(40, *shape), torch.arange(4).repeat_interleave(10), list("abcd"))
+    with pytest.raises(ConfigError, match=r"class_rotations needs square examples \[\.\.\., H, W\], got examples of"):
+        fa.FewShotTasks(dataset, 2, 1, 1, class_rotations=True)

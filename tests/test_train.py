@@ -55,7 +55,7 @@ def test_signal_stops_after_the_step_and_resume_equals_the_uninterrupted_run(
     monkeypatch.setattr(fa.FewShotTasks, "sample", original)
     torch.manual_seed(123)  # resuming restores the RNG states: this must not matter
     resumed = _train(tmp_path / "split", resume=True)
-    for a, b in zip(reference.state_dict().values(), resumed.state_dict().values()):
+    for a, b in zip(reference.state_dict().values(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     log = [json.loads(line) for line in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()]
     whole = [json.loads(line) for line in (tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()]
@@ -141,7 +141,7 @@ def test_nonfinite_batches_can_be_skipped(tmp_path: Path) -> None:
     meta_train(learner, tasks, 3, meta_batch=1, run_dir=tmp_path, skip_nonfinite=True, log_every=3, progress=False)
     record = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
     assert record["skipped"] == 3
-    for p, b in zip(learner.parameters(), before):
+    for p, b in zip(learner.parameters(), before, strict=True):
         assert torch.equal(p.isnan(), b.isnan())
 
 

@@ -11,7 +11,9 @@ import fastadapt as fa
 pytestmark = pytest.mark.slow
 
 
-def _omniglot(shared_data: Path, cache: Path, split: str, ways: int, shots: int, queries: int, seed: int) -> fa.FewShotTasks:
+def _omniglot(
+    shared_data: Path, cache: Path, split: str, ways: int, shots: int, queries: int, seed: int
+) -> fa.FewShotTasks:
     dataset = fa.datasets.Omniglot(shared_data, split=split, rotations=True, cache_dir=cache)
     return fa.FewShotTasks(dataset, ways, shots, queries, seed=seed)
 

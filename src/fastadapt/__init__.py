@@ -1,13 +1,23 @@
 """fastadapt: meta-learning for PyTorch.
 
 Tasks (``FewShotTasks``, ``SinusoidTasks``), algorithms (``MAML``, ``MetaSGD``, ``ANIL``,
-``Reptile``, ``ProtoNet``, ``MatchingNet``, ``RelationNet``, ``Siamese``, ``FineTune``), the meta-training loop (``meta_train``) and the meta-test protocol
-(``meta_test``); ``fastadapt.datasets`` and ``fastadapt.nn`` hold the data and the backbones.
+``Reptile``, ``ProtoNet``, ``MatchingNet``, ``RelationNet``, ``Siamese``, ``FineTune``), the
+meta-training loop (``meta_train``) and the meta-test protocol (``meta_test``);
+``fastadapt.datasets`` and ``fastadapt.nn`` hold the data and the backbones.
 """
 
 from fastadapt import datasets, nn
 from fastadapt.algorithms import (
-    ANIL, MAML, FineTune, MatchingNet, MetaLearner, MetaSGD, ProtoNet, RelationNet, Reptile, Siamese,
+    ANIL,
+    MAML,
+    FineTune,
+    MatchingNet,
+    MetaLearner,
+    MetaSGD,
+    ProtoNet,
+    RelationNet,
+    Reptile,
+    Siamese,
 )
 from fastadapt.config import build_config
 from fastadapt.evaluate import EvalResult, meta_test

@@ -20,13 +20,13 @@ SCHEMA_VERSION = 1
 
 def rng_state() -> dict[str, Any]:
     """The global random states of torch (CPU and CUDA), numpy and Python, in plain containers."""
-    kind, keys, position, has_gauss, cached = np.random.get_state()
+    mt = np.random.get_state(legacy=False)  # the fields of the legacy tuple, by name
     version, internal, gauss_next = random.getstate()
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "position": position,
-                  "has_gauss": has_gauss, "cached": cached},
+        "numpy": {"kind": mt["bit_generator"], "keys": torch.from_numpy(mt["state"]["key"].astype(np.int64)),
+                  "position": mt["state"]["pos"], "has_gauss": mt["has_gauss"], "cached": mt["gauss"]},
         "python": [version, list(internal), gauss_next],
     }
 
@@ -67,8 +67,8 @@ def load_checkpoint(path: str | Path, expect: str | None = None) -> dict[str, An
         raise CheckpointError(f"{path} is not a fastadapt checkpoint (it is a torch file of another kind)")
     if blob.get("schema") != SCHEMA_VERSION:
         raise CheckpointError(
-            f"{path} has checkpoint schema {blob.get('schema')} (written by fastadapt {blob.get('fastadapt_version')}); "
-            f"this fastadapt reads schema {SCHEMA_VERSION}"
+            f"{path} has checkpoint schema {blob.get('schema')} "
+            f"(written by fastadapt {blob.get('fastadapt_version')}); this fastadapt reads schema {SCHEMA_VERSION}"
         )
     if expect is not None and blob.get("algorithm") != expect:
         raise CheckpointError(

@@ -8,11 +8,12 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import torch
 
-from fastadapt.config import DEFAULT_PRESET, SCHEMA, build_config, device_of, load_preset, preset_names
+from fastadapt.config import DEFAULT_PRESET, build_config, device_of, load_preset, preset_names
+from fastadapt.config.keys import key_lines
 from fastadapt.distributed import current_world, leave_world
 from fastadapt.errors import ConfigError, FastAdaptError
 
@@ -28,8 +29,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _keys_help() -> str:
-    lines = ["config keys (override any of them as key=value):"]
-    lines += [f"  {key} (default {spec.default!r})" for key, spec in SCHEMA.items() if key not in ("name", "description")]
+    lines = ["config keys (override any of them as key=value):", *key_lines()]
     lines += [
         "your own model and data (importable from the current folder or PYTHONPATH):",
         "  model.target=MODULE:FUNCTION    called with model.kwargs (a mapping), returns a torch.nn.Module",
@@ -60,11 +60,15 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     train.add_argument("--preset", help=f"preset name (default {DEFAULT_PRESET}; `fastadapt presets` lists them)")
-    train.add_argument("--config", type=Path, metavar="FILE.yaml", help="your own config file (preset keys; `extends: PRESET` starts from a preset)")
-    train.add_argument("--run-dir", type=Path, help="folder for config, metrics, checkpoints and result (default runs/<preset>-<time>)")
-    train.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
+    train.add_argument("--config", type=Path, metavar="FILE.yaml",
+                       help="your own config file (preset keys; `extends: PRESET` starts from a preset)")
+    train.add_argument("--run-dir", type=Path,
+                       help="folder for config, metrics, checkpoints and result (default runs/<preset>-<time>)")
+    train.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                       help="continue an interrupted run from its last checkpoint")
     _data_and_threads(train)
-    train.add_argument("--tensorboard", action="store_true", help="also log to TensorBoard (RUN_DIR/tensorboard; needs the tensorboard package)")
+    train.add_argument("--tensorboard", action="store_true",
+                       help="also log to TensorBoard (RUN_DIR/tensorboard; needs the tensorboard package)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.add_argument("--json", action="store_true", help="print the result as one JSON object")
 
@@ -76,7 +80,9 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data-dir", help="dataset root, if not where the run found it")
     evaluate.add_argument("--threads", type=int, help="torch CPU threads")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object (accuracy, ci95, episodes, ...)")
-    evaluate.add_argument("--baseline", type=Path, metavar="RUN_DIR", help="RL runs: also evaluate this run (e.g. a pretrained policy) on the same tasks, side by side")
+    evaluate.add_argument("--baseline", type=Path, metavar="RUN_DIR",
+                          help="RL runs: also evaluate this run (e.g. a pretrained policy) on the same tasks, "
+                          "side by side")
 
     predict = commands.add_parser(
         "predict",
@@ -86,10 +92,13 @@ def _parser() -> argparse.ArgumentParser:
         "also report accuracy.",
     )
     predict.add_argument("checkpoint", type=Path, metavar="RUN_DIR_OR_CHECKPOINT")
-    predict.add_argument("--support", type=Path, required=True, metavar="DIR", help="folder with one subfolder of images per class")
-    predict.add_argument("--query", type=Path, required=True, nargs="+", metavar="PATH", help="image files, or folders of them")
+    predict.add_argument("--support", type=Path, required=True, metavar="DIR",
+                         help="folder with one subfolder of images per class")
+    predict.add_argument("--query", type=Path, required=True, nargs="+", metavar="PATH",
+                         help="image files, or folders of them")
     predict.add_argument("--inner-steps", type=int, help="adaptation steps of gradient-based methods")
-    predict.add_argument("--force", action="store_true", help="predict even if the images look inverted relative to the training data")
+    predict.add_argument("--force", action="store_true",
+                         help="predict even if the images look inverted relative to the training data")
     predict.add_argument("--threads", type=int, help="torch CPU threads")
     predict.add_argument("--json", action="store_true", help="print one JSON object (classes, predictions, accuracy)")
 
@@ -103,37 +112,49 @@ def _parser() -> argparse.ArgumentParser:
     )
     reproduce.add_argument("name", nargs="?", help="what to reproduce (--list shows the names)")
     reproduce.add_argument("--budget", choices=("quick", "full"), default="quick",
-                           help="quick: minutes on a CPU (shortened training); full: the paper's schedule (default quick)")
+                           help="quick: minutes on a CPU (shortened training); full: the paper's schedule "
+                           "(default quick)")
     reproduce.add_argument("--seeds", type=int, help="training seeds per row (default: the budget's)")
-    reproduce.add_argument("--out", type=Path, default=Path("runs/reproduce"), help="folder of the runs and reports (default runs/reproduce)")
+    reproduce.add_argument("--out", type=Path, default=Path("runs/reproduce"),
+                           help="folder of the runs and reports (default runs/reproduce)")
     _data_and_threads(reproduce)
-    reproduce.add_argument("--list", action="store_true", help="list what can be reproduced")
+    reproduce.add_argument("--list", action="store_true",
+                           help="list what can be reproduced and where each protocol differs from its paper's")
     reproduce.add_argument("--no-progress", action="store_true", help="no progress bars")
-    reproduce.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    reproduce.add_argument("--json", action="store_true", help="print the report as one JSON object (with --list: "
+                           "every reproduction's rows, the papers' numbers and tables, both protocols)")
 
     results = commands.add_parser("results", help="collect result files and generate docs/RESULTS.md from them")
     steps = results.add_subparsers(dest="action", required=True, metavar="ACTION")
-    build = steps.add_parser("build", help="write RESULTS.md from RESULTS.template.md and the result files it refers to")
-    build.add_argument("--check", action="store_true", help="write nothing; fail if RESULTS.md differs from what the files give")
+    build = steps.add_parser("build",
+                             help="write RESULTS.md from RESULTS.template.md and the result files it refers to")
+    build.add_argument("--check", action="store_true",
+                       help="write nothing; fail if RESULTS.md differs from what the files give")
     build.add_argument("--out", type=Path, help="the document (default: RESULTS.md beside the results folder)")
-    collect = steps.add_parser("collect", help="copy runs' result.json or reproductions' reports and figures into the results folder")
-    collect.add_argument("folders", nargs="+", type=Path, metavar="FOLDER", help="run folders or fastadapt reproduce output folders")
+    collect = steps.add_parser("collect", help="copy runs' result.json or reproductions' reports and figures "
+                               "into the results folder")
+    collect.add_argument("folders", nargs="+", type=Path, metavar="FOLDER",
+                         help="run folders or fastadapt reproduce output folders")
     for step in (build, collect):
-        step.add_argument("--results", type=Path, default=Path("docs/results"), help="the results folder (default docs/results)")
+        step.add_argument("--results", type=Path, default=Path("docs/results"),
+                          help="the results folder (default docs/results)")
 
     commands.add_parser("presets", help="list the presets")
 
     plot = commands.add_parser(
         "plot",
         help="learning curves of one or several runs overlaid (and return against adaptation steps for RL runs)",
-        description="Write curves.png (meta-training loss; validation metric with its 95%% CI band) for the runs given, "
-        "overlaid, adaptation.png for RL runs, and the --figure ones, into --out (default: the first run's folder).",
+        description="Write curves.png (meta-training loss; validation metric with its 95%% CI band) for the runs "
+        "given, overlaid, adaptation.png for RL runs, and the --figure ones, into --out (default: the first run's "
+        "folder).",
     )
     plot.add_argument("runs", type=Path, nargs="+", metavar="RUN_DIR")
-    plot.add_argument("--out", type=Path, metavar="DIR", help="folder for the PNG files (default: the first run's folder)")
+    plot.add_argument("--out", type=Path, metavar="DIR",
+                      help="folder for the PNG files (default: the first run's folder)")
     plot.add_argument("--figure", action="append", default=[], choices=("steps", "sinusoid", "embedding"),
-                      help="also draw: steps (test metric against adaptation steps, gradient-based runs), sinusoid (the "
-                      "MAML paper's figure, sinusoid runs), embedding (one test task's embeddings, metric-based runs); repeatable")
+                      help="also draw: steps (test metric against adaptation steps, gradient-based runs), "
+                      "sinusoid (the MAML paper's figure, sinusoid runs), embedding (one test task's embeddings, "
+                      "metric-based runs); repeatable")
 
     render = commands.add_parser(
         "render",
@@ -142,28 +163,34 @@ def _parser() -> argparse.ArgumentParser:
         "of the MuJoCo scene (headless, MUJOCO_GL=egl by default), or a plot of 2D-navigation paths.",
     )
     render.add_argument("checkpoint", type=Path, metavar="RUN_DIR_OR_CHECKPOINT")
-    render.add_argument("--task", help="the task's parameters, comma-separated (a goal 'x,y', a velocity, a direction +1/-1); default: the first test task")
+    render.add_argument("--task", help="the task's parameters, comma-separated (a goal 'x,y', a velocity, "
+                        "a direction +1/-1); default: the first test task")
     render.add_argument("--steps", type=int, default=1, help="adaptation steps (default 1)")
     render.add_argument("--out", type=Path, required=True, metavar="FILE", help="where to write the GIF or PNG")
 
     data = commands.add_parser(
         "data",
         help="list, prepare, verify and describe the few-shot benchmarks",
-        description="The benchmark datasets: where they live (--data-dir, else $FASTADAPT_DATA, else the per-user cache "
-        "folder), whether their files are present and match the published checksums, and their decoded caches.",
+        description="The benchmark datasets: where they live (--data-dir, else $FASTADAPT_DATA, else the per-user "
+        "cache folder), whether their files are present and match the published checksums, and their decoded caches.",
     )
     actions = data.add_subparsers(dest="action", required=True, metavar="ACTION")
-    listing = actions.add_parser("list", help="every known benchmark: present or not, decoded or not, classes per split")
+    listing = actions.add_parser("list",
+                                 help="every known benchmark: present or not, decoded or not, classes per split")
     info = actions.add_parser("info", help="one benchmark's files, sources, checksums state, caches and split")
     info.add_argument("name")
-    info.add_argument("--checksums", action="store_true", help="also hash the files present and compare with the published checksums")
+    info.add_argument("--checksums", action="store_true",
+                      help="also hash the files present and compare with the published checksums")
     prepare = actions.add_parser("prepare", help="decode a benchmark into its cache (downloading it with --download)")
     prepare.add_argument("name")
-    prepare.add_argument("--download", action="store_true", help="download missing files from the official source or a mirror")
-    prepare.add_argument("--source", type=Path, metavar="DIR", help="decode from files you already have (for miniImageNet: your ILSVRC-2012 train folder)")
+    prepare.add_argument("--download", action="store_true",
+                         help="download missing files from the official source or a mirror")
+    prepare.add_argument("--source", type=Path, metavar="DIR",
+                         help="decode from files you already have (for miniImageNet: your ILSVRC-2012 train folder)")
     prepare.add_argument("--image-size", type=int, help="decode at this size (default: the benchmark's own)")
     prepare.add_argument("--force", action="store_true", help="decode again even if a cache exists")
-    verify = actions.add_parser("verify", help="check the files against the published checksums and decode them again")
+    verify = actions.add_parser("verify",
+                                help="check the files against the published checksums and decode them again")
     verify.add_argument("name")
     verify.add_argument("--image-size", type=int, help="decode at this size (default: the benchmark's own)")
     for sub in (listing, info, prepare, verify):
@@ -184,7 +211,10 @@ def _train(args: argparse.Namespace, overrides: list[str]) -> int:
 
     if args.resume is not None:
         if args.preset or args.config or overrides or args.run_dir:
-            raise ConfigError("--resume continues a run with its own config: give no --preset, --config, --run-dir or key=value overrides")
+            raise ConfigError(
+                "--resume continues a run with its own config: give no --preset, --config, --run-dir or key=value "
+                "overrides"
+            )
         config, run_dir = read_config(args.resume), args.resume
     else:
         if args.data_dir:
@@ -194,11 +224,11 @@ def _train(args: argparse.Namespace, overrides: list[str]) -> int:
         if args.tensorboard:
             overrides.append("train.tensorboard=true")
         config = build_config(args.preset, overrides, config_file=args.config)
-        run_dir = args.run_dir or Path("runs") / f"{config['name']}-{time.strftime('%Y%m%d-%H%M%S')}"
+        run_dir = args.run_dir or Path("runs") / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     world = current_world(device_of(config))
     run_dir = world.from_main(run_dir)  # under torchrun, every process takes rank 0's folder
     if not args.json and world.is_main:
-        print(f"{config['name']}: {config['description']}".rstrip(": "))
+        print(f"{config.name}: {config.description}".rstrip(": "))
         print(f"run folder: {run_dir}" + (f" ({world.size} processes)" if world.distributed else ""))
     result = run_experiment(config, run_dir, resume=args.resume is not None, progress=not args.no_progress)
     if not world.is_main:
@@ -208,12 +238,16 @@ def _train(args: argparse.Namespace, overrides: list[str]) -> int:
         return 0
     best = result["best_validation"]
     if best is not None:
-        print(f"best validation {best['metric']} {best[best['metric']]:.4f} ± {best['ci95']:.4f} at step {best['step']}")
+        print(
+            f"best validation {best['metric']} {best[best['metric']]:.4f} ± {best['ci95']:.4f} at step {best['step']}"
+        )
     test = result["test"]
     metric = test["metric"]
     value, ci = test[metric], test["ci95"]
     shown = f"{100 * value:.2f}% ± {100 * ci:.2f}%" if metric == "accuracy" else f"{value:.4f} ± {ci:.4f}"
-    print(f"test {metric}: {shown} (95% CI, {test['episodes']} episodes; trained {result['train_time_s'] / 60:.1f} min)")
+    print(
+        f"test {metric}: {shown} (95% CI, {test['episodes']} episodes; trained {result['train_time_s'] / 60:.1f} min)"
+    )
     for row in result.get("adaptation", []):
         print(f"  return after {row['steps']} adaptation steps: {row['return']:.2f} ± {row['ci95']:.2f}")
     print(f"saved {Path(run_dir) / 'result.json'}")
@@ -232,8 +266,8 @@ def _eval(args: argparse.Namespace) -> int:
         other = None
         if args.baseline is not None:
             baseline, baseline_config = load_learner(args.baseline)
-            if not is_rl(baseline_config) or baseline_config["dataset"]["name"] != config["dataset"]["name"]:
-                raise ConfigError(f"--baseline {args.baseline} is not an RL run on {config['dataset']['name']}")
+            if not is_rl(baseline_config) or baseline_config.dataset.name != config.dataset.name:
+                raise ConfigError(f"--baseline {args.baseline} is not an RL run on {config.dataset.name}")
             other = adaptation_test(baseline, config, args.episodes, len(curve) - 1, args.split)  # the same tasks
         gains = [paired_gain(curve[0], row) for row in curve]
         if args.json:
@@ -250,10 +284,15 @@ def _eval(args: argparse.Namespace) -> int:
                 line += f" (gain {gains[k][0]:+.2f} ± {gains[k][1]:.2f}, paired)"
             if other:
                 diff, diff_ci = paired_gain(other[k], row)
-                line += f"   baseline {other[k].mean:.2f} ± {other[k].ci95:.2f} (ours {diff:+.2f} ± {diff_ci:.2f} above it, paired)"
+                line += (
+                    f"   baseline {other[k].mean:.2f} ± {other[k].ci95:.2f} "
+                    f"(ours {diff:+.2f} ± {diff_ci:.2f} above it, paired)"
+                )
             print(line + f" (95% CI, {row.episodes} tasks)")
         return 0
-    result = evaluate_run(args.checkpoint, args.episodes, args.inner_steps, args.split, args.data_dir, progress=not args.json)
+    result = evaluate_run(
+        args.checkpoint, args.episodes, args.inner_steps, args.split, args.data_dir, progress=not args.json
+    )
     print(json.dumps(result.to_dict()) if args.json else f"{args.split} {result}")
     return 0
 
@@ -280,11 +319,21 @@ def _reproduce(args: argparse.Namespace) -> int:
     from fastadapt.reproduce import format_table, reproduce, reproductions
 
     if args.list:
+        if args.json:
+            print(json.dumps({name: item.listing() for name, item in reproductions().items()}))
+            return 0
         for name, item in reproductions().items():
+            differs, unchecked = item.differences(), item.unchecked()
+            note = f"ours differs from the paper's in {', '.join(differs)}" if differs else "no known difference"
+            note += f"; the paper's unchecked in {', '.join(unchecked)}" if unchecked else ""
             print(f"{name:28s} {item.title}")
+            print(f"{'':28s} protocol: {note}")
         return 0
     if args.name is None:
-        raise ConfigError("name what to reproduce, e.g. `fastadapt reproduce maml-sinusoid`; `fastadapt reproduce --list` shows the names")
+        raise ConfigError(
+            "name what to reproduce, e.g. `fastadapt reproduce maml-sinusoid`; "
+            "`fastadapt reproduce --list` shows the names"
+        )
     echo = (lambda line: None) if args.json else (lambda line: print(line, flush=True))
     report = reproduce(args.name, args.budget, args.out, args.seeds, args.data_dir, args.download,
                        progress=not args.no_progress and not args.json, echo=echo)
@@ -293,7 +342,8 @@ def _reproduce(args: argparse.Namespace) -> int:
         return 0
     print()
     print(format_table(report))
-    print(f"\nsaved {Path(args.out) / f'{args.name}-{args.budget}' / 'reproduce.json'} and the figures: {', '.join(report['figures']['files'])}")
+    saved = Path(args.out) / f"{args.name}-{args.budget}" / "reproduce.json"
+    print(f"\nsaved {saved} and the figures: {', '.join(report['figures']['files'])}")
     return 0
 
 
@@ -323,11 +373,13 @@ def _presets() -> int:
 
 def _render(args: argparse.Namespace) -> int:
     from fastadapt.config import build_tasks
-    from fastadapt.experiment import is_rl, load_learner
+    from fastadapt.experiment import load_learner
+    from fastadapt.rl.mamlrl import MAMLRL
     from fastadapt.rl.render import render
+    from fastadapt.rl.tasks import RLTasks
 
     learner, config = load_learner(args.checkpoint)
-    if not is_rl(config):
+    if not isinstance(learner, MAMLRL):
         raise ConfigError(f"{args.checkpoint} is not a reinforcement-learning run: render shows MAML-RL policies")
     if args.task:
         try:
@@ -335,9 +387,13 @@ def _render(args: argparse.Namespace) -> int:
         except ValueError:
             raise ConfigError(f"--task must be comma-separated numbers, got {args.task!r}") from None
         if task.numel() != learner.family.task_dim:
-            raise ConfigError(f"{learner.family.name} tasks have {learner.family.task_dim} numbers, --task gave {task.numel()}")
+            raise ConfigError(
+                f"{learner.family.name} tasks have {learner.family.task_dim} numbers, --task gave {task.numel()}"
+            )
     else:
-        task = next(build_tasks(config, "test", seed=config["test"]["seed"]).episodes(1)).tasks[0]
+        tasks = build_tasks(config, "test")
+        assert isinstance(tasks, RLTasks)  # a MAML-RL run's config names an RL task family
+        task = next(tasks.episodes(1)).tasks[0]
     print(f"wrote {render(learner, task, args.out, args.steps)} ({learner.family.describe(task)})")
     return 0
 
@@ -352,18 +408,21 @@ def _size(count: int | None) -> str:
     return str(count)
 
 
-def _print_info(report: dict) -> None:
+def _print_info(report: dict[str, Any]) -> None:
     print(f"{report['name']}: {report['title']} ({report['reference']})")
     print(f"  folder:  {report['folder']} ({'files present' if report['present'] else 'files missing'})")
     for row in report["sources"]:
         state = "present, " + _size(row["bytes"]) if row["present"] else "missing"
         published = f"{row['published'][0]} {row['published'][1]}" if row["published"] else "no published checksum"
-        print(f"  file:    {row['file']}: {state}; {published}" + (f"; checksum {row['checksum']}" if "checksum" in row else ""))
+        checksum = f"; checksum {row['checksum']}" if "checksum" in row else ""
+        print(f"  file:    {row['file']}: {state}; {published}" + checksum)
         for url in row["urls"]:
             print(f"           from {url}")
-    for cache in report["caches"] or [{"file": "none yet (`fastadapt data prepare " + report["name"] + "`)", "bytes": None}]:
+    none_yet = {"file": "none yet (`fastadapt data prepare " + report["name"] + "`)", "bytes": None}
+    for cache in report["caches"] or [none_yet]:
         print(f"  decoded: {cache['file']}" + (f" ({_size(cache['bytes'])})" if cache["bytes"] else ""))
-    print(f"  classes: " + " / ".join(f"{n} {s}" for s, n in report["classes"].items()) + f", {report['image_size']}x{report['image_size']} pixels")
+    classes = " / ".join(f"{n} {s}" for s, n in report["classes"].items())
+    print(f"  classes: {classes}, {report['image_size']}x{report['image_size']} pixels")
     print(f"  split:   {report['split_source']}")
 
 
@@ -378,7 +437,9 @@ def _data(args: argparse.Namespace) -> int:
         print(f"{'name':16s}{'files':9s}{'decoded':9s}{'classes (train/val/test)':26s}folder")
         for row in rows:
             classes = "/".join(str(n) for n in row["classes"].values())
-            print(f"{row['name']:16s}{'present' if row['present'] else 'missing':9s}{'yes' if row['caches'] else 'no':9s}{classes:26s}{row['folder']}")
+            present = "present" if row["present"] else "missing"
+            cached = "yes" if row["caches"] else "no"
+            print(f"{row['name']:16s}{present:9s}{cached:9s}{classes:26s}{row['folder']}")
         return 0
     if args.action == "info":
         report = catalog.info(args.name, args.data_dir, checksums=args.checksums)
@@ -395,7 +456,10 @@ def _data(args: argparse.Namespace) -> int:
         decoded = report if args.action == "prepare" else report["decoded"]
         c, h, w = decoded["shape"]
         splits = ", ".join(f"{s} {v['classes']} classes / {v['images']} images" for s, v in decoded["splits"].items())
-        print(f"{decoded['name']}: {decoded['images']} images of {c}x{h}x{w} ({splits}) in {decoded['cache']} [{decoded['seconds']:.1f} s]")
+        print(
+            f"{decoded['name']}: {decoded['images']} images of {c}x{h}x{w} ({splits}) "
+            f"in {decoded['cache']} [{decoded['seconds']:.1f} s]"
+        )
     return 0
 
 

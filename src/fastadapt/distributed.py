@@ -56,7 +56,7 @@ class World:
         flat = flatten(tensors)
         dist.all_reduce(flat)
         flat /= self.size
-        for t, mean in zip(tensors, unflatten(flat, tensors)):
+        for t, mean in zip(tensors, unflatten(flat, tensors), strict=True):
             t.copy_(mean)
 
     def from_main(self, value: Any) -> Any:

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
 import torch
+from torch import Tensor
 from tqdm import tqdm
 
 from fastadapt.algorithms.base import MetaLearner
+from fastadapt.errors import ConfigError
+from fastadapt.rl.learner import RLMetaLearner
+from fastadapt.rl.tasks import RLTasks
 from fastadapt.tasks import TaskDistribution
-
 
 HIGHER_IS_BETTER = frozenset({"accuracy", "return"})  # every other metric (mse, loss) is an error
 
@@ -62,8 +66,8 @@ class EvalResult:
 
 
 def meta_test(
-    learner: MetaLearner,
-    tasks: TaskDistribution,
+    learner: MetaLearner | RLMetaLearner,
+    tasks: TaskDistribution | RLTasks,
     episodes: int = 600,
     inner_steps: int | None = None,
     batch_size: int = 32,
@@ -76,34 +80,58 @@ def meta_test(
     The episodes are replayed from ``seed`` (default: the distribution's own seed), so repeated
     calls and different methods see the same tasks. ``inner_steps`` overrides the number of
     adaptation steps of gradient-based learners. Classification reports accuracy; regression the
-    query loss (e.g. MSE); reinforcement learning the average return (``MAMLRL``).
-    ``statistics="support"`` tests non-transductively: batch norm normalizes the queries with the
-    support set's statistics, so each query is classified independently of the others.
+    query loss (e.g. MSE); reinforcement learning (an ``RLMetaLearner`` on ``RLTasks``) the average
+    return after adaptation. ``statistics`` says which batch-norm statistics normalize the queries:
+    their own batch's (``"query"``, transductive), the support set's (``"support"``) or the support set's
+    plus each query on its own (``"support_and_query"``, Reptile's non-transductive protocol); with the last
+    two each query is classified independently of the others.
     """
-    device = next(learner.parameters()).device
     was_training = learner.training
     learner.eval()
-    losses: list[float] = []
-    accuracies: list[float] = []
-    returns: list[float] = []
+    scores: dict[str, list[float]] = {}
     try:
-        with tqdm(total=episodes, desc="meta-test", unit="task", disable=None if progress else True, leave=False) as bar:
-            for batch in tasks.episodes(episodes, batch_size=batch_size, seed=seed):
-                scores = learner.evaluate(batch.to(device), steps=inner_steps, statistics=statistics)
-                losses += scores["loss"].tolist()
-                if "accuracy" in scores:
-                    accuracies += scores["accuracy"].tolist()
-                if "return" in scores:
-                    returns += scores["return"].tolist()
-                bar.update(len(batch))
+        with tqdm(
+            total=episodes, desc="meta-test", unit="task", disable=None if progress else True, leave=False
+        ) as bar:
+            for batch_scores in _scores(learner, tasks, episodes, inner_steps, batch_size, seed, statistics):
+                for key, values in batch_scores.items():
+                    scores.setdefault(key, []).extend(values.tolist())
+                bar.update(len(batch_scores["loss"]))
     finally:
         learner.train(was_training)
-    loss_mean, loss_ci, loss_std = mean_ci95(losses)
-    if accuracies:
-        mean, ci, std = mean_ci95(accuracies)
-        return EvalResult("accuracy", mean, ci, std, episodes, loss_mean, loss_ci, accuracies)
-    if returns:
-        mean, ci, std = mean_ci95(returns)
-        return EvalResult("return", mean, ci, std, episodes, loss_mean, loss_ci, returns)
-    name = "mse" if learner.loss_fn is torch.nn.functional.mse_loss else "loss"
-    return EvalResult(name, loss_mean, loss_ci, loss_std, episodes, loss_mean, loss_ci, losses)
+    return _summary(scores, episodes, learner)
+
+
+def _scores(
+    learner: MetaLearner | RLMetaLearner, tasks: TaskDistribution | RLTasks, episodes: int, inner_steps: int | None,
+    batch_size: int, seed: int | None, statistics: str,
+) -> Iterator[dict[str, Tensor]]:
+    """The per-task scores of each batch of fixed episodes: the query ``loss`` (and ``accuracy``) of a supervised
+    learner, the ``return`` of a reinforcement learner (and its negative as the ``loss``)."""
+    if isinstance(learner, RLMetaLearner) and isinstance(tasks, RLTasks):
+        if statistics != "query":
+            raise ConfigError(f"statistics={statistics!r} is a batch-norm protocol of few-shot learning, not of RL")
+        for rl_batch in tasks.episodes(episodes, batch_size, seed):
+            returns = learner.evaluate(rl_batch, inner_steps)
+            yield {"return": returns, "loss": -returns}
+    elif isinstance(learner, MetaLearner) and isinstance(tasks, TaskDistribution):
+        device = next(learner.parameters()).device
+        for batch in tasks.episodes(episodes, batch_size=batch_size, seed=seed):
+            yield learner.evaluate(batch.to(device), steps=inner_steps, statistics=statistics)
+    else:
+        raise TypeError(
+            f"{type(learner).__name__} cannot be tested on {type(tasks).__name__}: "
+            "reinforcement learners are tested on RLTasks, the others on a TaskDistribution"
+        )
+
+
+def _summary(scores: dict[str, list[float]], episodes: int, learner: MetaLearner | RLMetaLearner) -> EvalResult:
+    """The result of meta-testing: accuracy or return where measured, else the query loss (named ``mse``
+    for regression by mean squared error)."""
+    loss_mean, loss_ci, loss_std = mean_ci95(scores["loss"])
+    for metric in ("accuracy", "return"):
+        if metric in scores:
+            mean, ci, std = mean_ci95(scores[metric])
+            return EvalResult(metric, mean, ci, std, episodes, loss_mean, loss_ci, scores[metric])
+    name = "mse" if isinstance(learner, MetaLearner) and learner.loss_fn is torch.nn.functional.mse_loss else "loss"
+    return EvalResult(name, loss_mean, loss_ci, loss_std, episodes, loss_mean, loss_ci, scores["loss"])

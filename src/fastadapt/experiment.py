@@ -6,32 +6,43 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 import yaml
 
-from fastadapt.algorithms.base import MetaLearner
 from fastadapt.checkpoint import load_checkpoint
 from fastadapt.config import (
-    build_learner, build_tasks, check_model_fits, device_of, has_validation, optimizer_for, preprocessing_of, resolve,
+    Learner,
+    RunConfig,
+    Tasks,
+    build_learner,
+    build_tasks,
+    check_model_fits,
+    device_of,
+    optimizer_for,
+    resolve,
     resolve_stored,
 )
 from fastadapt.distributed import World, current_world, place
-from fastadapt.errors import CheckpointError, ConfigError
+from fastadapt.errors import CheckpointError, ConfigError, DivergenceError
 from fastadapt.evaluate import EvalResult, meta_test
 from fastadapt.plots import plot_runs
+from fastadapt.rl.evaluate import adaptation_curve
+from fastadapt.rl.learner import RLMetaLearner
+from fastadapt.rl.tasks import RLTasks
 from fastadapt.storage import atomic_write_text
-from fastadapt.tasks import TaskDistribution
-from fastadapt.train import TrainConfig, meta_train
+from fastadapt.train import TrainConfig, TrainResult, meta_train
 from fastadapt.version import __version__
 
-VAL_SEED_OFFSET = 1
+TRAINVAL = "trainval"  # the sub-folder of a run retrained on the training and validation classes
 
 
 def machine() -> dict[str, Any]:
@@ -47,71 +58,77 @@ def machine() -> dict[str, Any]:
     }
 
 
-def prepare(
-    config: dict[str, Any], world: World | None = None
-) -> tuple[MetaLearner, TaskDistribution, TaskDistribution | None]:
-    """The learner (on the config's device, or this process's GPU in a distributed run), its
-    training tasks and its validation tasks."""
-    if config["deterministic"]:
+@dataclass
+class Prepared:
+    """A run's parts: its config (with what the training data settles, e.g. FineTune's classes, filled in), the
+    learner on its device, and the training and validation tasks."""
+
+    config: RunConfig
+    learner: Learner
+    train_tasks: Tasks
+    val_tasks: Tasks | None
+
+
+def prepare(config: RunConfig, world: World | None = None, split: str = "train") -> Prepared:
+    """The learner (on the config's device, or this process's GPU in a distributed run) and its tasks: training
+    tasks of ``split`` (``trainval`` for retraining on the training and validation classes, which leaves none to
+    validate on)."""
+    if config.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # needed by deterministic cuBLAS
         torch.use_deterministic_algorithms(True)
-    torch.manual_seed(config["seed"])
-    train_tasks = build_tasks(config, "train", seed=config["seed"])
-    val_tasks = build_tasks(config, "val", seed=config["seed"] + VAL_SEED_OFFSET) if has_validation(config) else None
-    if config["algorithm"]["name"] == "finetune" and config["algorithm"]["classes"] is None:
-        config["algorithm"]["classes"] = train_tasks.dataset.num_classes  # the pre-training head, stored with the run
+    torch.manual_seed(config.seed)
+    train_tasks = build_tasks(config, split)
+    val_tasks = build_tasks(config, "val") if config.dataset.has_validation() and split == "train" else None
+    config = config.replace(algorithm=config.algorithm.settle(train_tasks))
     device = place(device_of(config), world or World())
     learner = build_learner(config).to(device)
     check_model_fits(config, learner, train_tasks, device)
-    return learner, train_tasks, val_tasks
+    return Prepared(config, learner, train_tasks, val_tasks)
 
 
 def run_experiment(
-    config: dict[str, Any], run_dir: str | Path, resume: bool = False, progress: bool = True
+    config: RunConfig | dict[str, Any], run_dir: str | Path, resume: bool = False, progress: bool = True
 ) -> dict[str, Any]:
     """Meta-train as ``config`` says, then meta-test the best state; return (and store) the result.
 
     The run folder gets ``config.yaml``, ``metrics.jsonl`` and ``metrics.csv``, ``last.pt``,
     ``best.pt``, ``result.json`` and the plots ``curves.png`` (``adaptation.png`` for RL); ``resume=True``
-    continues an interrupted run in ``run_dir``. The ``train`` section of the config becomes the run's
+    continues an interrupted run in ``run_dir``. With ``train.retrain_on_trainval`` a second model is trained in
+    ``run_dir/trainval`` on the training and validation classes (Snell et al.) and tested instead of the first.
+    The ``train`` section of the config becomes the run's
     ``TrainConfig``. Started by ``torchrun``, the processes share each meta-batch (``fastadapt.distributed``);
     rank 0 returns the result, the others an empty dict.
     """
-    config = resolve(config)
-    world = current_world(device_of(config))
-    learner, train_tasks, val_tasks = prepare(config, world)
+    run = resolve(config)
+    world = current_world(device_of(run))
     start = time.perf_counter()
-    outcome = meta_train(
-        learner,
-        train_tasks,
-        val_tasks=val_tasks,
-        run_dir=run_dir,
-        resume=resume,
-        optimizer=optimizer_for(config, learner),
-        world=world,
-        config=config,
-        metadata=_metadata(config, train_tasks),
-        train_config=TrainConfig.from_section(config["train"], progress=progress),
-    )
+    parts = prepare(run, world)
+    outcome = _train(parts, Path(run_dir), resume, world, parts.config.train.settings(progress=progress))
+    learner, config, retrained = parts.learner, parts.config, None
+    if config.train.retrain_on_trainval:
+        learner, retrained = _retrain_on_trainval(config, outcome, Path(run_dir), world, progress)
     if not world.is_main:
         return {}
     wall = time.perf_counter() - start
     test = test_learner(learner, config, progress=progress)
     curve = adaptation_test(learner, config) if is_rl(config) else None
     result = {
-        "preset": config["name"],
-        "algorithm": config["algorithm"]["name"],
-        "dataset": config["dataset"]["name"],
-        "task": config["task"],
+        "preset": config.name,
+        "algorithm": config.algorithm.name,
+        "dataset": config.dataset.name,
+        "task": dataclasses.asdict(config.task),
         "test": test.to_dict(),
         "train_steps": outcome.steps,
         "best_step": outcome.best_step,
         "best_validation": outcome.best_validation,
-        "train_time_s": outcome.elapsed_s,
+        "train_time_s": outcome.elapsed_s + (retrained.elapsed_s if retrained is not None else 0.0),
         "wall_time_s": wall,
         "machine": machine(),
         "processes": world.size,
     }
+    if retrained is not None:
+        result["retrained_on_trainval"] = {"steps": retrained.steps, "run": str(retrained.run_dir),
+                                           "train_time_s": retrained.elapsed_s}
     if curve is not None:
         result["adaptation"] = [{"steps": k, **r.to_dict()} for k, r in enumerate(curve)]
     atomic_write_text(json.dumps(result, indent=2) + "\n", Path(run_dir) / "result.json")
@@ -119,9 +136,34 @@ def run_experiment(
     return result
 
 
-def _metadata(config: dict[str, Any], train_tasks: TaskDistribution) -> dict[str, Any]:
+def _train(parts: Prepared, run_dir: Path, resume: bool, world: World, settings: TrainConfig) -> TrainResult:
+    """``meta_train`` on the prepared parts, recording the run in ``run_dir``."""
+    return meta_train(
+        parts.learner, parts.train_tasks, val_tasks=parts.val_tasks, run_dir=run_dir, resume=resume,
+        optimizer=optimizer_for(parts.config, parts.learner), world=world, config=parts.config.to_dict(),
+        metadata=_metadata(parts.config, parts.train_tasks), train_config=settings,
+    )
+
+
+def _retrain_on_trainval(
+    config: RunConfig, first: TrainResult, run_dir: Path, world: World, progress: bool
+) -> tuple[Learner, TrainResult]:
+    """Snell et al.'s second phase: a fresh model trained on the training and validation classes for the early-stopped
+    run's best step plus ``patience`` updates, in ``run_dir/trainval`` (resumed if it was interrupted)."""
+    if first.best_step is None or config.train.patience is None:
+        raise DivergenceError("no validation of the early-stopped run was finite: there is no best step to retrain to")
+    steps = first.best_step + config.train.patience
+    train = dataclasses.replace(config.train, steps=steps, patience=None, retrain_on_trainval=False)
+    retrain = config.replace(train=train)
+    folder = run_dir / TRAINVAL
+    parts = prepare(retrain, world, split="trainval")
+    settings = train.settings(progress=progress, restore_best=False)
+    return parts.learner, _train(parts, folder, (folder / "last.pt").is_file(), world, settings)
+
+
+def _metadata(config: RunConfig, train_tasks: Tasks) -> dict[str, Any]:
     """What ``predict`` needs to show new files to the model as its training images were made."""
-    preprocessing = preprocessing_of(config)
+    preprocessing = config.dataset.preprocessing()
     dataset = getattr(train_tasks, "dataset", None)
     return {
         "preprocessing": preprocessing.to_dict() if preprocessing is not None else None,
@@ -130,60 +172,59 @@ def _metadata(config: dict[str, Any], train_tasks: TaskDistribution) -> dict[str
 
 
 def test_learner(
-    learner: MetaLearner,
-    config: dict[str, Any],
+    learner: Learner,
+    config: RunConfig,
     episodes: int | None = None,
     inner_steps: int | None = None,
     split: str = "test",
     progress: bool = False,
 ) -> EvalResult:
-    """Meta-test on the config's fixed test (or validation) episodes."""
-    seed = config["test"]["seed"] if split == "test" else config["seed"] + VAL_SEED_OFFSET
-    tasks = build_tasks(config, split, seed=seed)
-    steps = inner_steps if inner_steps is not None else config["test"]["inner_steps"]
-    count = episodes or config["test"]["episodes"]
-    return meta_test(learner, tasks, episodes=count, inner_steps=steps, progress=progress)
+    """Meta-test on the config's fixed test (or validation) episodes, with its ``test.statistics``."""
+    tasks = build_tasks(config, split)
+    steps = inner_steps if inner_steps is not None else config.test.inner_steps
+    count = episodes or config.test.episodes
+    return meta_test(
+        learner, tasks, episodes=count, inner_steps=steps, progress=progress, statistics=config.test.statistics
+    )
 
 
-def is_rl(config: dict[str, Any]) -> bool:
-    return config["algorithm"]["name"] == "mamlrl"
+def is_rl(config: RunConfig) -> bool:
+    return config.dataset.problem == "rl"
 
 
 def adaptation_test(
-    learner: MetaLearner,
-    config: dict[str, Any],
+    learner: Learner,
+    config: RunConfig,
     episodes: int | None = None,
     steps: int | None = None,
     split: str = "test",
 ) -> list[EvalResult]:
     """RL runs: return before adaptation and after 1..``steps`` (default ``test_inner_steps``) steps."""
-    from fastadapt.rl.evaluate import adaptation_curve
-
-    seed = config["test"]["seed"] if split == "test" else config["seed"] + VAL_SEED_OFFSET
-    tasks = build_tasks(config, split, seed=seed)
+    tasks = build_tasks(config, split)
+    if not isinstance(learner, RLMetaLearner) or not isinstance(tasks, RLTasks):
+        raise TypeError(f"adaptation_test measures an RLMetaLearner on RLTasks, not {type(learner).__name__} on "
+                        f"{type(tasks).__name__}")
     if steps is None:
-        steps = config["test"]["inner_steps"] if config["test"]["inner_steps"] is not None else learner.test_inner_steps
-    return adaptation_curve(learner, tasks, episodes or config["test"]["episodes"], steps)
+        steps = config.test.inner_steps if config.test.inner_steps is not None else learner.test_inner_steps
+    return adaptation_curve(learner, tasks, episodes or config.test.episodes, steps)
 
 
-def load_learner(path: str | Path, data_dir: str | None = None) -> tuple[MetaLearner, dict[str, Any]]:
+def load_learner(path: str | Path, data_dir: str | None = None) -> tuple[Learner, RunConfig]:
     """Rebuild the learner of a run folder or checkpoint file, with its trained weights."""
     return learner_from_checkpoint(load_checkpoint(path), data_dir)
 
 
-def learner_from_checkpoint(state: dict[str, Any], data_dir: str | None = None) -> tuple[MetaLearner, dict[str, Any]]:
+def learner_from_checkpoint(state: dict[str, Any], data_dir: str | None = None) -> tuple[Learner, RunConfig]:
     """The learner and resolved config that a loaded checkpoint (``load_checkpoint``) describes."""
     if state.get("config") is None:
         raise CheckpointError(
             f"{state['path']} holds no run config (it was written by meta_train without config=...): "
             "rebuild the learner in Python and load state['model'] into it"
         )
-    config = resolve_stored(state["config"])
-    if data_dir is not None:
-        config["dataset"]["data_dir"] = data_dir
-    if state["algorithm"] != config["algorithm"]["name"]:
+    config = with_data_dir(resolve_stored(state["config"]), data_dir)
+    if state["algorithm"] != config.algorithm.name:
         raise CheckpointError(
-            f"{state['path']} is a {state['algorithm']} checkpoint but its config says {config['algorithm']['name']}"
+            f"{state['path']} is a {state['algorithm']} checkpoint but its config says {config.algorithm.name}"
         )
     try:
         learner = build_learner(config).to(device_of(config))
@@ -206,7 +247,14 @@ def evaluate_run(
     return test_learner(learner, config, episodes, inner_steps, split, progress)
 
 
-def read_config(run_dir: str | Path) -> dict[str, Any]:
+def with_data_dir(config: RunConfig, data_dir: str | None) -> RunConfig:
+    """``config`` reading its dataset from ``data_dir`` (where the data is on this machine), if given."""
+    if data_dir is None or not hasattr(config.dataset, "data_dir"):
+        return config
+    return config.replace(dataset=dataclasses.replace(config.dataset, **{"data_dir": data_dir}))
+
+
+def read_config(run_dir: str | Path) -> RunConfig:
     """The resolved config a run folder was started with."""
     file = Path(run_dir) / "config.yaml"
     if not file.is_file():

@@ -48,7 +48,9 @@ class TensorBoard:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
-            raise ConfigError("train.tensorboard=true (--tensorboard) needs the tensorboard package: pip install tensorboard") from None
+            raise ConfigError(
+                "train.tensorboard=true (--tensorboard) needs the tensorboard package: pip install tensorboard"
+            ) from None
         self.writer = SummaryWriter(log_dir=str(folder))
 
     def log(self, record: dict[str, Any]) -> None:

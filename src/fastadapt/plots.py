@@ -42,18 +42,19 @@ def _val_metric(records: list[dict[str, Any]]) -> str | None:
 
 def learning_curves(runs: Sequence[str | Path], path: str | Path, labels: Sequence[str] | None = None) -> Path:
     """Meta-training loss (smoothed) and validation metric ± 95% CI against meta-updates, one line per run."""
-    runs = [Path(r) for r in runs]
-    labels = list(labels) if labels else [r.name for r in runs]
+    folders = [Path(r) for r in runs]
+    labels = list(labels) if labels else [r.name for r in folders]
     figure = Figure(figsize=(10, 3.8), dpi=100)
     left, right = figure.subplots(1, 2)
     metric_names, left_label = set(), "meta-training loss (smoothed)"
-    for run, label in zip(runs, labels):
+    for run, label in zip(folders, labels, strict=True):
         records = _records(run)
         train = [r for r in records if r.get("kind") == "train" and "loss" in r]
         if train and "return_after" in train[0]:  # RL: the training batches' returns say more than the surrogate
             left_label = "training return (dashed: before adaptation)"
-            line = left.plot([r["step"] for r in train], _smooth([r["return_after"] for r in train]), label=label)[0]
-            left.plot([r["step"] for r in train], _smooth([r["return_before"] for r in train]), linestyle="--", color=line.get_color())
+            updates = [r["step"] for r in train]
+            line = left.plot(updates, _smooth([r["return_after"] for r in train]), label=label)[0]
+            left.plot(updates, _smooth([r["return_before"] for r in train]), linestyle="--", color=line.get_color())
         elif train:
             left.plot([r["step"] for r in train], _smooth([r["loss"] for r in train]), label=label)
         metric = _val_metric(records)
@@ -65,10 +66,12 @@ def learning_curves(runs: Sequence[str | Path], path: str | Path, labels: Sequen
         means = [r[metric] for r in val]
         cis = [r.get("val_ci95", 0.0) for r in val]
         line = right.plot(steps, means, marker="o", markersize=3, label=label)[0]
-        right.fill_between(steps, [m - c for m, c in zip(means, cis)], [m + c for m, c in zip(means, cis)], color=line.get_color(), alpha=0.2)
+        lower = [m - c for m, c in zip(means, cis, strict=True)]
+        upper = [m + c for m, c in zip(means, cis, strict=True)]
+        right.fill_between(steps, lower, upper, color=line.get_color(), alpha=0.2)
     left.set(xlabel="meta-update", ylabel=left_label, title="meta-training")
-    right.set(xlabel="meta-update", ylabel=" / ".join(sorted(m.removeprefix("val_") for m in metric_names)) or "validation",
-              title="validation (95% CI band)")
+    metrics = " / ".join(sorted(m.removeprefix("val_") for m in metric_names))
+    right.set(xlabel="meta-update", ylabel=metrics or "validation", title="validation (95% CI band)")
     for axis in (left, right):
         axis.grid(alpha=0.3)
         if axis.get_legend_handles_labels()[0]:
@@ -80,7 +83,7 @@ def adaptation_plot(results: Sequence[dict[str, Any]], labels: Sequence[str], pa
     """Return (± 95% CI) against the number of adaptation steps, from RL runs' ``result.json``."""
     figure = Figure(figsize=(5, 3.8), dpi=100)
     axis = figure.subplots()
-    for result, label in zip(results, labels):
+    for result, label in zip(results, labels, strict=True):
         rows = result.get("adaptation")
         if not rows:
             raise CheckpointError(f"{label} has no adaptation curve in its result.json (RL runs have one)")
@@ -96,11 +99,11 @@ def adaptation_plot(results: Sequence[dict[str, Any]], labels: Sequence[str], pa
 def plot_runs(runs: Sequence[str | Path], out: str | Path | None = None) -> list[Path]:
     """The pictures of one or several runs: ``curves.png``, and ``adaptation.png`` for RL runs;
     written to ``out`` (a folder), else to the first run's folder."""
-    runs = [Path(r) for r in runs]
-    folder = Path(out) if out is not None else runs[0]
+    folders = [Path(r) for r in runs]
+    folder = Path(out) if out is not None else folders[0]
     folder.mkdir(parents=True, exist_ok=True)
-    written = [learning_curves(runs, folder / "curves.png")]
-    results = {r: json.loads((r / "result.json").read_text()) for r in runs if (r / "result.json").is_file()}
+    written = [learning_curves(folders, folder / "curves.png")]
+    results = {r: json.loads((r / "result.json").read_text()) for r in folders if (r / "result.json").is_file()}
     rl = {r: v for r, v in results.items() if v.get("adaptation")}
     if rl:
         written.append(adaptation_plot(list(rl.values()), [r.name for r in rl], folder / "adaptation.png"))

@@ -21,7 +21,7 @@ import torch
 
 from fastadapt.algorithms.base import MetaLearner
 from fastadapt.checkpoint import load_checkpoint
-from fastadapt.config import head_ways, preprocessing_of
+from fastadapt.config import RunConfig
 from fastadapt.datasets.imagefolder import class_images
 from fastadapt.datasets.images import Preprocessing, as_model_input, is_image_file, load_image, pixel_mean
 from fastadapt.errors import CheckpointError, DataError
@@ -105,7 +105,7 @@ def _check_brightness(images: torch.Tensor, train_mean: float | None, what: str)
 
 def predict_files(
     learner: MetaLearner,
-    config: dict[str, Any],
+    config: RunConfig,
     preprocessing: Preprocessing,
     support: str | Path,
     queries: Sequence[str | Path],
@@ -120,10 +120,10 @@ def predict_files(
     classes = list(by_class)
     if len(classes) < 2:
         raise DataError(f"{support} has {len(classes)} class folder: few-shot classification needs at least 2")
-    limit = head_ways(config)
+    limit = config.head_ways()
     if limit is not None and len(classes) > limit:
         raise DataError(
-            f"{support} has {len(classes)} classes but this {config['algorithm']['name']} model was trained for "
+            f"{support} has {len(classes)} classes but this {config.algorithm.name} model was trained for "
             f"{limit}-way tasks (its output layer has {limit} units): give at most {limit} class folders"
         )
     support_images = _load([f for files in by_class.values() for f in files], preprocessing)
@@ -140,7 +140,9 @@ def predict_files(
     was_training = learner.training
     learner.eval()
     try:
-        predictor = learner.adapt(as_model_input(support_images).to(device), support_y.to(device), steps=inner_steps, ways=len(classes))
+        predictor = learner.adapt(
+            as_model_input(support_images).to(device), support_y.to(device), steps=inner_steps, ways=len(classes)
+        )
         with torch.no_grad():
             logits = predictor(as_model_input(query_images).to(device))[:, : len(classes)]
     finally:
@@ -149,13 +151,17 @@ def predict_files(
     best = probabilities.argmax(dim=1)
     predictions = [
         Prediction(str(path), classes[int(b)], float(probabilities[i, b]), truth)
-        for i, ((path, truth), b) in enumerate(zip(found, best))
+        for i, ((path, truth), b) in enumerate(zip(found, best, strict=True))
     ]
     return PredictionReport(classes, predictions, preprocessing)
 
 
 def predict_run(
-    checkpoint: str | Path, support: str | Path, queries: Sequence[str | Path], inner_steps: int | None = None, force: bool = False
+    checkpoint: str | Path,
+    support: str | Path,
+    queries: Sequence[str | Path],
+    inner_steps: int | None = None,
+    force: bool = False,
 ) -> PredictionReport:
     """``predict_files`` with the learner, config and preprocessing of a run folder or checkpoint."""
     from fastadapt.experiment import learner_from_checkpoint
@@ -164,11 +170,13 @@ def predict_run(
     learner, config = learner_from_checkpoint(state)
     metadata = state.get("metadata") or {}
     stored = metadata.get("preprocessing")
-    preprocessing = Preprocessing.from_dict(stored) if stored is not None else preprocessing_of(config)
+    preprocessing = Preprocessing.from_dict(stored) if stored is not None else config.dataset.preprocessing()
     if preprocessing is None:  # regression, or your own dataset.target: fastadapt cannot make its inputs from files
-        target = config["dataset"].get("target")
-        data = f"your own data ({target})" if target else f"{config['dataset']['name']} data"
+        target = getattr(config.dataset, "target", None)
+        data = f"your own data ({target})" if target else f"{config.dataset.name} data"
         raise CheckpointError(f"{state['path']} is a model of {data}, not of images: predict classifies image files")
-    steps = inner_steps if inner_steps is not None else config["test"]["inner_steps"]
+    if not isinstance(learner, MetaLearner):
+        raise CheckpointError(f"{state['path']} is a {learner.name} run: predict classifies image files")
+    steps = inner_steps if inner_steps is not None else config.test.inner_steps
     mean = None if force else metadata.get("pixel_mean")
     return predict_files(learner, config, preprocessing, support, queries, steps, mean)

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
+from fastadapt.components import TaskFamilyConfig, register
 from fastadapt.errors import ConfigError
 from fastadapt.tasks import TaskBatch, TaskDistribution
+
+
+def _bounds(pair: Sequence[float]) -> tuple[float, float]:
+    """A (low, high) range given as any two numbers."""
+    low, high = pair
+    return float(low), float(high)
 
 
 class SinusoidTasks(TaskDistribution):
@@ -33,7 +43,7 @@ class SinusoidTasks(TaskDistribution):
             if not low <= high:
                 raise ConfigError(f"{label} range must be (low, high) with low <= high, got {(low, high)}")
         self.shots, self.queries, self.seed = shots, queries, seed
-        self.amplitude, self.phase, self.x_range = tuple(amplitude), tuple(phase), tuple(x_range)
+        self.amplitude, self.phase, self.x_range = _bounds(amplitude), _bounds(phase), _bounds(x_range)
         self.generator = torch.Generator().manual_seed(seed)
 
     def __repr__(self) -> str:
@@ -54,3 +64,16 @@ class SinusoidTasks(TaskDistribution):
             query_x,
             amplitude * torch.sin(query_x - phase),
         )
+
+
+@register("dataset", "sinusoid")
+@dataclass
+class SinusoidConfig(TaskFamilyConfig):
+    """The MAML paper's sinusoid regression: scalar inputs (``features``), tasks of random amplitude and phase."""
+
+    problem = "regression"
+    inputs = "vectors"
+    features = 1
+
+    def tasks(self, split: str, ways: int, shots: int, queries: int, seed: int, augment: Any) -> SinusoidTasks:
+        return SinusoidTasks(shots=shots, queries=queries, seed=seed)

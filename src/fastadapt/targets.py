@@ -13,8 +13,14 @@ import importlib
 import os
 import sys
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
+import torch
+from torch.utils.data import Dataset
+
+from fastadapt.components import ClassDatasetConfig, DatasetConfig, ModelConfig, register
+from fastadapt.datasets.base import ClassDataset
 from fastadapt.errors import ConfigError, did_you_mean
 
 
@@ -79,3 +85,61 @@ def call_target(spec: str, key: str, kwargs: Mapping[str, Any], returns: type | 
     if not isinstance(made, returns):
         raise ConfigError(f"{key} {spec!r} returned a {type(made).__name__}, not {wanted}")
     return made
+
+
+@dataclass
+class TargetKeys:
+    """Your own component: the factory ``target`` (``module:function``) and the keyword arguments it is called with."""
+
+    target: str | None = None
+    kwargs: Any = None  # a mapping of argument names to values (None: no arguments)
+
+    def check_target(self, kind: str) -> str:
+        """The target, checked: given, well-formed, and called with keyword arguments named by strings."""
+        if self.target is None:
+            raise ConfigError(f"{kind}.name=custom needs {kind}.target: your factory, as module:function")
+        split_target(self.target, f"{kind}.target")
+        if self.kwargs is None:
+            self.kwargs = {}
+        if not isinstance(self.kwargs, dict):
+            raise ConfigError(f"{kind}.kwargs must be dict, got {self.kwargs!r} ({type(self.kwargs).__name__})")
+        if not all(isinstance(arg, str) and arg.isidentifier() for arg in self.kwargs):
+            raise ConfigError(f"{kind}.kwargs must map argument names to values, got {self.kwargs!r}")
+        return self.target
+
+
+@register("model", "custom")
+@dataclass
+class CustomModelConfig(ModelConfig, TargetKeys):
+    """Your own model: ``target`` returns an ``nn.Module`` (a classifier for the gradient-based methods, an encoder
+    for the embedding methods)."""
+
+    inputs = None
+
+    def validate(self) -> None:
+        self.check_target("model")
+
+    def build(self, data: DatasetConfig, out_features: int | None, options: dict[str, Any]) -> Any:
+        return call_target(
+            self.check_target("model"), "model.target", self.kwargs, torch.nn.Module, "a torch.nn.Module"
+        )
+
+
+@register("dataset", "custom")
+@dataclass
+class CustomDatasetConfig(ClassDatasetConfig, TargetKeys):
+    """Your own data: ``target`` is called with ``split=`` and ``kwargs`` and returns a ``ClassDataset`` or a
+    map-style ``Dataset`` of ``(x, label)`` pairs."""
+
+    inputs = "yours"
+
+    def validate(self) -> None:
+        self.check_target("dataset")
+        if "split" in self.kwargs:
+            raise ConfigError("dataset.kwargs cannot set split: the factory is called with split='train', 'val' or "
+                              "'test'")
+
+    def classes(self, split: str) -> Any:
+        wanted = "a fastadapt ClassDataset or a torch.utils.data.Dataset of (x, label) pairs"
+        return call_target(self.check_target("dataset"), "dataset.target", {"split": split, **self.kwargs},
+                           (ClassDataset, Dataset), wanted)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, overload
 
 import torch
 from torch import Tensor
@@ -13,7 +13,6 @@ from torch.utils.data import Dataset
 from fastadapt.datasets.base import ClassDataset
 from fastadapt.datasets.labelled import LabelledDataset
 from fastadapt.errors import ConfigError
-
 
 EXAMPLES = ("support_x", "support_y", "query_x", "query_y")
 
@@ -59,7 +58,7 @@ class _TaskTensors:
     def to(self: _Tensors, device: torch.device | str) -> _Tensors:
         """The same task(s) with every tensor on ``device``."""
         classes = None if self.classes is None else self.classes.to(device)
-        return type(self)(*(getattr(self, name).to(device) for name in EXAMPLES), classes)
+        return type(self)(**{name: getattr(self, name).to(device) for name in EXAMPLES}, classes=classes)
 
 
 @dataclass
@@ -93,13 +92,19 @@ class TaskBatch(_TaskTensors):
     def __len__(self) -> int:
         return self.support_x.shape[0]
 
+    @overload
+    def __getitem__(self, index: int) -> Task: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> TaskBatch: ...
+
     def __getitem__(self, index: int | slice) -> Task | TaskBatch:
-        parts = [getattr(self, name)[index] for name in EXAMPLES]
+        parts = {name: getattr(self, name)[index] for name in EXAMPLES}
         classes = None if self.classes is None else self.classes[index]
-        return TaskBatch(*parts, classes) if isinstance(index, slice) else Task(*parts, classes)
+        return TaskBatch(**parts, classes=classes) if isinstance(index, slice) else Task(**parts, classes=classes)
 
     def __iter__(self) -> Iterator[Task]:
-        return (self[i] for i in range(len(self)))  # type: ignore[misc]
+        return (self[i] for i in range(len(self)))
 
     def replace_labels(self, support_y: Tensor, query_y: Tensor) -> TaskBatch:
         """The same tasks with other labels (e.g. dataset classes instead of task labels)."""
@@ -110,9 +115,9 @@ class TaskBatch(_TaskTensors):
         """Concatenate batches of equal task sizes along the task dimension."""
         if len(batches) == 1:
             return batches[0]
-        parts = [torch.cat([getattr(b, name) for b in batches]) for name in EXAMPLES]
-        known = all(b.classes is not None for b in batches)
-        return TaskBatch(*parts, torch.cat([b.classes for b in batches]) if known else None)
+        parts = {name: torch.cat([getattr(b, name) for b in batches]) for name in EXAMPLES}
+        classes = [b.classes for b in batches if b.classes is not None]
+        return TaskBatch(**parts, classes=torch.cat(classes) if len(classes) == len(batches) else None)
 
     @staticmethod
     def stack(tasks: Sequence[Task]) -> TaskBatch:
@@ -120,9 +125,9 @@ class TaskBatch(_TaskTensors):
         if not tasks:
             raise ValueError("TaskBatch.stack needs at least one task")
         try:
-            parts = [torch.stack([getattr(t, name) for t in tasks]) for name in EXAMPLES]
-            known = all(t.classes is not None for t in tasks)
-            return TaskBatch(*parts, torch.stack([t.classes for t in tasks]) if known else None)
+            parts = {name: torch.stack([getattr(t, name) for t in tasks]) for name in EXAMPLES}
+            classes = [t.classes for t in tasks if t.classes is not None]
+            return TaskBatch(**parts, classes=torch.stack(classes) if len(classes) == len(tasks) else None)
         except RuntimeError as error:
             raise ValueError(f"tasks in a batch must have the same support and query sizes: {error}") from None
 
@@ -201,18 +206,22 @@ class FewShotTasks(TaskDistribution):
     ``episodes(count)`` replays a fixed sequence from ``seed``, so that every run and every method
     is tested on the same tasks. ``augment(examples, generator)`` transforms the support and query
     examples of ``sample`` (training) with the sampler's own random stream (e.g. ``random_crop_flip``
-    for images); ``episodes`` (evaluation) are never augmented.
+    for images); ``episodes`` (evaluation) are never augmented. ``class_rotations=True`` rotates the
+    support and query examples of each class of each task by the same random multiple of 90 degrees
+    (examples ``[..., H, W]``, square), drawn from the task's own generator, in ``sample`` and ``episodes``
+    alike (MAML's Omniglot protocol); off, the draws are those of a sampler without the option.
     """
 
     def __init__(
         self,
-        dataset: ClassDataset | LabelledDataset | Dataset,
+        dataset: ClassDataset | LabelledDataset | Dataset[Any],
         ways: int,
         shots: int,
         queries: int = 15,
         seed: int = 0,
         device: torch.device | str | None = None,
         augment: Callable[[Tensor, torch.Generator], Tensor] | None = None,
+        class_rotations: bool = False,
     ) -> None:
         for label, value, low in (("ways", ways, 2), ("shots", shots, 1), ("queries", queries, 1)):
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
@@ -236,11 +245,14 @@ class FewShotTasks(TaskDistribution):
         self._max_count = int(dataset.counts[eligible].max())
         self.generator = torch.Generator().manual_seed(seed)
         self.augment = augment
+        self.class_rotations = class_rotations
+        if class_rotations:
+            _check_rotatable(dataset.gather(dataset.starts[eligible[:1]]).shape[1:])
 
     def __repr__(self) -> str:
         return (
             f"FewShotTasks({self.dataset!r}, ways={self.ways}, shots={self.shots}, "
-            f"queries={self.queries}, seed={self.seed})"
+            f"queries={self.queries}, seed={self.seed}{', class_rotations=True' if self.class_rotations else ''})"
         )
 
     def _draw(self, n: int, generator: torch.Generator) -> TaskBatch:
@@ -255,8 +267,12 @@ class FewShotTasks(TaskDistribution):
         position = keys.topk(per_task, dim=2, largest=False).indices
         rows = data.starts[classes][..., None] + position
         labels = torch.arange(ways)
-        support = data.gather(rows[:, :, :shots], self.device).flatten(1, 2)
-        query = data.gather(rows[:, :, shots:], self.device).flatten(1, 2)
+        support = data.gather(rows[:, :, :shots], self.device)
+        query = data.gather(rows[:, :, shots:], self.device)
+        if self.class_rotations:
+            turns = torch.randint(4, (n, ways), generator=generator)
+            support, query = rotate_classes(support, turns), rotate_classes(query, turns)
+        support, query = support.flatten(1, 2), query.flatten(1, 2)
         if self.augment is not None and generator is self.generator:
             support, query = self.augment(support, generator), self.augment(query, generator)
         return TaskBatch(
@@ -266,3 +282,22 @@ class FewShotTasks(TaskDistribution):
             labels.repeat_interleave(self.queries).repeat(n, 1).to(self.device),
             classes.to(self.device),
         )
+
+
+def _check_rotatable(example_shape: Sequence[int]) -> None:
+    """Refuse class rotations of examples that are not square ``[..., H, W]``."""
+    if len(example_shape) < 2 or example_shape[-1] != example_shape[-2]:
+        raise ConfigError(
+            f"class_rotations needs square examples [..., H, W], got examples of shape {list(example_shape)}"
+        )
+
+
+def rotate_classes(examples: Tensor, turns: Tensor) -> Tensor:
+    """``examples [n, ways, m, ..., H, W]`` with those of task ``i``, class ``j`` rotated by ``turns[i, j]``
+    quarter turns (counter-clockwise, as ``torch.rot90``)."""
+    rotated = examples.clone()
+    turns = turns.to(examples.device)
+    for k in (1, 2, 3):
+        chosen = turns == k
+        rotated[chosen] = torch.rot90(examples[chosen], k, dims=(-2, -1))
+    return rotated

@@ -22,7 +22,9 @@ MAKERS: dict[str, Callable[[bool], fa.MetaLearner]] = {
     "relationnet": lambda v: fa.RelationNet(_encoder(downsample_blocks=2, feature_maps=True), vmap=v),
     "siamese": lambda v: fa.Siamese(_encoder(), vmap=v),
     "finetune": lambda v: fa.FineTune(_encoder(), classes=12, vmap=v, finetune_steps=5),
-    "baselinepp-body": lambda v: fa.FineTune(_encoder(), classes=12, vmap=v, head="cosine", finetune_body=True, finetune_steps=2),
+    "baselinepp-body": lambda v: fa.FineTune(
+        _encoder(), classes=12, vmap=v, head="cosine", finetune_body=True, finetune_steps=2
+    ),
 }
 
 
@@ -39,12 +41,13 @@ def test_vmap_and_loop_agree(name: str) -> None:
         results.append((loss.detach(), grads, learner.evaluate(batch)["loss"]))
     (loop_loss, loop_grads, loop_eval), (vmap_loss, vmap_grads, vmap_eval) = results
     torch.testing.assert_close(vmap_loss, loop_loss, rtol=1e-5, atol=1e-6)
-    for a, b in zip(vmap_grads, loop_grads):
+    for a, b in zip(vmap_grads, loop_grads, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(vmap_eval, loop_eval, rtol=1e-4, atol=1e-5)
 
 
 def test_full_context_embeddings_run_the_loop() -> None:
-    assert fa.MatchingNet(_encoder(pool="stride"), fce=True).uses_vmap(fa.FewShotTasks(random_dataset(), 3, 1, 1).sample(1)) is False
+    learner = fa.MatchingNet(_encoder(pool="stride"), fce=True)
+    assert learner.uses_vmap(fa.FewShotTasks(random_dataset(), 3, 1, 1).sample(1)) is False
     with pytest.raises(ConfigError, match="per-task loop"):
         fa.MatchingNet(_encoder(pool="stride"), fce=True, vmap=True)

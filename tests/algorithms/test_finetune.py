@@ -20,7 +20,8 @@ def test_tasks_record_the_dataset_class_behind_each_label() -> None:
     batch = fa.FewShotTasks(dataset, ways=3, shots=1, queries=2, seed=1).sample(5)
     images = dataset.images.float() / 255
     for task in batch:
-        for x, y in zip(torch.cat([task.support_x, task.query_x]), torch.cat([task.support_y, task.query_y])):
+        inputs, labels = torch.cat([task.support_x, task.query_x]), torch.cat([task.support_y, task.query_y])
+        for x, y in zip(inputs, labels, strict=True):
             rows = (images == x).flatten(1).all(1).nonzero().flatten()
             assert dataset.labels[rows].tolist() == [task.classes[y].item()]
 

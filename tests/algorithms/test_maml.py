@@ -30,7 +30,7 @@ def _reference_meta_loss(weights: list[torch.Tensor], batch: fa.TaskBatch, lr: f
         for _ in range(steps):
             inner = F.mse_loss(forward(fast, task.support_x), task.support_y)
             grads = torch.autograd.grad(inner, fast, create_graph=True)
-            fast = [w - lr * g for w, g in zip(fast, grads)]
+            fast = [w - lr * g for w, g in zip(fast, grads, strict=True)]
         losses.append(F.mse_loss(forward(fast, task.query_x), task.query_y))
     return torch.stack(losses).mean()
 
@@ -46,7 +46,7 @@ def test_second_order_meta_gradient_equals_hand_written_reference(steps: int) ->
     reference_loss = _reference_meta_loss(weights, batch, 0.01, steps)
     reference = torch.autograd.grad(reference_loss, weights)
     assert torch.allclose(loss, reference_loss, rtol=1e-12, atol=0)
-    for a, b in zip(ours, reference):
+    for a, b in zip(ours, reference, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
@@ -59,7 +59,7 @@ def test_second_order_meta_gradient_equals_finite_differences_conv4(steps: int) 
     loss, _ = learner.meta_loss(batch)
     grads = torch.autograd.grad(loss, params)
     for direction in unit_directions(params, 3):
-        analytic = sum((g * d).sum() for g, d in zip(grads, direction)).item()
+        analytic = sum((g * d).sum() for g, d in zip(grads, direction, strict=True)).item()
         numeric = directional_fd(lambda: learner.meta_loss(batch)[0], params, direction)
         assert analytic == pytest.approx(numeric, rel=1e-6, abs=1e-9)
 
@@ -69,8 +69,10 @@ def test_second_order_term_matters() -> None:
     model = fa.nn.MLP(1, 1).double()
     batch = _sinusoid_batch()
     exact = torch.autograd.grad(fa.MAML(model, 0.01, 1, loss="mse").meta_loss(batch)[0], list(model.parameters()))
-    first = torch.autograd.grad(fa.MAML(model, 0.01, 1, loss="mse", first_order=True).meta_loss(batch)[0], list(model.parameters()))
-    assert max((a - b).abs().max().item() for a, b in zip(exact, first)) > 1e-6
+    first = torch.autograd.grad(
+        fa.MAML(model, 0.01, 1, loss="mse", first_order=True).meta_loss(batch)[0], list(model.parameters())
+    )
+    assert max((a - b).abs().max().item() for a, b in zip(exact, first, strict=True)) > 1e-6
 
 
 @pytest.mark.parametrize("steps", [1, 3])
@@ -86,14 +88,14 @@ def test_first_order_meta_gradient_is_the_gradient_at_the_adapted_parameters(ste
         names = [n for n, _ in model.named_parameters()]
         for _ in range(steps):
             leaf = [a.requires_grad_() for a in adapted]
-            out = torch.func.functional_call(model, dict(zip(names, leaf)), (task.support_x,))
+            out = torch.func.functional_call(model, dict(zip(names, leaf, strict=True)), (task.support_x,))
             grads = torch.autograd.grad(F.mse_loss(out, task.support_y), leaf)
-            adapted = [(a - 0.01 * g).detach() for a, g in zip(leaf, grads)]
+            adapted = [(a - 0.01 * g).detach() for a, g in zip(leaf, grads, strict=True)]
         leaf = [a.requires_grad_() for a in adapted]
-        out = torch.func.functional_call(model, dict(zip(names, leaf)), (task.query_x,))
-        for e, g in zip(expected, torch.autograd.grad(F.mse_loss(out, task.query_y), leaf)):
+        out = torch.func.functional_call(model, dict(zip(names, leaf, strict=True)), (task.query_x,))
+        for e, g in zip(expected, torch.autograd.grad(F.mse_loss(out, task.query_y), leaf), strict=True):
             e += g / len(batch)
-    for a, b in zip(ours, expected):
+    for a, b in zip(ours, expected, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
@@ -110,7 +112,7 @@ def test_vmap_and_loop_agree_for_conv4_with_batchnorm(first_order: bool) -> None
     scale = max(g.abs().max().item() for g in grad_loop)
     assert abs(loss_loop.item() - loss_vmap.item()) <= 1e-12
     assert metrics_loop["accuracy"] == pytest.approx(metrics_vmap["accuracy"])
-    assert max((a - b).abs().max().item() for a, b in zip(grad_loop, grad_vmap)) <= 1e-8 * scale
+    assert max((a - b).abs().max().item() for a, b in zip(grad_loop, grad_vmap, strict=True)) <= 1e-8 * scale
 
 
 def test_adapt_takes_test_inner_steps_in_eval_mode() -> None:
@@ -166,8 +168,10 @@ def test_no_inner_steps_trains_the_pretrained_baseline_on_the_plain_query_loss()
     batch = fa.SinusoidTasks(shots=5, queries=7, seed=1).sample(4)
     loss, _ = learner.meta_loss(batch)
     grads = torch.autograd.grad(loss, list(model.parameters()))
-    reference = sum(torch.nn.functional.mse_loss(model(qx), qy) for qx, qy in zip(batch.query_x, batch.query_y)) / 4
-    for got, want in zip(grads, torch.autograd.grad(reference, list(model.parameters()))):
+    reference = sum(
+        torch.nn.functional.mse_loss(model(qx), qy) for qx, qy in zip(batch.query_x, batch.query_y, strict=True)
+    ) / 4
+    for got, want in zip(grads, torch.autograd.grad(reference, list(model.parameters())), strict=True):
         torch.testing.assert_close(got, want)
     learner.eval()
     adapted = learner.evaluate(batch)["loss"]  # fine-tuned at test by test_inner_steps steps

@@ -19,9 +19,9 @@ def _check_meta_gradient(learner: fa.MetaLearner, batch: fa.TaskBatch) -> None:
     """Analytic directional derivatives of meta_loss equal central finite differences."""
     params = [p for p in learner.parameters() if p.requires_grad]
     grads = torch.autograd.grad(learner.meta_loss(batch)[0], params, allow_unused=True)
-    grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
+    grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads, strict=True)]
     for direction in unit_directions(params, 3):
-        analytic = sum((g * d).sum() for g, d in zip(grads, direction)).item()
+        analytic = sum((g * d).sum() for g, d in zip(grads, direction, strict=True)).item()
         numeric = directional_fd(lambda: learner.meta_loss(batch)[0], params, direction)
         assert analytic == pytest.approx(numeric, rel=1e-6, abs=1e-9)
 
@@ -43,7 +43,10 @@ def test_metasgd_step_is_elementwise() -> None:
             rate.uniform_(0.0, 0.5)
     task = to_double(fa.SinusoidTasks(shots=4, seed=0).sample(1))[0]
     grads = torch.autograd.grad(F.mse_loss(model(task.support_x), task.support_y), list(model.parameters()))
-    adapted = {n: p - learner.learned_lrs[n.replace(".", "__")] * g for (n, p), g in zip(model.named_parameters(), grads)}
+    adapted = {
+        n: p - learner.learned_lrs[n.replace(".", "__")] * g
+        for (n, p), g in zip(model.named_parameters(), grads, strict=True)
+    }
     expected = torch.func.functional_call(model, adapted, (task.query_x,))
     torch.testing.assert_close(learner.adapt(task.support_x, task.support_y)(task.query_x), expected)
 
@@ -81,7 +84,9 @@ def test_per_step_learning_rates_are_learned_and_exact() -> None:
 
 
 def test_multi_step_loss_weights_anneal_onto_the_last_step() -> None:
-    learner = fa.MAML(fa.nn.MLP(1, 1), inner_lr=0.01, inner_steps=4, multi_step_loss=True, multi_step_loss_steps=100, loss="mse")
+    learner = fa.MAML(
+        fa.nn.MLP(1, 1), inner_lr=0.01, inner_steps=4, multi_step_loss=True, multi_step_loss_steps=100, loss="mse"
+    )
     learner.set_step(0)
     assert learner.multi_step_weights() == pytest.approx([0.25] * 4)
     learner.set_step(50)
@@ -99,8 +104,11 @@ def test_multi_step_loss_is_the_weighted_sum_of_per_step_query_losses() -> None:
     weights = learner.multi_step_weights()
     expected = 0.0
     for task in batch:
-        per_step = [F.mse_loss(learner.adapt(task.support_x, task.support_y, steps=s)(task.query_x), task.query_y) for s in (1, 2, 3)]
-        expected += sum(w * l for w, l in zip(weights, per_step)) / len(batch)
+        per_step = [
+            F.mse_loss(learner.adapt(task.support_x, task.support_y, steps=s)(task.query_x), task.query_y)
+            for s in (1, 2, 3)
+        ]
+        expected += sum(w * step_loss for w, step_loss in zip(weights, per_step, strict=True)) / len(batch)
     assert learner.meta_loss(batch)[0].item() == pytest.approx(expected.item(), rel=1e-12)
     _check_meta_gradient(learner, batch)
 
@@ -113,12 +121,13 @@ def test_derivative_order_annealing_switches_to_second_order() -> None:
         return list(torch.autograd.grad(learner.meta_loss(batch)[0], list(model.parameters())))
 
     annealed = fa.MAML(model, 0.01, 1, loss="mse", first_order_until=10)
-    first, second = grads(fa.MAML(model, 0.01, 1, loss="mse", first_order=True)), grads(fa.MAML(model, 0.01, 1, loss="mse"))
+    first = grads(fa.MAML(model, 0.01, 1, loss="mse", first_order=True))
+    second = grads(fa.MAML(model, 0.01, 1, loss="mse"))
     annealed.set_step(9)
-    for a, b in zip(grads(annealed), first):
+    for a, b in zip(grads(annealed), first, strict=True):
         torch.testing.assert_close(a, b)
     annealed.set_step(10)
-    for a, b in zip(grads(annealed), second):
+    for a, b in zip(grads(annealed), second, strict=True):
         torch.testing.assert_close(a, b)
 
 
@@ -134,12 +143,12 @@ def test_reptile_pseudo_gradient_is_the_mean_weight_difference() -> None:
             leaf = {n: w.requires_grad_() for n, w in weights.items()}
             out = torch.func.functional_call(model, leaf, (task.support_x,))
             grads = torch.autograd.grad(F.mse_loss(out, task.support_y), list(leaf.values()))
-            weights = {n: (w - 0.02 * g).detach() for (n, w), g in zip(leaf.items(), grads)}
+            weights = {n: (w - 0.02 * g).detach() for (n, w), g in zip(leaf.items(), grads, strict=True)}
         for n, p in model.named_parameters():
             expected[n] += (p.detach() - weights[n]) / len(batch)
     loss, metrics = learner.meta_loss(batch)
     ours = torch.autograd.grad(loss, list(model.parameters()))
-    for n, g in zip(names, ours):
+    for n, g in zip(names, ours, strict=True):
         torch.testing.assert_close(g, expected[n])
     assert "loss" in metrics and "accuracy" not in metrics
 
@@ -155,7 +164,7 @@ def test_reptile_sgd_meta_step_moves_towards_the_adapted_weights() -> None:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
     learner.meta_loss(task)[0].backward()
     optimizer.step()
-    for p, old, new in zip(model.parameters(), before, adapted.values()):
+    for p, old, new in zip(model.parameters(), before, adapted.values(), strict=True):
         torch.testing.assert_close(p.detach(), old + 0.5 * (new.detach() - old))
 
 
@@ -179,7 +188,7 @@ def test_every_gradient_learner_gives_the_same_numbers_with_vmap(make) -> None:
     (loss_a, metrics_a, grads_a, eval_a), (loss_b, metrics_b, grads_b, eval_b) = results[False], results[True]
     assert loss_a == pytest.approx(loss_b, rel=1e-10) and metrics_a == pytest.approx(metrics_b, rel=1e-10)
     scale = max(g.abs().max().item() for g in grads_a)
-    assert max((a - b).abs().max().item() for a, b in zip(grads_a, grads_b)) <= 1e-8 * scale
+    assert max((a - b).abs().max().item() for a, b in zip(grads_a, grads_b, strict=True)) <= 1e-8 * scale
     for key in eval_a:
         torch.testing.assert_close(eval_a[key], eval_b[key])
 
@@ -200,10 +209,11 @@ def test_checkpointed_inner_loop_gives_the_same_meta_gradient(make) -> None:
         loss, _ = learner.meta_loss(batch)
         params = [p for p in learner.parameters() if p.requires_grad]
         grads = torch.autograd.grad(loss, params, allow_unused=True)
-        results.append((loss.item(), [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]))
+        dense = [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads, strict=True)]
+        results.append((loss.item(), dense))
     (loss_a, grads_a), (loss_b, grads_b) = results
     assert loss_a == pytest.approx(loss_b, rel=1e-12)
-    for a, b in zip(grads_a, grads_b):
+    for a, b in zip(grads_a, grads_b, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
@@ -236,5 +246,5 @@ def test_meta_backward_accumulates_the_gradient_of_meta_loss(make, vmap: bool) -
     expected = torch.autograd.grad(loss, params)
     value, accumulated_metrics = learner.meta_backward(batch)
     assert value == pytest.approx(loss.item(), rel=1e-12) and accumulated_metrics == pytest.approx(metrics, rel=1e-12)
-    for p, g in zip(params, expected):
+    for p, g in zip(params, expected, strict=True):
         torch.testing.assert_close(p.grad, g, rtol=1e-10, atol=1e-12)

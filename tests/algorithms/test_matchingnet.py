@@ -22,7 +22,9 @@ def test_predictions_are_the_class_sums_of_cosine_attention() -> None:
     torch.testing.assert_close(log_probs.exp(), torch.tensor([[1 / 3, 2 / 3]]))
     query_x = torch.tensor([[1.0, 0.0]])  # cosines 1, 0, 0
     e = math.e
-    torch.testing.assert_close(learner.adapt(support_x, support_y)(query_x).exp(), torch.tensor([[e / (e + 2), 2 / (e + 2)]]))
+    torch.testing.assert_close(
+        learner.adapt(support_x, support_y)(query_x).exp(), torch.tensor([[e / (e + 2), 2 / (e + 2)]])
+    )
 
 
 def test_the_loss_is_the_negative_log_probability_of_the_true_class() -> None:
@@ -60,6 +62,8 @@ def test_a_temperature_sharpens_the_attention() -> None:
     query_x = torch.tensor([[1.0, 0.0]])  # cosines 1, 0, 0; over a temperature of 0.5: 2, 0, 0
     learner = fa.MatchingNet(torch.nn.Flatten(), temperature=0.5)
     e2 = math.e**2
-    torch.testing.assert_close(learner.adapt(support_x, support_y)(query_x).exp(), torch.tensor([[e2 / (e2 + 2), 2 / (e2 + 2)]]))
+    torch.testing.assert_close(
+        learner.adapt(support_x, support_y)(query_x).exp(), torch.tensor([[e2 / (e2 + 2), 2 / (e2 + 2)]])
+    )
     learned = fa.MatchingNet(torch.nn.Flatten(), learn_temperature=True)
     assert [name for name, _ in learned.named_parameters()] == ["temperature.log_value"]

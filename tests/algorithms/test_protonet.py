@@ -50,7 +50,7 @@ def test_vmap_and_loop_agree() -> None:
         loss, _ = fa.ProtoNet(encoder, vmap=vmap).meta_loss(batch)
         grads[vmap] = torch.autograd.grad(loss, list(encoder.parameters()))
     scale = max(g.abs().max().item() for g in grads[False])
-    assert max((a - b).abs().max().item() for a, b in zip(grads[False], grads[True])) <= 1e-8 * scale
+    assert max((a - b).abs().max().item() for a, b in zip(grads[False], grads[True], strict=True)) <= 1e-8 * scale
 
 
 def test_cosine_logits_are_cosine_similarities_to_class_means_over_the_temperature() -> None:
@@ -72,7 +72,9 @@ def test_euclidean_temperature_divides_the_distances() -> None:
 
 
 def test_a_learned_temperature_is_a_parameter_with_a_gradient() -> None:
-    learner = fa.ProtoNet(fa.nn.Conv4(1, None, hidden=8, image_size=16), distance="cosine", temperature=0.1, learn_temperature=True)
+    learner = fa.ProtoNet(
+        fa.nn.Conv4(1, None, hidden=8, image_size=16), distance="cosine", temperature=0.1, learn_temperature=True
+    )
     assert any(name == "temperature.log_value" for name, _ in learner.named_parameters())
     loss, _ = learner.meta_loss(fa.FewShotTasks(random_dataset(), ways=3, shots=1, queries=2).sample(2))
     loss.backward()
@@ -80,7 +82,9 @@ def test_a_learned_temperature_is_a_parameter_with_a_gradient() -> None:
     assert fa.ProtoNet(torch.nn.Flatten()).state_dict() == {}  # a fixed temperature comes from the config
 
 
-@pytest.mark.parametrize("kwargs, message", [({"distance": "manhattan"}, "distance"), ({"temperature": 0.0}, "temperature")])
+@pytest.mark.parametrize(
+    "kwargs, message", [({"distance": "manhattan"}, "distance"), ({"temperature": 0.0}, "temperature")]
+)
 def test_bad_options_are_named(kwargs: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         fa.ProtoNet(torch.nn.Flatten(), **kwargs)

@@ -12,11 +12,11 @@ from collections.abc import Callable
 
 import pytest
 import torch
+from helpers import directional_fd, unit_directions, user_models
 from torch import Tensor, nn
 
 import fastadapt as fa
 from fastadapt.errors import ConfigError
-from helpers import directional_fd, unit_directions, user_models
 
 WAYS, SHOTS, QUERIES, TASKS = 5, 2, 3, 3
 
@@ -38,7 +38,9 @@ MODELS: dict[str, tuple[Callable[[], nn.Module], Callable[[int, torch.Generator]
     "bn_sequential": (bn_sequential, _images, None),
     "resnet18": (lambda: user_models.ResNet18(WAYS, in_channels=1, width=4), _images, "fc"),
     "transformer": (
-        lambda: user_models.TransformerClassifier(vocab=11, length=6, num_classes=WAYS, dim=8, heads=2, layers=1, dropout=0.0),
+        lambda: user_models.TransformerClassifier(
+            vocab=11, length=6, num_classes=WAYS, dim=8, heads=2, layers=1, dropout=0.0
+        ),
         lambda n, g: torch.randint(0, 11, (TASKS, n, 6), generator=g),
         None,
     ),
@@ -113,7 +115,7 @@ def test_loop_and_vmap_meta_gradients_agree(algorithm: str, model_name: str) -> 
     vmapped = _meta_gradient(_learner(algorithm, model_name, model, vmap=True), batch)
     scale = max(float(g.abs().max()) for g in loop)
     assert scale > 0
-    for a, b in zip(loop, vmapped):
+    for a, b in zip(loop, vmapped, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-8 * scale)
 
 
@@ -133,12 +135,14 @@ def test_second_order_maml_matches_finite_differences(model_name: str) -> None:
     params = list(model.parameters())
     grads = torch.autograd.grad(learner.meta_loss(batch)[0], params)
     for direction in unit_directions(params, 2):
-        analytic = sum((g * d).sum() for g, d in zip(grads, direction)).item()
+        analytic = sum((g * d).sum() for g, d in zip(grads, direction, strict=True)).item()
         numeric = directional_fd(lambda: learner.meta_loss(batch)[0], params, direction)
         assert analytic == pytest.approx(numeric, rel=1e-6, abs=1e-9)
 
 
-@pytest.mark.parametrize(("algorithm", "model_name"), [(a, m) for a in ALGORITHMS for m in ("bn_sequential", "resnet18")])
+@pytest.mark.parametrize(
+    ("algorithm", "model_name"), [(a, m) for a in ALGORITHMS for m in ("bn_sequential", "resnet18")]
+)
 @pytest.mark.parametrize("vmap", [False, True])
 def test_the_users_parameters_and_buffers_are_untouched(algorithm: str, model_name: str, vmap: bool) -> None:
     """Batch norm normalizes with batch statistics; its running statistics are neither used nor updated."""
@@ -234,7 +238,7 @@ def test_the_embedding_family_takes_a_standard_layer_encoder(method: str) -> Non
         learner.eval()
         assert learner.adapt(batch[0].support_x, batch[0].support_y, steps=2)(batch[0].query_x).shape == (15, WAYS)
     scale = max(float(g.abs().max()) for g in gradients[0])
-    for a, b in zip(*gradients):
+    for a, b in zip(*gradients, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-8 * scale)
 
 
@@ -256,7 +260,9 @@ def test_support_statistics_normalize_queries_as_the_support_set_was() -> None:
 def test_support_statistics_in_the_loop_and_under_vmap_agree(algorithm: str) -> None:
     model = _model("resnet18")
     batch = _batch("resnet18")
-    scores = [_learner(algorithm, "resnet18", model, vmap=v).evaluate(batch, statistics="support") for v in (False, True)]
+    scores = [
+        _learner(algorithm, "resnet18", model, vmap=v).evaluate(batch, statistics="support") for v in (False, True)
+    ]
     torch.testing.assert_close(scores[0]["loss"], scores[1]["loss"], rtol=1e-9, atol=1e-12)
     transductive = _learner(algorithm, "resnet18", model, vmap=False).evaluate(batch)["loss"]
     assert not torch.allclose(scores[0]["loss"], transductive)

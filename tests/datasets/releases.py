@@ -40,7 +40,11 @@ def encode(image: np.ndarray, fmt: str) -> bytes:
 
 # -- miniImageNet ---------------------------------------------------------------------------------
 
-MINI_CLASSES = {"train": ["n01000001", "n01000002", "n01000003"], "val": ["n02000001", "n02000002"], "test": ["n03000001", "n03000002"]}
+MINI_CLASSES = {
+    "train": ["n01000001", "n01000002", "n01000003"],
+    "val": ["n02000001", "n02000002"],
+    "test": ["n03000001", "n03000002"],
+}
 MINI_PER_CLASS = 4
 
 
@@ -112,7 +116,7 @@ def write_tiered(folder: Path) -> None:
         classes = [c for members in categories.values() for c in members]
         category_names = list(categories)
         specific, general, images = [], [], []
-        for k in range(TIERED_PER_CLASS):
+        for _ in range(TIERED_PER_CLASS):
             for c, name in enumerate(classes):
                 g = next(i for i, members in enumerate(categories.values()) if name in members)
                 specific.append(c)
@@ -129,36 +133,30 @@ def write_tiered(folder: Path) -> None:
 
 # -- CIFAR-100 ------------------------------------------------------------------------------------
 
-# (superclass, class) of all 100 CIFAR-100 classes, as the official meta file names them.
-CIFAR100 = [
-    ("aquatic_mammals", "beaver"), ("aquatic_mammals", "dolphin"), ("aquatic_mammals", "otter"), ("aquatic_mammals", "seal"),
-    ("aquatic_mammals", "whale"), ("fish", "aquarium_fish"), ("fish", "flatfish"), ("fish", "ray"), ("fish", "shark"), ("fish", "trout"),
-    ("flowers", "orchid"), ("flowers", "poppy"), ("flowers", "rose"), ("flowers", "sunflower"), ("flowers", "tulip"),
-    ("food_containers", "bottle"), ("food_containers", "bowl"), ("food_containers", "can"), ("food_containers", "cup"),
-    ("food_containers", "plate"), ("fruit_and_vegetables", "apple"), ("fruit_and_vegetables", "mushroom"),
-    ("fruit_and_vegetables", "orange"), ("fruit_and_vegetables", "pear"), ("fruit_and_vegetables", "sweet_pepper"),
-    ("household_electrical_devices", "clock"), ("household_electrical_devices", "keyboard"), ("household_electrical_devices", "lamp"),
-    ("household_electrical_devices", "telephone"), ("household_electrical_devices", "television"), ("household_furniture", "bed"),
-    ("household_furniture", "chair"), ("household_furniture", "couch"), ("household_furniture", "table"),
-    ("household_furniture", "wardrobe"), ("insects", "bee"), ("insects", "beetle"), ("insects", "butterfly"),
-    ("insects", "caterpillar"), ("insects", "cockroach"), ("large_carnivores", "bear"), ("large_carnivores", "leopard"),
-    ("large_carnivores", "lion"), ("large_carnivores", "tiger"), ("large_carnivores", "wolf"),
-    ("large_man-made_outdoor_things", "bridge"), ("large_man-made_outdoor_things", "castle"), ("large_man-made_outdoor_things", "house"),
-    ("large_man-made_outdoor_things", "road"), ("large_man-made_outdoor_things", "skyscraper"), ("large_natural_outdoor_scenes", "cloud"),
-    ("large_natural_outdoor_scenes", "forest"), ("large_natural_outdoor_scenes", "mountain"), ("large_natural_outdoor_scenes", "plain"),
-    ("large_natural_outdoor_scenes", "sea"), ("large_omnivores_and_herbivores", "camel"), ("large_omnivores_and_herbivores", "cattle"),
-    ("large_omnivores_and_herbivores", "chimpanzee"), ("large_omnivores_and_herbivores", "elephant"),
-    ("large_omnivores_and_herbivores", "kangaroo"), ("medium_mammals", "fox"), ("medium_mammals", "porcupine"),
-    ("medium_mammals", "possum"), ("medium_mammals", "raccoon"), ("medium_mammals", "skunk"), ("non-insect_invertebrates", "crab"),
-    ("non-insect_invertebrates", "lobster"), ("non-insect_invertebrates", "snail"), ("non-insect_invertebrates", "spider"),
-    ("non-insect_invertebrates", "worm"), ("people", "baby"), ("people", "boy"), ("people", "girl"), ("people", "man"),
-    ("people", "woman"), ("reptiles", "crocodile"), ("reptiles", "dinosaur"), ("reptiles", "lizard"), ("reptiles", "snake"),
-    ("reptiles", "turtle"), ("small_mammals", "hamster"), ("small_mammals", "mouse"), ("small_mammals", "rabbit"),
-    ("small_mammals", "shrew"), ("small_mammals", "squirrel"), ("trees", "maple_tree"), ("trees", "oak_tree"), ("trees", "palm_tree"),
-    ("trees", "pine_tree"), ("trees", "willow_tree"), ("vehicles_1", "bicycle"), ("vehicles_1", "bus"), ("vehicles_1", "motorcycle"),
-    ("vehicles_1", "pickup_truck"), ("vehicles_1", "train"), ("vehicles_2", "lawn_mower"), ("vehicles_2", "rocket"),
-    ("vehicles_2", "streetcar"), ("vehicles_2", "tank"), ("vehicles_2", "tractor"),
-]
+# The 100 CIFAR-100 classes by superclass, as the official meta file names them; CIFAR100 as (superclass, class).
+CIFAR100_CLASSES = {
+    "aquatic_mammals": ("beaver", "dolphin", "otter", "seal", "whale"),
+    "fish": ("aquarium_fish", "flatfish", "ray", "shark", "trout"),
+    "flowers": ("orchid", "poppy", "rose", "sunflower", "tulip"),
+    "food_containers": ("bottle", "bowl", "can", "cup", "plate"),
+    "fruit_and_vegetables": ("apple", "mushroom", "orange", "pear", "sweet_pepper"),
+    "household_electrical_devices": ("clock", "keyboard", "lamp", "telephone", "television"),
+    "household_furniture": ("bed", "chair", "couch", "table", "wardrobe"),
+    "insects": ("bee", "beetle", "butterfly", "caterpillar", "cockroach"),
+    "large_carnivores": ("bear", "leopard", "lion", "tiger", "wolf"),
+    "large_man-made_outdoor_things": ("bridge", "castle", "house", "road", "skyscraper"),
+    "large_natural_outdoor_scenes": ("cloud", "forest", "mountain", "plain", "sea"),
+    "large_omnivores_and_herbivores": ("camel", "cattle", "chimpanzee", "elephant", "kangaroo"),
+    "medium_mammals": ("fox", "porcupine", "possum", "raccoon", "skunk"),
+    "non-insect_invertebrates": ("crab", "lobster", "snail", "spider", "worm"),
+    "people": ("baby", "boy", "girl", "man", "woman"),
+    "reptiles": ("crocodile", "dinosaur", "lizard", "snake", "turtle"),
+    "small_mammals": ("hamster", "mouse", "rabbit", "shrew", "squirrel"),
+    "trees": ("maple_tree", "oak_tree", "palm_tree", "pine_tree", "willow_tree"),
+    "vehicles_1": ("bicycle", "bus", "motorcycle", "pickup_truck", "train"),
+    "vehicles_2": ("lawn_mower", "rocket", "streetcar", "tank", "tractor"),
+}
+CIFAR100 = [(superclass, c) for superclass, classes in CIFAR100_CLASSES.items() for c in classes]
 
 
 def cifar_members(per_class: tuple[int, int] = (2, 1)) -> dict[str, bytes]:
@@ -168,11 +166,12 @@ def cifar_members(per_class: tuple[int, int] = (2, 1)) -> dict[str, bytes]:
     coarse_names = sorted({s for s, _ in CIFAR100})
     superclass = dict((c, s) for s, c in CIFAR100)
     members = {"meta": pickle.dumps({"fine_label_names": fine_names, "coarse_label_names": coarse_names}, protocol=2)}
-    for part, count in zip(("train", "test"), per_class):
+    for part, count in zip(("train", "test"), per_class, strict=True):
         fine = [f for _ in range(count) for f in range(len(fine_names))][::-1]
         rows = np.stack([flat_image(f, 32).transpose(2, 0, 1).reshape(-1) for f in fine])
         coarse = [coarse_names.index(superclass[fine_names[f]]) for f in fine]
-        members[part] = pickle.dumps({"data": rows, "fine_labels": fine, "coarse_labels": coarse, "filenames": [f"{i}.png" for i in fine]}, protocol=2)
+        blob = {"data": rows, "fine_labels": fine, "coarse_labels": coarse, "filenames": [f"{i}.png" for i in fine]}
+        members[part] = pickle.dumps(blob, protocol=2)
     return members
 
 
@@ -187,7 +186,8 @@ def write_tar(path: Path, members: dict[str, bytes], mode: str = "w:gz") -> Path
 
 
 def write_cifar(folder: Path) -> Path:
-    return write_tar(folder / "cifar-100-python.tar.gz", {f"cifar-100-python/{k}": v for k, v in cifar_members().items()})
+    members = {f"cifar-100-python/{k}": v for k, v in cifar_members().items()}
+    return write_tar(folder / "cifar-100-python.tar.gz", members)
 
 
 # -- CUB-200-2011 ---------------------------------------------------------------------------------

@@ -16,7 +16,12 @@ from fastadapt.datasets.archives import extract
 from fastadapt.errors import DataError
 
 
-def _zip(path: Path, members: dict[str, bytes], symlinks: dict[str, str] | None = None, compression: int = zipfile.ZIP_DEFLATED) -> Path:
+def _zip(
+    path: Path,
+    members: dict[str, bytes],
+    symlinks: dict[str, str] | None = None,
+    compression: int = zipfile.ZIP_DEFLATED,
+) -> Path:
     with zipfile.ZipFile(path, "w", compression=compression) as handle:
         for name, data in members.items():
             handle.writestr(name, data)

@@ -2,21 +2,32 @@
 
 from __future__ import annotations
 
-import csv
 import gzip
 import hashlib
-import io
 import os
 import pickle
-import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from releases import (
-    CIFAR100, CUB_CLASSES, CUB_PER_CLASS, MINI_CLASSES, MINI_PER_CLASS, TIERED, TIERED_PER_CLASS, class_colour, cifar_members,
-    mini_class_index, mini_split_files, write_cifar, write_cub, write_imagenet, write_mini_images, write_mini_pickles, write_tar,
+    CIFAR100,
+    CUB_CLASSES,
+    CUB_PER_CLASS,
+    MINI_CLASSES,
+    MINI_PER_CLASS,
+    TIERED,
+    TIERED_PER_CLASS,
+    cifar_members,
+    class_colour,
+    mini_class_index,
+    mini_split_files,
+    write_cifar,
+    write_cub,
+    write_imagenet,
+    write_mini_images,
+    write_mini_pickles,
+    write_tar,
     write_tiered,
 )
 
@@ -39,7 +50,7 @@ def _colours(dataset: fa.datasets.ClassDataset) -> list[tuple[int, ...]]:
 
 
 def _close(found: tuple[int, ...], expected: tuple[int, ...], tolerance: int = 3) -> bool:
-    return all(abs(a - b) <= tolerance for a, b in zip(found, expected))
+    return all(abs(a - b) <= tolerance for a, b in zip(found, expected, strict=True))
 
 
 def _no_cache_left(root: Path) -> bool:
@@ -75,7 +86,8 @@ def test_the_shipped_miniimagenet_split_is_ravi_and_larochelles() -> None:
         classes[split] = {w for _, w in rows}
         assert len(rows) == 600 * len(classes[split])
     assert [len(classes[s]) for s in ("train", "val", "test")] == [64, 16, 20]
-    assert not (classes["train"] & classes["val"] or classes["train"] & classes["test"] or classes["val"] & classes["test"])
+    train, val, test = classes["train"], classes["val"], classes["test"]
+    assert not (train & val or train & test or val & test)
 
 
 @pytest.mark.parametrize("val_name", ["val", "validation"])
@@ -97,7 +109,7 @@ def test_miniimagenet_from_ravis_images_folder_and_resized(mini: tuple[Path, dic
     dataset = MiniImageNet(root, split="test", image_size=32)
     assert dataset.image_shape == (3, 32, 32) and dataset.class_names == MINI_CLASSES["test"]
     index = mini_class_index()
-    assert all(_close(c, class_colour(index[w])) for c, w in zip(_colours(dataset), MINI_CLASSES["test"]))
+    assert all(_close(c, class_colour(index[w])) for c, w in zip(_colours(dataset), MINI_CLASSES["test"], strict=True))
 
 
 def test_miniimagenet_from_your_own_imagenet_follows_the_csv_numbering(mini: tuple[Path, dict], tmp_path: Path) -> None:
@@ -109,7 +121,8 @@ def test_miniimagenet_from_your_own_imagenet_follows_the_csv_numbering(mini: tup
     assert report["splits"]["train"] == {"classes": 3, "images": 3 * MINI_PER_CLASS}
     dataset = MiniImageNet(root, split="train")
     index = mini_class_index()
-    assert all(_close(c, class_colour(index[w])) for c, w in zip(_colours(dataset), MINI_CLASSES["train"]))
+    colours = _colours(dataset)
+    assert all(_close(c, class_colour(index[w])) for c, w in zip(colours, MINI_CLASSES["train"], strict=True))
 
 
 def test_miniimagenet_pickle_missing_a_class_is_refused_without_a_cache(mini: tuple[Path, dict]) -> None:
@@ -194,7 +207,8 @@ def test_tieredimagenet_release_layouts(tmp_path: Path, tiered_counts: None, lay
         write_tiered(folder / "tiered-imagenet")
     else:
         write_tiered(tmp_path / "release" / "tiered-imagenet")
-        members = {f"tiered-imagenet/{p.name}": p.read_bytes() for p in (tmp_path / "release" / "tiered-imagenet").iterdir()}
+        files = (tmp_path / "release" / "tiered-imagenet").iterdir()
+        members = {f"tiered-imagenet/{p.name}": p.read_bytes() for p in files}
         write_tar(folder / "tiered-imagenet.tar", members, mode="w")
     offset = 0
     for split, categories in TIERED.items():
@@ -230,7 +244,8 @@ def test_tieredimagenet_images_and_labels_must_agree(tmp_path: Path, tiered_coun
 def test_cifar_fs_and_fc100_splits_are_the_published_ones() -> None:
     names = {c for _, c in CIFAR100}
     assert len(names) == 100 and set(CIFAR_FS["val"]) | set(CIFAR_FS["test"]) <= names
-    assert (len(CIFAR_FS["val"]), len(CIFAR_FS["test"])) == (16, 20) and not set(CIFAR_FS["val"]) & set(CIFAR_FS["test"])
+    assert (len(CIFAR_FS["val"]), len(CIFAR_FS["test"])) == (16, 20)
+    assert not set(CIFAR_FS["val"]) & set(CIFAR_FS["test"])
     coarse = sorted({s for s, _ in CIFAR100})
     assert [coarse.index(s) for s in FC100_SUPERCLASSES["val"]] == [8, 11, 13, 16]
     assert [coarse.index(s) for s in FC100_SUPERCLASSES["test"]] == [0, 7, 12, 14]
@@ -243,7 +258,8 @@ def test_cifar_fs_and_fc100_share_one_decoded_cifar100(tmp_path: Path, monkeypat
     sizes = {}
     for split in ("train", "val", "test"):
         dataset = CIFARFS(root, split=split)
-        expected = [n for n in fine if (n in CIFAR_FS.get(split, ())) or (split == "train" and n not in CIFAR_FS["val"] + CIFAR_FS["test"])]
+        held_out = CIFAR_FS["val"] + CIFAR_FS["test"]
+        expected = [n for n in fine if (n in CIFAR_FS.get(split, ())) or (split == "train" and n not in held_out)]
         assert dataset.class_names == expected and dataset.image_shape == (3, 32, 32)
         assert dataset.counts.tolist() == [3] * len(expected)  # 2 train + 1 test image of each class
         assert _colours(dataset) == [class_colour(fine.index(n)) for n in expected]
@@ -259,8 +275,10 @@ def test_cifar_fs_and_fc100_share_one_decoded_cifar100(tmp_path: Path, monkeypat
         dataset = FC100(root, split=split)
         assert dataset.num_classes == count
         wanted = FC100_SUPERCLASSES.get(split)
-        assert all((superclass[n] in wanted) if wanted else (superclass[n] not in FC100_SUPERCLASSES["val"] + FC100_SUPERCLASSES["test"])
-                   for n in dataset.class_names)
+        held_out = FC100_SUPERCLASSES["val"] + FC100_SUPERCLASSES["test"]
+        assert all(
+            (superclass[n] in wanted) if wanted else (superclass[n] not in held_out) for n in dataset.class_names
+        )
 
 
 def test_cifar_from_the_extracted_folder(tmp_path: Path) -> None:
@@ -303,13 +321,14 @@ def test_cub_from_the_release(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, p
     root = tmp_path / "root"
     top = write_cub(tmp_path / "release" if packed else root / "cub")
     if packed:
-        members = {f"CUB_200_2011/{p.relative_to(top).as_posix()}": p.read_bytes() for p in top.rglob("*") if p.is_file()}
+        files = [p for p in top.rglob("*") if p.is_file()]
+        members = {f"CUB_200_2011/{p.relative_to(top).as_posix()}": p.read_bytes() for p in files}
         write_tar(root / "cub" / "CUB_200_2011.tgz", members)
     test = CUB(root, split="test")
     assert test.class_names == [CUB_CLASSES[3], CUB_CLASSES[7]] and test.image_shape == (3, 84, 84)
     assert test.counts.tolist() == [CUB_PER_CLASS, CUB_PER_CLASS]
     # the center crop drops the black border: the crop is the class colour throughout
-    assert all(_close(c, class_colour(i), tolerance=4) for c, i in zip(_colours(test), (3, 7)))
+    assert all(_close(c, class_colour(i), tolerance=4) for c, i in zip(_colours(test), (3, 7), strict=True))
     assert CUB(root, split="train").class_names == CUB_CLASSES[0::2]
 
 
@@ -322,7 +341,7 @@ def test_cub_missing_images_or_classes(tmp_path: Path, monkeypatch: pytest.Monke
     with pytest.raises(DataError, match="missing from .*images"):
         CUB(root)
     lines = (top / "images.txt").read_text().splitlines()
-    (top / "images.txt").write_text("\n".join(l for l in lines if CUB_CLASSES[2] not in l) + "\n")
+    (top / "images.txt").write_text("\n".join(line for line in lines if CUB_CLASSES[2] not in line) + "\n")
     with pytest.raises(DataError, match=f"classes have no images, e.g. {CUB_CLASSES[2]}"):
         CUB(root)
     assert _no_cache_left(root)
@@ -331,14 +350,17 @@ def test_cub_missing_images_or_classes(tmp_path: Path, monkeypatch: pytest.Monke
 def test_a_release_short_of_classes_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With the real counts (100/50/50), an 8-species copy is not CUB."""
     write_cub(tmp_path / "root" / "cub")
-    with pytest.raises(DataError, match=r"not the complete CUB-200-2011: classes per split \{'train': 4, 'val': 2, 'test': 2\}"):
+    refusal = r"not the complete CUB-200-2011: classes per split \{'train': 4, 'val': 2, 'test': 2\}"
+    with pytest.raises(DataError, match=refusal):
         CUB(tmp_path / "root")
 
 
 # -- downloads ------------------------------------------------------------------------------------
 
 
-def test_download_falls_back_to_the_next_mirror_and_checks_the_checksum(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_download_falls_back_to_the_next_mirror_and_checks_the_checksum(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from fastadapt.datasets import cifar
     from fastadapt.datasets.release import Source
 
@@ -361,9 +383,10 @@ def test_benchmarks_train_through_the_config(tmp_path: Path, monkeypatch: pytest
     from fastadapt.config import build_config, build_learner, build_tasks
 
     write_cifar(tmp_path / "root" / "cifar100")
-    assert build_config(None, ["dataset.name=cifarfs", "dataset.image_size=null"])["dataset"]["image_size"] == 32
-    config = build_config("protonet-cifarfs-5w1s", [f"dataset.data_dir={tmp_path / 'root'}", "task.queries=2", "train_task.queries=2"])
-    assert config["dataset"]["image_size"] == 32 and config["train"]["augment"] == "crop_flip"
+    assert build_config(None, ["dataset.name=cifarfs", "dataset.image_size=null"]).dataset.image_size == 32  # type: ignore[attr-defined]
+    overrides = [f"dataset.data_dir={tmp_path / 'root'}", "task.queries=2", "train_task.queries=2"]
+    config = build_config("protonet-cifarfs-5w1s", overrides)
+    assert config.dataset.image_size == 32 and config.train.augment == "crop_flip"  # type: ignore[attr-defined]
     train, test = build_tasks(config, "train", seed=0), build_tasks(config, "test", seed=0)
     assert train.augment is not None and test.augment is None
     batch = train.sample(2)

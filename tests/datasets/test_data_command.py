@@ -28,7 +28,8 @@ def test_prepare_then_info_then_verify(tmp_path: Path, capsys: pytest.CaptureFix
     write_cifar(tmp_path / "cifar100")
     code, out, _ = run_cli(capsys, "data", "prepare", "cifarfs", "--data-dir", str(tmp_path))
     assert code == 0
-    assert "300 images of 3x32x32 (train 64 classes / 192 images, val 16 classes / 48 images, test 20 classes / 60 images)" in out
+    splits = "train 64 classes / 192 images, val 16 classes / 48 images, test 20 classes / 60 images"
+    assert f"300 images of 3x32x32 ({splits})" in out
     code, out, _ = run_cli(capsys, "data", "info", "fc100", "--data-dir", str(tmp_path), "--checksums")
     assert code == 0
     assert "cifar-100-python.tar.gz: present" in out and "md5 eb9058c3a382ffc7106e4002c42a8d85" in out
@@ -39,7 +40,9 @@ def test_prepare_then_info_then_verify(tmp_path: Path, capsys: pytest.CaptureFix
     assert code == 0 and report["decoded"]["splits"]["test"] == {"classes": 20, "images": 60}
 
 
-def test_matching_checksum_is_reported_ok(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_matching_checksum_is_reported_ok(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     archive = write_cifar(tmp_path / "cifar100")
     digest = hashlib.md5(archive.read_bytes()).hexdigest()
     monkeypatch.setattr(CIFARFS.release, "sources", (Source(archive.name, (), md5=digest),))
@@ -64,9 +67,9 @@ def test_train_and_eval_a_cifar_fs_preset_end_to_end(tmp_path: Path, capsys: pyt
     write_cifar(tmp_path / "data" / "cifar100")
     run = tmp_path / "run"
     code, out, err = run_cli(
-        capsys, "train", "--preset", "protonet-cifarfs-5w1s", "--data-dir", str(tmp_path / "data"), "--run-dir", str(run), "--json",
-        "--no-progress", "train.steps=4", "train.val_every=2", "train.val_episodes=4", "test.episodes=6", "task.queries=2",
-        "train_task.queries=2", "model.hidden=8",
+        capsys, "train", "--preset", "protonet-cifarfs-5w1s", "--data-dir", str(tmp_path / "data"),
+        "--run-dir", str(run), "--json", "--no-progress", "train.steps=4", "train.val_every=2", "train.val_episodes=4",
+        "test.episodes=6", "task.queries=2", "train_task.queries=2", "model.hidden=8",
     )
     assert code == 0, err
     result = json.loads(out)

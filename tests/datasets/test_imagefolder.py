@@ -36,7 +36,8 @@ def _folder(root: Path, classes: int = 10, per_class: int = 4, layout: str = "cl
         folder.mkdir(parents=True)
         for s in range(per_class):
             _image(c, s).save(folder / f"{s}.{'png' if s % 2 else 'bmp'}")
-    (root / "class00" if layout == "classes" else root / "train" / "class00").joinpath("notes.txt").write_text("not an image")
+    first = root / "class00" if layout == "classes" else root / "train" / "class00"
+    (first / "notes.txt").write_text("not an image")
     return root
 
 
@@ -47,9 +48,10 @@ def test_class_folders_are_split_by_a_recorded_seed(tmp_path: Path) -> None:
     assert [len(n) for n in names] == [6, 2, 2] and set.union(*names) == {f"class{c:02d}" for c in range(10)}
     assert all(d.images.shape[1:] == (3, 16, 16) and len(d) == 4 * d.num_classes for d in splits.values())
     record = json.loads(next(cache.glob("imagefolder-*-split-0.json")).read_text())
-    assert {s: set(record[s]) for s in ("train", "val", "test")} == dict(zip(("train", "val", "test"), names))
+    assert {s: set(record[s]) for s in splits} == dict(zip(splits, names, strict=True))
     assert set(ImageFolder(root, "test", image_size=16, cache_dir=cache).class_names) == names[2]
-    other = [set(ImageFolder(root, "test", image_size=16, split_seed=seed, cache_dir=cache).class_names) for seed in range(1, 6)]
+    reseeded = [ImageFolder(root, "test", image_size=16, split_seed=seed, cache_dir=cache) for seed in range(1, 6)]
+    other = [set(d.class_names) for d in reseeded]
     assert any(o != names[2] for o in other)
 
 
@@ -82,7 +84,9 @@ def test_an_archive_of_class_folders_is_extracted_safely(tmp_path: Path) -> None
     assert not (tmp_path / "escape").exists()
 
 
-def test_the_decoded_cache_is_reused_and_refreshed_when_files_change(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_decoded_cache_is_reused_and_refreshed_when_files_change(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root, cache = _folder(tmp_path / "data"), tmp_path / "cache"
     ImageFolder(root, image_size=16, cache_dir=cache)
 

@@ -102,11 +102,15 @@ FUZZ_TRIALS = 300 * FUZZ_SCALE
 def test_fuzzed_bytes_give_an_array_or_a_data_error() -> None:
     """Random bytes and randomly damaged real files never escape as anything but ``DataError``."""
     prep = Preprocessing(16, 1)
-    seeds = [_png(_square(mode, (33, 21)), fmt) for mode, fmt in [("L", "PNG"), ("RGB", "JPEG"), ("P", "GIF"), ("RGB", "BMP"), ("RGB", "TIFF")]]
+    formats = [("L", "PNG"), ("RGB", "JPEG"), ("P", "GIF"), ("RGB", "BMP"), ("RGB", "TIFF")]
+    seeds = [_png(_square(mode, (33, 21)), fmt) for mode, fmt in formats]
     fuzzed = refused = 0
     for trial in range(FUZZ_TRIALS):
         rng = random.Random(trial)
-        data = rng.randbytes(rng.randrange(1, 4096)) if trial % 3 == 0 else mutated(rng, rng.choice(seeds), cut=trial % 3 == 2)
+        if trial % 3 == 0:
+            data = rng.randbytes(rng.randrange(1, 4096))
+        else:
+            data = mutated(rng, rng.choice(seeds), cut=trial % 3 == 2)
         fuzzed += len(data)
         try:
             array = load_image(data, prep, name=f"fuzz-{trial}")
@@ -123,7 +127,7 @@ def test_parallel_decoding_equals_one_process_and_names_a_bad_file(tmp_path: Pat
 
     rng = np.random.default_rng(0)
     files = []
-    for i in range(300):
+    for _ in range(300):
         buffer = io.BytesIO()
         Image.fromarray(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)).save(buffer, format="PNG")
         files.append(buffer.getvalue())

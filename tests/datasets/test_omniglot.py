@@ -24,7 +24,9 @@ def _split_file(shared_data: Path, split: str) -> set[str]:
 
 
 @pytest.mark.parametrize("split, characters", [("train", 1028), ("val", 172), ("test", 423), ("trainval", 1200)])
-def test_vinyals_split_equals_the_published_split_files(shared_data: Path, omniglot_cache: Path, split: str, characters: int) -> None:
+def test_vinyals_split_equals_the_published_split_files(
+    shared_data: Path, omniglot_cache: Path, split: str, characters: int
+) -> None:
     dataset = Omniglot(shared_data, split=split, rotations=True, cache_dir=omniglot_cache)
     assert dataset.num_classes == 4 * characters and len(dataset) == 80 * characters
     assert set(dataset.class_names) == _split_file(shared_data, split)
@@ -140,7 +142,9 @@ def test_download_verifies_the_checksum(tmp_path: Path) -> None:
     assert not (tmp_path / "out" / "other.zip").exists() and not (tmp_path / "out" / "other.zip.part").exists()
 
 
-def test_missing_parts_are_downloaded_when_allowed(small_release: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_parts_are_downloaded_when_allowed(
+    small_release: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     mirror = tmp_path / "mirror"
     mirror.mkdir()
     parts = {}

@@ -7,7 +7,6 @@ import contextlib
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.func import grad, vmap
 
@@ -72,7 +71,7 @@ def _meta_gradients(name: str, exact: bool | None) -> tuple[list[torch.Tensor], 
 @pytest.mark.parametrize("name", sorted(NORMS))
 def test_second_order_gradients_under_vmap_equal_the_loop(name: str) -> None:
     loop, vmapped = _meta_gradients(name, exact=True)
-    for a, b in zip(loop, vmapped):
+    for a, b in zip(loop, vmapped, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
@@ -82,7 +81,7 @@ def test_fused_norms_under_vmap_are_still_wrong_in_this_torch(name: str) -> None
     norm and its elementary path can be dropped for this version."""
     loop, vmapped = _meta_gradients(name, exact=False)
     scale = max(float(g.abs().max()) for g in loop)
-    assert max(float((a - b).abs().max()) for a, b in zip(loop, vmapped)) > 1e-6 * scale
+    assert max(float((a - b).abs().max()) for a, b in zip(loop, vmapped, strict=True)) > 1e-6 * scale
 
 
 def test_call_uses_batch_statistics_and_leaves_running_statistics_alone() -> None:
@@ -98,9 +97,11 @@ def test_call_uses_batch_statistics_and_leaves_running_statistics_alone() -> Non
 
 
 def test_running_stat_overrides_name_every_batch_norm_buffer() -> None:
-    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Sequential(nn.BatchNorm2d(2, track_running_stats=False)))
-    assert running_stat_overrides(model) == {"1.running_mean": None, "1.running_var": None, "1.num_batches_tracked": None}
-    assert running_stat_overrides(nn.BatchNorm1d(4)) == {"running_mean": None, "running_var": None, "num_batches_tracked": None}
+    buffers = ("running_mean", "running_var", "num_batches_tracked")
+    untracked = nn.BatchNorm2d(2, track_running_stats=False)
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Sequential(untracked))
+    assert running_stat_overrides(model) == {f"1.{name}": None for name in buffers}
+    assert running_stat_overrides(nn.BatchNorm1d(4)) == {name: None for name in buffers}
 
 
 def test_call_sends_gradients_to_the_given_parameters() -> None:
@@ -124,7 +125,11 @@ def test_unsupported_layers_are_named() -> None:
     [
         ("derivative for aten::_foo_backward is not implemented", False, "aten::_foo_backward.*first_order=True"),
         ("vmap: It looks like you're calling .item() on a Tensor", True, "vmap=False"),
-        ("attempted to call in-place operation (aten::add_.Tensor) that would mutate a captured Tensor", False, "in place"),
+        (
+            "attempted to call in-place operation (aten::add_.Tensor) that would mutate a captured Tensor",
+            False,
+            "in place",
+        ),
     ],
 )
 def test_torch_limits_become_one_line_errors(message: str, vmapped: bool, expected: str) -> None:
@@ -141,3 +146,21 @@ def test_other_errors_pass_through() -> None:
     with pytest.raises(RuntimeError, match="vmap"):
         with explained_errors(False):
             raise RuntimeError("vmap: something")
+
+
+def test_support_and_query_statistics_normalize_each_query_with_the_support_set() -> None:
+    """By hand: query i's outputs are the last row of the model run in train mode on cat(support, query_i)."""
+    from fastadapt.nn.functional import with_statistics, with_support_and_query_statistics
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 4), nn.BatchNorm1d(4), nn.ReLU(), nn.Linear(4, 3)).double()
+    support, queries = torch.randn(6, 5, dtype=torch.float64), torch.randn(4, 5, dtype=torch.float64)
+    predict = with_support_and_query_statistics(lambda x: call(model, x), support)
+    with torch.no_grad():
+        by_hand = torch.stack([model.train()(torch.cat([support, q[None]]))[-1] for q in queries])
+        torch.testing.assert_close(predict(queries), by_hand)
+        torch.testing.assert_close(predict(queries[2:]), by_hand[2:])  # each query on its own
+        assert not torch.allclose(predict(queries), call(model, queries))  # not the transductive outputs
+        assert with_statistics(model, support, "query") is model
+        with pytest.raises(ConfigError, match=r"statistics must be one of \('query', 'support', 'support_and_query'\)"):
+            with_statistics(model, support, "running")

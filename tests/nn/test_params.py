@@ -12,7 +12,7 @@ def test_flatten_and_unflatten_are_inverse_and_match_torch() -> None:
     params = list(model.parameters())
     vector = flatten(params)
     assert torch.equal(vector, torch.nn.utils.parameters_to_vector(params))
-    assert all(torch.equal(a, b) for a, b in zip(unflatten(vector, params), params))
+    assert all(torch.equal(a, b) for a, b in zip(unflatten(vector, params), params, strict=True))
 
 
 def test_non_contiguous_tensors_flatten_in_their_logical_order() -> None:

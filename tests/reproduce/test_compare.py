@@ -11,7 +11,9 @@ from fastadapt.reproduce.registry import PaperNumber
 
 
 def test_one_seed_keeps_its_interval_over_test_episodes() -> None:
-    assert over_seeds([{"value": 0.9, "ci95": 0.01}]) == {"value": 0.9, "ci95": 0.01, "interval": "test episodes", "seeds": 1}
+    assert over_seeds([{"value": 0.9, "ci95": 0.01}]) == {
+        "value": 0.9, "ci95": 0.01, "interval": "test episodes", "seeds": 1
+    }
 
 
 def test_several_seeds_get_a_student_t_interval_over_their_values() -> None:

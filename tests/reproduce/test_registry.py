@@ -28,7 +28,8 @@ def test_every_row_builds_under_both_budgets(name: str) -> None:
             build_config(row.preset, [*row.overrides, *budget.overrides])  # raises on a bad key or value
             for measure in row.measures:
                 if measure.paper is not None and reproduction.metric == "accuracy":
-                    assert 0 < measure.paper.value <= 1 and (measure.paper.ci95 is None or 0 <= measure.paper.ci95 < 0.1)
+                    assert 0 < measure.paper.value <= 1
+                    assert measure.paper.ci95 is None or 0 <= measure.paper.ci95 < 0.1
 
 
 def test_bad_entries_are_named() -> None:
@@ -42,6 +43,7 @@ def test_bad_entries_are_named() -> None:
     with pytest.raises(ConfigError, match="budgets are"):
         parse("x", {**good, "budgets": {"medium": {}}})
     with pytest.raises(ConfigError, match="paper must be"):
-        parse("x", {**good, "rows": [{"label": "r", "preset": "protonet-glyphs-5w1s", "measures": [{"label": "m", "paper": 98.7}]}]})
+        row = {"label": "r", "preset": "protonet-glyphs-5w1s", "measures": [{"label": "m", "paper": 98.7}]}
+        parse("x", {**good, "rows": [row]})
     with pytest.raises(ConfigError, match="no reproduction named 'maml-omniglot'.*--list"):
         get("maml-omniglot")

@@ -17,7 +17,8 @@ from fastadapt.rl.policy import kl_divergence, log_prob
 
 def test_gaussian_log_prob_and_kl_match_torch_distributions() -> None:
     torch.manual_seed(0)
-    old, new, actions = torch.randn(7, 6, dtype=torch.float64), torch.randn(7, 6, dtype=torch.float64), torch.randn(7, 3, dtype=torch.float64)
+    old, new = torch.randn(7, 6, dtype=torch.float64), torch.randn(7, 6, dtype=torch.float64)
+    actions = torch.randn(7, 3, dtype=torch.float64)
     normal = lambda out: torch.distributions.Independent(torch.distributions.Normal(out[:, :3], out[:, 3:].exp()), 1)  # noqa: E731
     assert torch.allclose(log_prob(old, actions), normal(old).log_prob(actions))
     assert torch.allclose(kl_divergence(old, new), torch.distributions.kl_divergence(normal(old), normal(new)))
@@ -55,16 +56,17 @@ def test_second_order_meta_gradient_matches_finite_differences() -> None:
     policy = GaussianPolicy(2, 2, hidden=(5,)).double()
     learner = MAMLRL(policy, Navigation2D(), inner_lr=0.5, inner_steps=2, trajectories=3, horizon=6)
     tasks = RLTasks(Navigation2D(), seed=1).sample(2).tasks
-    adapted, data = learner.adapt_tasks(tasks, 2)
-    valid = learner.rollouts(tasks, adapted)
+    adapted, data = learner.adapt(tasks, 2)
+    valid = learner.collect(tasks, adapted)
     valid_adv = advantages(valid)
     with torch.no_grad():
-        old = torch.cat([log_prob(learner.forward_with(p, valid.task(i).obs), valid.task(i).actions) for i, p in enumerate(adapted)], dim=1)
+        outputs = [learner.forward_with(p, valid.task(i).obs) for i, p in enumerate(adapted)]
+        old = torch.cat([log_prob(out, valid.task(i).actions) for i, out in enumerate(outputs)], dim=1)
     names = list(learner.params())
 
     def outer(vector: torch.Tensor, first_order: bool = False) -> torch.Tensor:
         learner.first_order = first_order
-        params = dict(zip(names, unflatten(vector, learner.params().values())))
+        params = dict(zip(names, unflatten(vector, learner.params().values()), strict=True))
         return learner.surrogate(params, data, valid, valid_adv, old)[0]
 
     theta = torch.nn.utils.parameters_to_vector(policy.parameters()).detach().requires_grad_()
@@ -94,15 +96,76 @@ def test_linear_baseline_fits_linear_returns_and_gae_with_lambda_one_is_return_m
 
 
 @pytest.mark.parametrize("outer", ["trpo", "ppo"])
-def test_an_outer_update_improves_the_surrogate_within_the_kl_bound(outer: str) -> None:
+def test_an_outer_step_applies_its_own_update_within_the_kl_bound(outer: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The outer step moves the parameters by exactly the step TRPO (or PPO) computed, with no optimizer and
+    without writing a gradient."""
     torch.manual_seed(0)
-    learner = MAMLRL(GaussianPolicy(2, 2, hidden=(16,)), Navigation2D(), inner_lr=0.1, trajectories=4, horizon=20, outer=outer, max_kl=0.01)
+    learner = MAMLRL(GaussianPolicy(2, 2, hidden=(16,)), Navigation2D(), inner_lr=0.1, trajectories=4, horizon=20,
+                     outer=outer, max_kl=0.01)
     batch = RLTasks(Navigation2D(), seed=0).sample(4)
+    computed: list[torch.Tensor] = []
+    method = f"_{outer}"
+    original = getattr(MAMLRL, method)
+
+    def recorded(self: MAMLRL, *args: object) -> tuple[torch.Tensor, float, float]:
+        step, loss, kl = original(self, *args)
+        computed.append(step)
+        return step, loss, kl
+
+    monkeypatch.setattr(MAMLRL, method, recorded)
     before = torch.nn.utils.parameters_to_vector(learner.parameters()).detach().clone()
-    loss, metrics = learner.meta_backward(batch)
-    step = -torch.cat([p.grad.reshape(-1) for p in learner.parameters()])
-    assert step.abs().sum() > 0 and math.isfinite(loss)
+    loss, metrics = learner.outer_step(batch)
+    after = torch.nn.utils.parameters_to_vector(learner.parameters()).detach()
+    assert len(computed) == 1 and computed[0].abs().sum() > 0 and math.isfinite(loss)
+    assert torch.equal(after, before + computed[0])  # bitwise: start + step
+    assert all(p.grad is None for p in learner.parameters())
     assert set(metrics) == {"return_before", "return_after", "kl", "loss"}
     if outer == "trpo":
-        assert 0 < metrics["kl"] < 0.01 and metrics["loss"] < 0  # the surrogate starts at 0 (ratio 1, zero-mean advantages)
-    assert torch.equal(torch.nn.utils.parameters_to_vector(learner.parameters()).detach(), before)  # the trainer applies it
+        assert 0 < metrics["kl"] < 0.01
+        assert metrics["loss"] < 0  # the surrogate starts at 0 (ratio 1, zero-mean advantages)
+
+
+def test_later_test_steps_take_their_own_step_size() -> None:
+    """Test-time adaptation by two steps with inner_lr=0.1 then later_inner_lr=0.05 equals two VPG steps taken by
+    hand on the same trajectories; the training's inner steps (re-run by ``adapted``) all take inner_lr."""
+    torch.manual_seed(0)
+    policy = GaussianPolicy(2, 2, hidden=(), log_std=math.log(0.5)).double()
+    learner = MAMLRL(policy, Navigation2D(), inner_lr=0.1, later_inner_lr=0.05, inner_steps=2, trajectories=3,
+                     horizon=6)
+    tasks = RLTasks(Navigation2D(), seed=1).sample(2).tasks
+    adapted, data = learner.adapt(tasks, 2, torch.Generator().manual_seed(0))
+    start = {name: p.detach() for name, p in learner.params().items()}
+
+    def by_hand(task: int, rates: tuple[float, float]) -> dict[str, torch.Tensor]:
+        current = start
+        for lr, (episodes, adv) in zip(rates, data, strict=True):
+            part, part_adv = episodes.task(task), adv[:, episodes.columns(task)]
+            theta = {name: p.clone().requires_grad_() for name, p in current.items()}
+            loss = reinforce_loss(torch.func.functional_call(policy, theta, (part.obs,)), pack(part, part_adv))
+            grads = torch.autograd.grad(loss, list(theta.values()))
+            current = {name: p - lr * g for (name, p), g in zip(current.items(), grads, strict=True)}
+        return current
+
+    trained = learner.adapted(start, data)
+    for task in range(2):
+        for name, value in by_hand(task, (0.1, 0.05)).items():
+            assert torch.allclose(adapted[task][name], value, rtol=0, atol=1e-12), name
+        for name, value in by_hand(task, (0.1, 0.1)).items():
+            assert torch.allclose(trained[task][name], value, rtol=0, atol=1e-12), name
+    assert not torch.allclose(adapted[0]["mean.head.weight"], trained[0]["mean.head.weight"])
+
+
+def test_a_relu_policy_is_the_hand_built_network() -> None:
+    torch.manual_seed(0)
+    policy = GaussianPolicy(3, 2, hidden=(5, 4), log_std=-0.5, activation="relu")
+    state = policy.state_dict()
+    mlp = torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.ReLU(), torch.nn.Linear(5, 4), torch.nn.ReLU(),
+                              torch.nn.Linear(4, 2))
+    for index, prefix in ((0, "mean.body.0"), (2, "mean.body.2"), (4, "mean.head")):
+        mlp[index].load_state_dict({"weight": state[f"{prefix}.weight"], "bias": state[f"{prefix}.bias"]})
+    obs = torch.randn(7, 3)
+    out = policy(obs)
+    assert torch.equal(out[:, :2], mlp(obs)) and torch.equal(out[:, 2:], torch.full((7, 2), -0.5))
+    tanh = GaussianPolicy(3, 2, hidden=(5, 4), log_std=-0.5)  # the default, as earlier runs were built
+    tanh.load_state_dict(state)  # the same parameters: only the config tells the activations apart
+    assert not torch.equal(tanh(obs), out)

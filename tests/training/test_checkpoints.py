@@ -53,7 +53,8 @@ def test_restoring_continues_exactly_where_the_run_was(tmp_path: Path) -> None:
     assert torch.equal(resumed.sampler.sample(2).query_x, expected[0]) and torch.equal(torch.rand(3), expected[1])
     assert torch.equal(resumed.model.weight, state.model.weight)
     assert resumed.scheduler.get_last_lr() == state.scheduler.get_last_lr()
-    for a, b in zip(resumed.optimizer.state_dict()["state"].values(), state.optimizer.state_dict()["state"].values()):
+    resumed_state, state_state = resumed.optimizer.state_dict()["state"], state.optimizer.state_dict()["state"]
+    for a, b in zip(resumed_state.values(), state_state.values(), strict=True):
         assert all(torch.equal(a[key], b[key]) for key in b)
 
 
@@ -66,6 +67,21 @@ def test_a_checkpoint_written_by_the_earlier_trainer_still_loads(tmp_path: Path)
     new = _state(1)
     assert Checkpoints(RunFolder(tmp_path), new, None, {}).restore() == Standing(5, 2.0, None)
     assert torch.equal(new.model.weight, old.model.weight)
+
+
+def test_a_state_without_an_optimizer_saves_none_and_ignores_a_saved_one(tmp_path: Path) -> None:
+    """Learners that make their own outer update (meta-RL) have no optimizer: their checkpoints hold None, and the
+    optimizer and schedule states of a checkpoint from an earlier version (SGD for RL) are ignored."""
+    old = _state(0)
+    _train_a_little(old)
+    Checkpoints(RunFolder(tmp_path), old, None, {}).save("last.pt", Standing(2, 1.0))
+    new = _state(1)
+    own = TrainingState("maml", new.model, None, None, new.sampler)
+    assert Checkpoints(RunFolder(tmp_path), own, None, {}).restore() == Standing(2, 1.0)
+    assert torch.equal(own.model.weight, old.model.weight)
+    Checkpoints(RunFolder(tmp_path), own, None, {}).save("last.pt", Standing(3))
+    saved = load_checkpoint(tmp_path / "last.pt")
+    assert list(saved) == KEYS and saved["optimizer"] is None and saved["scheduler"] is None
 
 
 def test_no_checkpoint_another_algorithm_and_readers(tmp_path: Path) -> None:

@@ -6,19 +6,21 @@ import dataclasses
 
 import pytest
 
-from fastadapt.config import SCHEMA, build_config
+from fastadapt.config import build_config
+from fastadapt.config.run import TrainSection
 from fastadapt.errors import ConfigError
 from fastadapt.training.settings import TrainConfig
 
 
-def test_defaults_are_those_of_the_config_schema() -> None:
-    defaults = TrainConfig(steps=SCHEMA["train.steps"].default)
-    shared = {key.removeprefix("train."): key for key in SCHEMA if key.removeprefix("train.") in TrainConfig.names()}
-    assert set(shared) == TrainConfig.names() - {"restore_best", "progress"}
-    for name, key in shared.items():
-        assert getattr(defaults, name) == SCHEMA[key].default, name
-    section = build_config("maml-sinusoid")["train"]
-    assert TrainConfig.from_section(section) == TrainConfig(**{name: section[name] for name in shared})
+def test_defaults_are_those_of_the_config_section() -> None:
+    section = TrainSection()
+    defaults = TrainConfig(steps=section.steps)
+    shared = {field.name for field in dataclasses.fields(TrainSection)} & TrainConfig.names()
+    assert shared == TrainConfig.names() - {"restore_best", "progress"}
+    for name in shared:
+        assert getattr(defaults, name) == getattr(section, name), name
+    train = dataclasses.asdict(build_config("maml-sinusoid").train)
+    assert TrainConfig.from_section(train) == TrainConfig(**{name: train[name] for name in shared})
 
 
 def test_from_section_takes_the_loop_settings_and_the_overrides() -> None:

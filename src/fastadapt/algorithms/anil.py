@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from torch import Tensor, nn
 
-from fastadapt.algorithms.maml import MAML
+from fastadapt.algorithms.maml import MAML, MAMLPlusPlusKeys
+from fastadapt.components import register
 from fastadapt.errors import ConfigError
 from fastadapt.nn.functional import call
 from fastadapt.nn.params import Params, parameter_dict
@@ -21,11 +23,14 @@ def head_name(model: nn.Module, head: str | None) -> str:
             head = str(len(model) - 1)
         else:
             raise ConfigError(
-                f"ANIL adapts the model's output layer: name it, e.g. ANIL(model, head='fc'), for a {type(model).__name__}"
+                "ANIL adapts the model's output layer: name it, e.g. ANIL(model, head='fc'), "
+                f"for a {type(model).__name__}"
             )
     names = dict(model.named_modules())
     if head not in names or head == "":
-        raise ConfigError(f"ANIL head {head!r} is not a submodule of the model; its submodules: {sorted(names)[1:8]}...")
+        raise ConfigError(
+            f"ANIL head {head!r} is not a submodule of the model; its submodules: {sorted(names)[1:8]}..."
+        )
     return head
 
 
@@ -63,3 +68,13 @@ class ANIL(MAML):
 
     def apply_fast(self, params: Params, features: Tensor) -> Tensor:
         return call(self.head, features, params)
+
+
+@register("algorithm", "anil")
+@dataclass
+class ANILConfig(MAMLPlusPlusKeys):
+    """ANIL: MAML's keys, and ``head``, the submodule that adapts (``None``: ``model.head`` or a Sequential's last)."""
+
+    learner = ANIL
+    per_step_lr: bool = False
+    head: str | None = None

@@ -16,13 +16,13 @@ from torch import Tensor, nn
 
 from fastadapt.errors import ConfigError
 from fastadapt.nn.functional import (
-    STATISTICS,
+    check_statistics,
     check_supported,
     exact_normalization,
     explained_errors,
     math_attention,
     unbatchable_layer,
-    with_support_statistics,
+    with_statistics,
 )
 from fastadapt.tasks import TaskBatch, ways_of
 
@@ -37,7 +37,9 @@ def resolve_loss(loss: str | LossFn) -> LossFn:
     if callable(loss):
         return loss
     if loss not in _LOSSES:
-        raise ConfigError(f"unknown loss {loss!r}; use one of {sorted(_LOSSES)} or a callable (outputs, targets) -> scalar")
+        raise ConfigError(
+            f"unknown loss {loss!r}; use one of {sorted(_LOSSES)} or a callable (outputs, targets) -> scalar"
+        )
     return _LOSSES[loss]
 
 
@@ -79,7 +81,9 @@ class MetaLearner(nn.Module):
         self.loss_fn = resolve_loss(loss)
         self.vmap = vmap
 
-    def adapt(self, support_x: Tensor, support_y: Tensor, *, steps: int | None = None, ways: int | None = None) -> Predictor:
+    def adapt(
+        self, support_x: Tensor, support_y: Tensor, *, steps: int | None = None, ways: int | None = None
+    ) -> Predictor:
         """Learn from one task's support set; return a callable mapping query inputs to outputs.
 
         ``steps`` overrides the number of adaptation steps (gradient-based methods); ``ways`` is the
@@ -116,7 +120,9 @@ class MetaLearner(nn.Module):
             return False
         layer = unbatchable_layer(self)
         if layer is not None and self.vmap:
-            raise ConfigError(f"torch.func.vmap cannot run the recurrent layer {layer} with per-task weights: use vmap=False")
+            raise ConfigError(
+                f"torch.func.vmap cannot run the recurrent layer {layer} with per-task weights: use vmap=False"
+            )
         return self.vmap is True or (layer is None and batch.support_x.device.type != "cpu")
 
     def meta_loss(self, batch: TaskBatch) -> tuple[Tensor, dict[str, float]]:
@@ -162,7 +168,7 @@ class MetaLearner(nn.Module):
         """``meta_backward`` as a per-task loop: each task's graph is freed before the next is built."""
         ways = _ways(batch)
         objectives, losses, accuracies = [], [], []
-        for sx, sy, qx, qy in zip(batch.support_x, batch.support_y, batch.query_x, batch.query_y):
+        for sx, sy, qx, qy in zip(batch.support_x, batch.support_y, batch.query_x, batch.query_y, strict=True):
             objective, outputs = self.task_objective(sx, sy, qx, qy, ways)
             (objective / len(batch)).backward()
             objectives.append(objective.detach())
@@ -177,18 +183,16 @@ class MetaLearner(nn.Module):
     def evaluate(self, batch: TaskBatch, steps: int | None = None, statistics: str = "query") -> dict[str, Tensor]:
         """Per-task query ``loss`` (and ``accuracy``) after adaptation, without a meta-gradient graph.
 
-        ``statistics="support"`` normalizes the queries' batch norm with the support set's statistics
-        (the non-transductive protocol, ``fastadapt.nn.functional.with_support_statistics``) instead of
-        their own batch's (``"query"``, the MAML convention).
+        Batch norm normalizes the queries with the statistics of their own batch (``statistics="query"``,
+        the transductive MAML convention), of the support set (``"support"``), or of the support set plus
+        each query on its own (``"support_and_query"``, Reptile's non-transductive protocol); see
+        ``fastadapt.nn.functional.with_statistics``.
         """
-        if statistics not in STATISTICS:
-            raise ConfigError(f"statistics must be one of {STATISTICS}, got {statistics!r}")
+        check_statistics(statistics)
         ways = _ways(batch)
 
         def one_task(sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor) -> tuple[Tensor, Tensor]:
-            predictor = self.adapt(sx, sy, steps=steps, ways=ways)
-            if statistics == "support":
-                predictor = with_support_statistics(predictor, sx)
+            predictor = with_statistics(self.adapt(sx, sy, steps=steps, ways=ways), sx, statistics)
             return _scores(self.loss_fn, predictor(qx), qy)
 
         with torch.no_grad(), self._running(batch):
@@ -203,8 +207,8 @@ class MetaLearner(nn.Module):
         if self.uses_vmap(batch):
             with exact_normalization(), math_attention():
                 return torch.func.vmap(fn, randomness="different")(*inputs)
-        results = [fn(*task) for task in zip(*inputs)]
-        return tuple(torch.stack(column) for column in zip(*results))
+        results = [fn(*task) for task in zip(*inputs, strict=True)]
+        return tuple(torch.stack(column) for column in zip(*results, strict=True))
 
 
 def _ways(batch: TaskBatch) -> int | None:

@@ -3,6 +3,10 @@ new head on each support set."""
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -10,6 +14,7 @@ from torch import Tensor, nn
 from fastadapt.algorithms.base import MetaLearner, Predictor, embedding_size
 from fastadapt.algorithms.inner_loop import inner_loop
 from fastadapt.algorithms.protonet import prototypes
+from fastadapt.components import AlgorithmConfig, Run, option, register
 from fastadapt.errors import ConfigError
 from fastadapt.nn.functional import call
 from fastadapt.nn.params import Params, parameter_dict
@@ -52,7 +57,9 @@ class FineTune(MetaLearner):
         if not isinstance(classes, int) or classes < 2:
             raise ConfigError(f"FineTune needs the number of meta-training classes (at least 2), got {classes!r}")
         if finetune_steps < 0 or finetune_lr <= 0:
-            raise ConfigError(f"finetune_steps must be >= 0 and finetune_lr > 0, got {finetune_steps!r} and {finetune_lr!r}")
+            raise ConfigError(
+                f"finetune_steps must be >= 0 and finetune_lr > 0, got {finetune_steps!r} and {finetune_lr!r}"
+            )
         self.encoder = encoder
         self.head_kind = head
         self.scale = float(scale)
@@ -87,7 +94,9 @@ class FineTune(MetaLearner):
         objective = self.loss_fn(logits, torch.cat([support_y, query_y]))
         return objective, logits[len(support_x):]
 
-    def adapt(self, support_x: Tensor, support_y: Tensor, *, steps: int | None = None, ways: int | None = None) -> Predictor:
+    def adapt(
+        self, support_x: Tensor, support_y: Tensor, *, steps: int | None = None, ways: int | None = None
+    ) -> Predictor:
         if ways is None:
             ways = ways_of(support_y)
         steps = self.finetune_steps if steps is None else steps
@@ -120,3 +129,30 @@ def _prefixed(prefix: str, params: Params) -> Params:
 
 def _unprefixed(prefix: str, params: Params) -> Params:
     return {name[len(prefix):]: value for name, value in params.items() if name.startswith(prefix)}
+
+
+@register("algorithm", "finetune")
+@dataclass
+class FineTuneConfig(AlgorithmConfig):
+    """The transfer baseline: the ``head`` (``linear``: Baseline; ``cosine``: Baseline++ with ``scale``), fine-tuned
+    by ``finetune_steps`` of ``finetune_lr`` (with the body if ``finetune_body``); ``classes`` is the number of
+    meta-training classes, filled in from the training data when a run starts."""
+
+    learner = FineTune
+    head: Literal["linear", "cosine"] = "linear"
+    scale: float = option(10.0, minimum=1e-6)
+    finetune_steps: int = option(100, minimum=0)
+    finetune_lr: float = option(0.1, minimum=1e-9)
+    finetune_body: bool = False
+    classes: int | None = option(None, minimum=2)
+
+    def build(self, model: nn.Module, run: Run) -> nn.Module:
+        if self.classes is None:
+            raise ConfigError("finetune needs algorithm.classes, the number of meta-training classes (set when a run "
+                              "starts)")
+        return FineTune(model, **self.options())
+
+    def settle(self, train_tasks: Any) -> FineTuneConfig:
+        if self.classes is not None:
+            return self
+        return dataclasses.replace(self, classes=train_tasks.dataset.num_classes)

@@ -58,14 +58,16 @@ def _checkpointed(
     names = list(params)
 
     def one_step(step: int, *values: Tensor) -> tuple[Tensor, ...]:
-        current = dict(zip(names, values))
+        current = dict(zip(names, values, strict=True))
         at = {k: v.detach().requires_grad_() for k, v in current.items()} if first_order else current
-        grads = torch.autograd.grad(loss_fn(forward(at, x), y), list(at.values()), create_graph=not first_order, allow_unused=True)
-        grads = [torch.zeros_like(v) if g is None else g for v, g in zip(at.values(), grads)]
-        return tuple(sgd_step(current, dict(zip(names, grads)), learning_rates(step)).values())
+        raw = torch.autograd.grad(
+            loss_fn(forward(at, x), y), list(at.values()), create_graph=not first_order, allow_unused=True
+        )
+        grads = [torch.zeros_like(v) if g is None else g for v, g in zip(at.values(), raw, strict=True)]
+        return tuple(sgd_step(current, dict(zip(names, grads, strict=True)), learning_rates(step)).values())
 
     iterates = [params]
     for step in range(steps):
         values = torch.utils.checkpoint.checkpoint(one_step, step, *iterates[-1].values(), use_reentrant=False)
-        iterates.append(dict(zip(names, values)))
+        iterates.append(dict(zip(names, values, strict=True)))
     return iterates

@@ -7,12 +7,15 @@ rates, the multi-step loss and derivative-order annealing.
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from fastadapt.algorithms.base import LossFn, MetaLearner, Predictor
 from fastadapt.algorithms.inner_loop import inner_loop
+from fastadapt.components import AlgorithmConfig, Run, option, register
 from fastadapt.errors import ConfigError
 from fastadapt.nn.functional import call, math_attention
 from fastadapt.nn.params import Params, parameter_dict
@@ -141,7 +144,9 @@ class MAML(MetaLearner):
                 f"build the model with out_features={ways}"
             )
 
-    def adapt(self, support_x: Tensor, support_y: Tensor, *, steps: int | None = None, ways: int | None = None) -> Predictor:
+    def adapt(
+        self, support_x: Tensor, support_y: Tensor, *, steps: int | None = None, ways: int | None = None
+    ) -> Predictor:
         self._check_ways(ways)
         if steps is None:
             steps = self.inner_steps if self.training else self.test_inner_steps
@@ -158,7 +163,7 @@ class MAML(MetaLearner):
         query_features = self.features(query_x)
         outputs = [self.apply_fast(params, query_features) for params in iterates]
         weights = self.multi_step_weights()
-        objective = sum(w * self.loss_fn(out, query_y) for w, out in zip(weights, outputs))
+        objective = torch.stack([w * self.loss_fn(out, query_y) for w, out in zip(weights, outputs, strict=True)]).sum()
         return objective, outputs[-1]
 
     def multi_step_weights(self) -> list[float]:
@@ -173,3 +178,40 @@ class MAML(MetaLearner):
         progress = 1.0 if self.multi_step_loss_steps <= 0 else min(self.step / self.multi_step_loss_steps, 1.0)
         early = max(1.0 / n - progress * (1.0 / n - floor), floor)
         return [early] * (n - 1) + [1.0 - early * (n - 1)]
+
+
+@dataclass
+class InnerLoopConfig(AlgorithmConfig):
+    """The keys of every gradient-based method: ``inner_steps`` steps of ``inner_lr`` (``test_inner_steps`` when
+    testing; ``None``: as in training). ``learner`` is the class the config builds."""
+
+    problems = ("classification", "regression")
+    classifier = True
+    learner: ClassVar[type[MAML]] = MAML
+    inner_lr: float = option(0.4, minimum=0)
+    inner_steps: int = option(1, minimum=1)
+    test_inner_steps: int | None = option(None, minimum=0)
+
+    def build(self, model: nn.Module, run: Run) -> nn.Module:
+        loss = "mse" if run.dataset.problem == "regression" else "cross_entropy"
+        return self.learner(model, loss=loss, **self.options())
+
+
+@dataclass
+class MAMLPlusPlusKeys(InnerLoopConfig):
+    """The MAML++ options (Antoniou et al. 2019) and the second-order switches, shared by MAML, Meta-SGD and ANIL."""
+
+    first_order: bool = False
+    multi_step_loss: bool = False
+    multi_step_loss_steps: int = option(0, minimum=0)
+    first_order_until: int = option(0, minimum=0)
+    checkpoint_inner: bool = False
+
+
+@register("algorithm", "maml")
+@dataclass
+class MAMLConfig(MAMLPlusPlusKeys):
+    """MAML; ``inner_steps=0`` trains on every task without adaptation (the paper's pretrained baseline)."""
+
+    inner_steps: int = option(1, minimum=0)
+    per_step_lr: bool = False

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -9,12 +11,15 @@ from torch import Tensor, nn
 from fastadapt.algorithms.base import MetaLearner, Predictor, embedding_size
 from fastadapt.algorithms.protonet import cosine_similarities
 from fastadapt.algorithms.temperature import Temperature
+from fastadapt.components import AlgorithmConfig, option, register
 from fastadapt.errors import ConfigError
 from fastadapt.nn.functional import call
 from fastadapt.tasks import ways_of
 
 
-def attention_log_probs(query: Tensor, support: Tensor, support_y: Tensor, ways: int, temperature: nn.Module | None = None) -> Tensor:
+def attention_log_probs(
+    query: Tensor, support: Tensor, support_y: Tensor, ways: int, temperature: nn.Module | None = None
+) -> Tensor:
     """Log class probabilities ``[n, ways]``: softmax attention over cosine similarities to the
     support embeddings (divided by ``temperature``, if given), summed per class (the paper's
     ``P(y|x, S) = sum_i a(x, x_i) y_i``)."""
@@ -81,7 +86,9 @@ class MatchingNet(MetaLearner):
         embedding_dim: int | None = None,
     ) -> None:
         if fce and vmap:
-            raise ConfigError("MatchingNet(fce=True) runs the per-task loop (vmap has no rule for LSTMs): leave vmap unset")
+            raise ConfigError(
+                "MatchingNet(fce=True) runs the per-task loop (vmap has no rule for LSTMs): leave vmap unset"
+            )
         super().__init__(loss="cross_entropy", vmap=False if fce else vmap)
         self.encoder = encoder
         self.temperature = Temperature(temperature, learn_temperature)
@@ -91,7 +98,9 @@ class MatchingNet(MetaLearner):
                 raise ConfigError(f"fce_steps must be at least 1, got {fce_steps!r}")
             self.context = FullContext(embedding_size(encoder, embedding_dim, "MatchingNet(fce=True)"), fce_steps)
 
-    def adapt(self, support_x: Tensor, support_y: Tensor, *, steps: int | None = None, ways: int | None = None) -> Predictor:
+    def adapt(
+        self, support_x: Tensor, support_y: Tensor, *, steps: int | None = None, ways: int | None = None
+    ) -> Predictor:
         if ways is None:
             ways = ways_of(support_y)
         support = call(self.encoder, support_x)
@@ -105,3 +114,15 @@ class MatchingNet(MetaLearner):
             return attention_log_probs(query, support, support_y, ways, self.temperature)
 
         return predict
+
+
+@register("algorithm", "matchingnet")
+@dataclass
+class MatchingNetConfig(AlgorithmConfig):
+    """Matching Networks: full context embeddings (``fce``, ``fce_steps`` LSTM steps) and the ``temperature``."""
+
+    learner = MatchingNet
+    fce: bool = False
+    fce_steps: int = option(5, minimum=1)
+    temperature: float = option(1.0, minimum=1e-6)
+    learn_temperature: bool = False

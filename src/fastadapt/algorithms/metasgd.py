@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor, nn
 
-from fastadapt.algorithms.maml import MAML, _key
+from fastadapt.algorithms.maml import MAML, MAMLPlusPlusKeys, _key
+from fastadapt.components import register
 
 
 class MetaSGD(MAML):
@@ -18,9 +21,19 @@ class MetaSGD(MAML):
     name = "metasgd"
 
     def _init_learned_lrs(self, per_step_lr: bool) -> nn.ParameterDict:
-        return nn.ParameterDict(
-            {_key(name): nn.Parameter(torch.full_like(p.detach(), self.inner_lr)) for name, p in self.fast_params().items()}
-        )
+        return nn.ParameterDict({
+            _key(name): nn.Parameter(torch.full_like(p.detach(), self.inner_lr))
+            for name, p in self.fast_params().items()
+        })
 
     def learning_rates(self, step: int) -> dict[str, Tensor | float]:
+        assert self.learned_lrs is not None  # made by _init_learned_lrs above
         return {name: self.learned_lrs[_key(name)] for name in self.fast_params()}
+
+
+@register("algorithm", "metasgd")
+@dataclass
+class MetaSGDConfig(MAMLPlusPlusKeys):
+    """Meta-SGD: MAML's keys but ``per_step_lr`` (its learned rates serve every step)."""
+
+    learner = MetaSGD

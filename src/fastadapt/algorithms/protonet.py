@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fastadapt.algorithms.base import MetaLearner, Predictor
 from fastadapt.algorithms.temperature import Temperature
+from fastadapt.components import AlgorithmConfig, option, register
 from fastadapt.errors import ConfigError
 from fastadapt.nn.functional import call
 from fastadapt.tasks import ways_of
@@ -65,8 +69,21 @@ class ProtoNet(MetaLearner):
             similarity = -squared_distances(embeddings, centers)
         return self.temperature(similarity)
 
-    def adapt(self, support_x: Tensor, support_y: Tensor, *, steps: int | None = None, ways: int | None = None) -> Predictor:
+    def adapt(
+        self, support_x: Tensor, support_y: Tensor, *, steps: int | None = None, ways: int | None = None
+    ) -> Predictor:
         if ways is None:
             ways = ways_of(support_y)
         centers = prototypes(call(self.encoder, support_x), support_y, ways)
         return lambda x: self.logits(call(self.encoder, x), centers)
+
+
+@register("algorithm", "protonet")
+@dataclass
+class ProtoNetConfig(AlgorithmConfig):
+    """Prototypical Networks: the ``distance`` to the class means and the softmax ``temperature``."""
+
+    learner = ProtoNet
+    distance: Literal["euclidean", "cosine"] = "euclidean"
+    temperature: float = option(1.0, minimum=1e-6)
+    learn_temperature: bool = False

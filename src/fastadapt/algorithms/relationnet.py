@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fastadapt.algorithms.base import MetaLearner, Predictor
+from fastadapt.components import AlgorithmConfig, Run, register
 from fastadapt.errors import ConfigError
 from fastadapt.nn.backbones import min_image_size
 from fastadapt.nn.batchnorm import BatchNorm
@@ -64,7 +67,9 @@ class RelationNet(MetaLearner):
         self.encoder = encoder
         self.relation = RelationModule(shape, relation_hidden)
 
-    def adapt(self, support_x: Tensor, support_y: Tensor, *, steps: int | None = None, ways: int | None = None) -> Predictor:
+    def adapt(
+        self, support_x: Tensor, support_y: Tensor, *, steps: int | None = None, ways: int | None = None
+    ) -> Predictor:
         if ways is None:
             ways = ways_of(support_y)
         support = call(self.encoder, support_x)
@@ -74,10 +79,27 @@ class RelationNet(MetaLearner):
         def predict(x: Tensor) -> Tensor:
             query = call(self.encoder, x)
             n = query.shape[0]
-            pairs = torch.cat([classes.expand(n, *classes.shape), query[:, None].expand(n, ways, *query.shape[1:])], dim=2)
+            pairs = torch.cat(
+                [classes.expand(n, *classes.shape), query[:, None].expand(n, ways, *query.shape[1:])], dim=2
+            )
             return self.relation(pairs.flatten(0, 1)).view(n, ways)
 
         return predict
 
     def probabilities(self, outputs: Tensor) -> Tensor:
         return outputs / outputs.sum(dim=-1, keepdim=True)
+
+
+@register("algorithm", "relationnet")
+@dataclass
+class RelationNetConfig(AlgorithmConfig):
+    """Relation Networks, on a Conv4 that keeps its feature maps (two down-sampling blocks, as in the paper)."""
+
+    learner = RelationNet
+    backbone_options = {"downsample_blocks": 2, "feature_maps": True}
+
+    def check(self, run: Run) -> None:
+        if run.model.name not in ("conv4", "custom"):
+            raise ConfigError(
+                "relationnet compares feature maps and is built on model.name=conv4 (or your model.target)"
+            )

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fastadapt.algorithms.base import MetaLearner, Predictor, embedding_size
 from fastadapt.augment import affine_distortions
+from fastadapt.components import AlgorithmConfig, Run, register
 from fastadapt.errors import ConfigError
 from fastadapt.nn.functional import call
 from fastadapt.tasks import TaskBatch, ways_of
@@ -46,7 +49,9 @@ class Siamese(MetaLearner):
         mean = (torch.sigmoid(pair_logits) @ one_hot) / one_hot.sum(dim=0)
         return mean.clamp_min(torch.finfo(mean.dtype).tiny).log()
 
-    def adapt(self, support_x: Tensor, support_y: Tensor, *, steps: int | None = None, ways: int | None = None) -> Predictor:
+    def adapt(
+        self, support_x: Tensor, support_y: Tensor, *, steps: int | None = None, ways: int | None = None
+    ) -> Predictor:
         if ways is None:
             ways = ways_of(support_y)
         support = call(self.encoder, support_x)
@@ -61,12 +66,32 @@ class Siamese(MetaLearner):
         same = (query_y[:, None] == support_y[None, :]).to(logits.dtype)
         bce = F.binary_cross_entropy_with_logits(logits, same, reduction="none")
         different = 1 - same
-        objective = 0.5 * (bce * same).sum() / same.sum().clamp_min(1) + 0.5 * (bce * different).sum() / different.sum().clamp_min(1)
+        objective = (
+            0.5 * (bce * same).sum() / same.sum().clamp_min(1)
+            + 0.5 * (bce * different).sum() / different.sum().clamp_min(1)
+        )
         return objective, self.class_scores(logits, support_y, ways)
 
     def training_batch(self, batch: TaskBatch) -> TaskBatch:
         if not self.distortions:
             return batch
         return TaskBatch(
-            affine_distortions(batch.support_x), batch.support_y, affine_distortions(batch.query_x), batch.query_y, batch.classes
+            affine_distortions(batch.support_x), batch.support_y,
+            affine_distortions(batch.query_x), batch.query_y, batch.classes,
         )
+
+
+@register("algorithm", "siamese")
+@dataclass
+class SiameseConfig(AlgorithmConfig):
+    """Siamese networks; ``distortions`` adds Koch et al.'s affine distortions of the training pairs' images."""
+
+    learner = Siamese
+    distortions: bool = False
+
+    def check(self, run: Run) -> None:
+        if self.distortions and run.dataset.inputs != "images":
+            raise ConfigError(
+                f"algorithm.distortions transforms images of the built-in datasets, not {run.dataset.name} "
+                "data: transform it in your dataset (its factory is told the split)"
+            )

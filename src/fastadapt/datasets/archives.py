@@ -40,7 +40,9 @@ def _safe_name(archive: Path, name: str) -> str:
         raise DataError(f"{archive}: member {name!r} has an absolute path; refusing to extract this archive")
     parts = [p for p in normalized.split("/") if p not in ("", ".")]
     if ".." in parts:
-        raise DataError(f"{archive}: member {name!r} points outside the destination ('..'); refusing to extract this archive")
+        raise DataError(
+            f"{archive}: member {name!r} points outside the destination ('..'); refusing to extract this archive"
+        )
     return "/".join(parts)
 
 
@@ -48,7 +50,9 @@ def _check_sizes(archive: Path, sizes: list[tuple[str, int]], max_member: int, m
     total = 0
     for name, size in sizes:
         if size > max_member:
-            raise DataError(f"{archive}: member {name!r} would be {size} bytes (limit {max_member}); refusing to extract")
+            raise DataError(
+                f"{archive}: member {name!r} would be {size} bytes (limit {max_member}); refusing to extract"
+            )
         total += size
     if total > max_total:
         raise DataError(f"{archive}: members would total {total} bytes (limit {max_total}); refusing to extract")
@@ -60,7 +64,9 @@ def _zip_members(archive: Path, max_member: int, max_total: int) -> None:
         for info in infos:
             _safe_name(archive, info.filename)
             if (info.external_attr >> 16) & 0o170000 == 0o120000:
-                raise DataError(f"{archive}: member {info.filename!r} is a symbolic link; refusing to extract this archive")
+                raise DataError(
+                    f"{archive}: member {info.filename!r} is a symbolic link; refusing to extract this archive"
+                )
         _check_sizes(archive, [(i.filename, i.file_size) for i in infos], max_member, max_total)
 
 
@@ -75,9 +81,13 @@ def _tar_members(archive: Path, max_member: int, max_total: int) -> list[tarfile
             base = posixpath.dirname(name) if member.issym() else ""
             resolved = posixpath.normpath(posixpath.join(base, target))
             if target.startswith("/") or resolved == ".." or resolved.startswith("../"):
-                raise DataError(f"{archive}: link {member.name!r} points outside the destination ({target!r}); refusing to extract")
+                raise DataError(
+                    f"{archive}: link {member.name!r} points outside the destination ({target!r}); refusing to extract"
+                )
         elif not (member.isfile() or member.isdir()):
-            raise DataError(f"{archive}: member {member.name!r} is a device, FIFO or other special file; refusing to extract")
+            raise DataError(
+                f"{archive}: member {member.name!r} is a device, FIFO or other special file; refusing to extract"
+            )
     _check_sizes(archive, [(m.name, m.size) for m in members if m.isfile()], max_member, max_total)
     return members
 
@@ -110,10 +120,12 @@ def extract(
                 with zipfile.ZipFile(archive) as handle:
                     handle.extractall(staging)
             else:
-                # Python's own "data" filter, where it has one, re-checks what we checked above
-                options = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
                 with tarfile.open(archive) as handle:
-                    handle.extractall(staging, members=members, **options)
+                    if hasattr(tarfile, "data_filter"):
+                        # Python's own "data" filter, where it has one, re-checks what we checked above
+                        handle.extractall(staging, members=members, filter="data")
+                    else:
+                        handle.extractall(staging, members=members)
             if destination.exists():
                 shutil.rmtree(destination)
             os.replace(staging, destination)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import Tensor
@@ -103,7 +104,8 @@ class ClassDataset:
     def image_shape(self) -> tuple[int, int, int]:
         """``(channels, height, width)`` of every image (images only; ``example_shape`` is for any data)."""
         self._require_images("image_shape", "use dataset.example_shape")
-        return tuple(self.examples.shape[1:])  # type: ignore[return-value]
+        channels, height, width = self.examples.shape[1:]
+        return channels, height, width
 
     def __len__(self) -> int:
         return self.examples.shape[0]
@@ -136,15 +138,19 @@ class ClassDataset:
     def subset(self, classes: Sequence[int] | Sequence[str], name: str | None = None) -> ClassDataset:
         """The dataset restricted to some classes (by index or by name), relabelled in the given order."""
         if classes and isinstance(classes[0], str):
+            names = cast(Sequence[str], classes)  # by name (a class that is not a name is refused as missing)
             position = {n: i for i, n in enumerate(self.class_names)}
-            missing = [c for c in classes if c not in position]
+            missing = [c for c in names if c not in position]
             if missing:
                 raise DataError(f"{len(missing)} classes are not in dataset {self.name!r}, e.g. {missing[:3]}")
-            classes = [position[c] for c in classes]  # type: ignore[index]
+            classes = [position[c] for c in names]
         index = torch.as_tensor(list(classes), dtype=torch.int64)
-        rows = torch.cat([torch.arange(int(self.starts[c]), int(self.starts[c] + self.counts[c])) for c in index.tolist()])
+        rows = torch.cat(
+            [torch.arange(int(self.starts[c]), int(self.starts[c] + self.counts[c])) for c in index.tolist()]
+        )
         labels = torch.repeat_interleave(torch.arange(len(index)), self.counts[index])
-        return ClassDataset(self.examples[rows], labels, [self.class_names[c] for c in index.tolist()], name or self.name)
+        names = [self.class_names[c] for c in index.tolist()]
+        return ClassDataset(self.examples[rows], labels, names, name or self.name)
 
     def with_rotations(self, angles: Sequence[int] = (0, 90, 180, 270)) -> ClassDataset:
         """Each class rotated by each angle becomes a new class, as in the Omniglot papers (images only).

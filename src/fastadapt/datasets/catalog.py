@@ -15,7 +15,10 @@ from fastadapt.datasets.tieredimagenet import TieredImageNet
 from fastadapt.errors import ConfigError, did_you_mean
 
 RELEASES: dict[str, Release] = {
-    r.name: r for r in (omniglot.RELEASE, MiniImageNet.release, TieredImageNet.release, CIFARFS.release, FC100.release, CUB.release)
+    r.name: r
+    for r in (
+        omniglot.RELEASE, MiniImageNet.release, TieredImageNet.release, CIFARFS.release, FC100.release, CUB.release
+    )
 }
 
 
@@ -66,7 +69,9 @@ def prepare(
     """Decode a benchmark into its cache (downloading it if allowed); what was built, and how long it took."""
     item = release(name)
     start = time.perf_counter()
-    dataset, class_info = load_release(item, root, image_size, download, source=source, rebuild=force or source is not None)
+    dataset, class_info = load_release(
+        item, root, image_size, download, source=source, rebuild=force or source is not None
+    )
     splits = item.class_splits(dataset.class_names, class_info)
     counts = {s: {"classes": 0, "images": 0} for s in SPLITS}
     for index, split in enumerate(splits):

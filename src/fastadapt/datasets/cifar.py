@@ -12,34 +12,38 @@ from __future__ import annotations
 
 import tarfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
+from fastadapt.components import register
 from fastadapt.datasets.archives import ARCHIVE_ERRORS
 from fastadapt.datasets.images import Preprocessing, decode_images
 from fastadapt.datasets.pickles import load_pickle
-from fastadapt.datasets.release import Decoded, Release, ReleaseDataset, Source
+from fastadapt.datasets.release import BenchmarkConfig, Decoded, Release, ReleaseDataset, Source
 from fastadapt.errors import DataError
 
 ARCHIVE = Source(
-    "cifar-100-python.tar.gz", ("https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",), md5="eb9058c3a382ffc7106e4002c42a8d85"
+    "cifar-100-python.tar.gz",
+    ("https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",),
+    md5="eb9058c3a382ffc7106e4002c42a8d85",
 )
 MEMBERS = ("train", "test", "meta")
 MAX_MEMBER_BYTES = 200 << 20  # the train pickle is ~155 MB
 
-CIFAR_FS = {
+CIFAR_FS: dict[str, tuple[str, ...]] = {
     "val": (
-        "beaver", "otter", "flatfish", "shark", "lamp", "television", "beetle", "butterfly", "sea", "camel", "cattle", "crab",
-        "crocodile", "maple_tree", "motorcycle", "tractor",
+        "beaver", "otter", "flatfish", "shark", "lamp", "television", "beetle", "butterfly", "sea", "camel", "cattle",
+        "crab", "crocodile", "maple_tree", "motorcycle", "tractor",
     ),
     "test": (
-        "whale", "poppy", "rose", "sweet_pepper", "telephone", "bed", "table", "wardrobe", "leopard", "plain", "chimpanzee", "fox",
-        "snail", "worm", "baby", "man", "woman", "bicycle", "pickup_truck", "rocket",
+        "whale", "poppy", "rose", "sweet_pepper", "telephone", "bed", "table", "wardrobe", "leopard", "plain",
+        "chimpanzee", "fox", "snail", "worm", "baby", "man", "woman", "bicycle", "pickup_truck", "rocket",
     ),
 }
-FC100_SUPERCLASSES = {
+FC100_SUPERCLASSES: dict[str, tuple[str, ...]] = {
     "val": ("large_carnivores", "large_omnivores_and_herbivores", "non-insect_invertebrates", "small_mammals"),
     "test": ("aquatic_mammals", "insects", "medium_mammals", "people"),
 }
@@ -62,12 +66,20 @@ def _read_members(folder: Path) -> dict[str, Any]:
                 if member.isfile() and name in {f"cifar-100-python/{m}" for m in MEMBERS}:
                     if member.size > MAX_MEMBER_BYTES:
                         raise DataError(f"{archive}: member {name} is {member.size} bytes, too large for CIFAR-100")
-                    blobs[name.split("/")[1]] = load_pickle(handle.extractfile(member).read(), name=f"{archive}:{name}")  # type: ignore[union-attr]
+                    stream = handle.extractfile(member)
+                    if stream is not None:  # always, for a regular file
+                        blobs[name.split("/")[1]] = load_pickle(stream.read(), name=f"{archive}:{name}")
     except ARCHIVE_ERRORS as error:
-        raise DataError(f"{archive} is not a readable tar.gz archive ({error}): it is corrupt or truncated; delete it and download it again") from None
+        raise DataError(
+            f"{archive} is not a readable tar.gz archive ({error}): it is corrupt or truncated; "
+            "delete it and download it again"
+        ) from None
     missing = [m for m in MEMBERS if m not in blobs]
     if missing:
-        raise DataError(f"{archive} lacks cifar-100-python/{missing[0]}: it is not the CIFAR-100 python release (or it is truncated)")
+        raise DataError(
+            f"{archive} lacks cifar-100-python/{missing[0]}: "
+            "it is not the CIFAR-100 python release (or it is truncated)"
+        )
     return blobs
 
 
@@ -109,7 +121,9 @@ class Cifar100Release(Release):
         for part in ("train", "test"):
             array = np.asarray(_field(blobs[part], "data", f"{where}: {part}"))
             if array.dtype != np.uint8 or array.ndim != 2 or array.shape[1] != 3 * 32 * 32:
-                raise DataError(f"{where}: {part} data should be uint8 rows of 3072 values, got {array.dtype} {array.shape}")
+                raise DataError(
+                    f"{where}: {part} data should be uint8 rows of 3072 values, got {array.dtype} {array.shape}"
+                )
             data.append(array.reshape(-1, 3, 32, 32))
             fine.append(np.asarray(_field(blobs[part], "fine_labels", f"{where}: {part}"), dtype=np.int64))
             coarse.append(np.asarray(_field(blobs[part], "coarse_labels", f"{where}: {part}"), dtype=np.int64))
@@ -118,14 +132,15 @@ class Cifar100Release(Release):
             raise DataError(f"{where}: the numbers of images and labels differ")
         if labels.min() < 0 or labels.max() >= len(fine_names) or superlabels.max() >= len(coarse_names):
             raise DataError(f"{where}: labels outside the class name lists of meta")
-        superclass = {}
-        for f, c in zip(labels.tolist(), superlabels.tolist()):
+        superclass: dict[int, int] = {}
+        for f, c in zip(labels.tolist(), superlabels.tolist(), strict=True):
             superclass.setdefault(f, c)
         if len(superclass) != len(fine_names):
             raise DataError(f"{where}: {len(fine_names) - len(superclass)} CIFAR-100 classes have no images")
         if image_size != 32:
             images = decode_images(list(images.transpose(0, 2, 3, 1)), Preprocessing(image_size, 3), progress=True)
-        return Decoded(np.ascontiguousarray(images), labels, fine_names, {"superclass": [coarse_names[superclass[i]] for i in range(len(fine_names))]})
+        superclass_names = [coarse_names[superclass[i]] for i in range(len(fine_names))]
+        return Decoded(np.ascontiguousarray(images), labels, fine_names, {"superclass": superclass_names})
 
 
 class CifarFSRelease(Cifar100Release):
@@ -157,3 +172,15 @@ class FC100(ReleaseDataset):
     """One split of FC100: CIFAR-100 split by superclass, 60/20/20 classes of 600 32x32 RGB images."""
 
     release = FC100Release()
+
+
+@register("dataset", "cifarfs")
+@dataclass
+class CIFARFSConfig(BenchmarkConfig):
+    dataset = CIFARFS
+
+
+@register("dataset", "fc100")
+@dataclass
+class FC100Config(BenchmarkConfig):
+    dataset = FC100

@@ -10,14 +10,16 @@ release is ``CUB_200_2011.tgz`` (``images.txt``, ``classes.txt``, ``image_class_
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 
+from fastadapt.components import register
 from fastadapt.datasets.archives import extract
 from fastadapt.datasets.images import Preprocessing, decode_images
-from fastadapt.datasets.release import Decoded, Release, ReleaseDataset, Source
+from fastadapt.datasets.release import BenchmarkConfig, Decoded, Release, ReleaseDataset, Source
 from fastadapt.errors import DataError
 
 ARCHIVE = "CUB_200_2011.tgz"
@@ -53,11 +55,17 @@ class CUBRelease(Release):
     folder = "cub"
     title = "CUB-200-2011"
     reference = "Wah et al. 2011, The Caltech-UCSD Birds-200-2011 Dataset; few-shot split of Chen et al. 2019"
-    split_source = "Chen et al. 2019 (CloserLookFewShot write_CUB_filelist.py): sorted species, i%2==0 train, i%4==1 val, i%4==3 test"
+    split_source = (
+        "Chen et al. 2019 (CloserLookFewShot write_CUB_filelist.py): sorted species, "
+        "i%2==0 train, i%4==1 val, i%4==3 test"
+    )
     sources = (
         Source(
             ARCHIVE,
-            ("https://data.caltech.edu/records/65de6-vvk30/files/CUB_200_2011.tgz", "https://zenodo.org/record/8000562/files/CUB_200_2011.tgz"),
+            (
+                "https://data.caltech.edu/records/65de6-vvk30/files/CUB_200_2011.tgz",
+                "https://zenodo.org/record/8000562/files/CUB_200_2011.tgz",
+            ),
             md5="97eceeb196236b17998738112f37df78",
         ),
     )
@@ -84,7 +92,9 @@ class CUBRelease(Release):
         paths, rows = [], []
         for image_id, (relative,) in images.items():
             if image_id not in labels or labels[image_id][0] not in class_of_id:
-                raise DataError(f"{top}: image {image_id} ({relative}) has no class in image_class_labels.txt/classes.txt")
+                raise DataError(
+                    f"{top}: image {image_id} ({relative}) has no class in image_class_labels.txt/classes.txt"
+                )
             name = class_of_id[labels[image_id][0]]
             if relative.split("/")[0] != name:
                 raise DataError(f"{top}: image {relative} is filed under another class than its label {name}")
@@ -92,15 +102,24 @@ class CUBRelease(Release):
             rows.append(position[name])
         missing = [p for p in paths if not p.is_file()]
         if missing:
-            raise DataError(f"{len(missing)} images listed in images.txt are missing from {top / 'images'}, e.g. {missing[0]}")
+            raise DataError(
+                f"{len(missing)} images listed in images.txt are missing from {top / 'images'}, e.g. {missing[0]}"
+            )
         empty = sorted(set(names) - {names[r] for r in rows})
         if empty:
             raise DataError(f"{top}: {len(empty)} classes have no images, e.g. {empty[0]}")
         decoded = decode_images(paths, Preprocessing(image_size, 3), boxes=[CENTER_CROP] * len(paths), progress=True)
-        return Decoded(decoded, np.asarray(rows, dtype=np.int64), names, {"split": [chen_split(i) for i in range(len(names))]})
+        splits = [chen_split(i) for i in range(len(names))]
+        return Decoded(decoded, np.asarray(rows, dtype=np.int64), names, {"split": splits})
 
 
 class CUB(ReleaseDataset):
     """One split of CUB-200-2011 (Chen et al.): 100/50/50 bird species, 84x84 center crops."""
 
     release = CUBRelease()
+
+
+@register("dataset", "cub")
+@dataclass
+class CUBConfig(BenchmarkConfig):
+    dataset = CUB

@@ -23,7 +23,9 @@ def file_hash(path: Path, algorithm: str = "md5") -> str:
     return digest.hexdigest()
 
 
-def download(url: str, destination: Path, md5: str | None = None, sha256: str | None = None, progress: bool = True) -> Path:
+def download(
+    url: str, destination: Path, md5: str | None = None, sha256: str | None = None, progress: bool = True
+) -> Path:
     """Fetch ``url`` to ``destination``, resuming a partial ``.part`` file, and verify its checksum.
 
     The file appears under its final name only once it is complete and verified; a mismatch
@@ -40,9 +42,13 @@ def download(url: str, destination: Path, md5: str | None = None, sha256: str | 
                 offset = 0
             length = response.headers.get("Content-Length")
             total = int(length) + offset if length else None
-            with open(partial, "ab" if offset else "wb") as out, tqdm(
-                total=total, initial=offset, unit="B", unit_scale=True, desc=destination.name, disable=None if progress else True
-            ) as bar:
+            with (
+                open(partial, "ab" if offset else "wb") as out,
+                tqdm(
+                    total=total, initial=offset, unit="B", unit_scale=True, desc=destination.name,
+                    disable=None if progress else True,
+                ) as bar,
+            ):
                 for block in iter(lambda: response.read(CHUNK), b""):
                     out.write(block)
                     bar.update(len(block))
@@ -53,6 +59,8 @@ def download(url: str, destination: Path, md5: str | None = None, sha256: str | 
     for algorithm, expected in (("md5", md5), ("sha256", sha256)):
         if expected and file_hash(partial, algorithm) != expected:
             partial.unlink(missing_ok=True)
-            raise DataError(f"download of {url} failed its {algorithm} check (expected {expected}); it was deleted, try again")
+            raise DataError(
+                f"download of {url} failed its {algorithm} check (expected {expected}); it was deleted, try again"
+            )
     os.replace(partial, destination)
     return destination

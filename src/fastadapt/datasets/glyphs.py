@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 import unicodedata
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -20,8 +21,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from fastadapt.components import register
 from fastadapt.datasets.base import ClassDataset
 from fastadapt.datasets.cache import load_cache, save_cache
+from fastadapt.datasets.imageconfig import ImageDatasetConfig
 from fastadapt.datasets.images import Preprocessing, check_image_size
 from fastadapt.datasets.paths import data_root, writable_dir
 from fastadapt.errors import ConfigError, DataError
@@ -29,7 +32,8 @@ from fastadapt.errors import ConfigError, DataError
 VERSION = 2
 DRAWINGS = 20
 CANVAS = 96  # rendering resolution before the final downsampling
-SPLITS = ("train", "val", "test", "all")
+SPLITS = ("train", "val", "test", "trainval", "all")
+JOINED = {"trainval": ("train", "val")}  # splits made of others
 VAL_SCRIPTS = frozenset({"CYRILLIC", "GREEK", "LISU", "COPTIC", "OLD ITALIC", "NKO"})
 TEST_SCRIPTS = frozenset({"GEORGIAN", "ARMENIAN", "LAO", "HEBREW", "TIFINAGH", "OGHAM"})
 # Two letters are "the same" if their reference renderings correlate above this.
@@ -90,27 +94,35 @@ def _ink(codepoint: int, font_path: Path) -> Image.Image | None:
     """The glyph drawn large and cropped to its ink, or None if the font draws nothing."""
     size = CANVAS * 2
     image = Image.new("L", (size, size), 0)
-    ImageDraw.Draw(image).text((size / 2, size / 2), chr(codepoint), font=_font(str(font_path), CANVAS), fill=255, anchor="mm")
+    ImageDraw.Draw(image).text(
+        (size / 2, size / 2), chr(codepoint), font=_font(str(font_path), CANVAS), fill=255, anchor="mm"
+    )
     box = image.getbbox()
     return image.crop(box) if box else None
 
 
-def _place(glyph: Image.Image, scale: float, aspect: float, angle: float, shear: float, shift: tuple[float, float]) -> Image.Image:
+def _place(
+    glyph: Image.Image, scale: float, aspect: float, angle: float, shear: float, shift: tuple[float, float]
+) -> Image.Image:
     """Draw ``glyph`` on the canvas: fit it to ``scale`` of the canvas, then stretch, shear, rotate, shift."""
     width, height = glyph.size
     fit = scale * CANVAS / max(width, height)
     cos, sin = math.cos(angle), math.sin(angle)
     # forward map: centre the glyph, scale (with aspect), shear, rotate, move to the canvas centre + shift
-    linear = np.array([[cos, -sin], [sin, cos]]) @ np.array([[1.0, shear], [0.0, 1.0]]) @ np.diag([fit * aspect, fit / aspect])
+    linear = (
+        np.array([[cos, -sin], [sin, cos]])
+        @ np.array([[1.0, shear], [0.0, 1.0]])
+        @ np.diag([fit * aspect, fit / aspect])
+    )
     inverse = np.linalg.inv(linear)
     centre_out = np.array([CANVAS / 2 + shift[0], CANVAS / 2 + shift[1]])
     offset = np.array([width / 2, height / 2]) - inverse @ centre_out
     coefficients = (inverse[0, 0], inverse[0, 1], offset[0], inverse[1, 0], inverse[1, 1], offset[1])
-    return glyph.transform((CANVAS, CANVAS), Image.AFFINE, coefficients, resample=Image.BILINEAR)
+    return glyph.transform((CANVAS, CANVAS), Image.Transform.AFFINE, coefficients, resample=Image.Resampling.BILINEAR)
 
 
 def _reference(glyph: Image.Image, image_size: int) -> np.ndarray:
-    placed = _place(glyph, 0.8, 1.0, 0.0, 0.0, (0.0, 0.0)).resize((image_size, image_size), Image.LANCZOS)
+    placed = _place(glyph, 0.8, 1.0, 0.0, 0.0, (0.0, 0.0)).resize((image_size, image_size), Image.Resampling.LANCZOS)
     vector = np.asarray(placed, dtype=np.float32).ravel()
     vector -= vector.mean()
     return vector / (np.linalg.norm(vector) + 1e-8)
@@ -156,7 +168,7 @@ def _drawing(codepoint: int, faces: list[Path], image_size: int, rng: np.random.
         placed = placed.filter(ImageFilter.MinFilter(3))
     elif weight == 2:
         placed = placed.filter(ImageFilter.MaxFilter(5))
-    return np.asarray(placed.resize((image_size, image_size), Image.LANCZOS), dtype=np.uint8)
+    return np.asarray(placed.resize((image_size, image_size), Image.Resampling.LANCZOS), dtype=np.uint8)
 
 
 def render_glyphs(image_size: int = 28, seed: int = 0) -> tuple[ClassDataset, list[str]]:
@@ -166,7 +178,7 @@ def render_glyphs(image_size: int = 28, seed: int = 0) -> tuple[ClassDataset, li
     rng = np.random.default_rng(seed)
     images = np.stack([_drawing(c, faces, image_size, rng) for c, faces in letters for _ in range(DRAWINGS)])
     scripts = [script_of(c) for c, _ in letters]
-    names = [f"{script.lower().replace(' ', '_')}/U+{c:04X}" for (c, _), script in zip(letters, scripts)]
+    names = [f"{script.lower().replace(' ', '_')}/U+{c:04X}" for (c, _), script in zip(letters, scripts, strict=True)]
     labels = torch.arange(len(letters)).repeat_interleave(DRAWINGS)
     return ClassDataset(torch.from_numpy(images).unsqueeze(1), labels, names, name="glyphs"), scripts
 
@@ -201,9 +213,25 @@ class Glyphs(ClassDataset):
         if split not in SPLITS:
             raise ConfigError(f"unknown glyphs split {split!r}; choose one of {SPLITS}")
         full, scripts = load_glyphs(root, image_size, cache_dir)
-        keep = [i for i, script in enumerate(scripts) if split == "all" or split_of(script) == split]
+        parts = JOINED.get(split, (split,))
+        keep = [i for i, script in enumerate(scripts) if split == "all" or split_of(script) in parts]
         chosen = full.subset(keep, name=f"glyphs-{split}")
         if rotations:
             chosen = chosen.with_rotations()
         super().__init__(chosen.images, chosen.labels, chosen.class_names, chosen.name)
         self.split = split
+
+
+@register("dataset", "glyphs")
+@dataclass
+class GlyphsConfig(ImageDatasetConfig):
+    """The embedded glyphs dataset (rendered from fonts on first use, cached under ``data_dir``)."""
+
+    data_dir: str | None = None
+    rotations: bool = False
+
+    def classes(self, split: str) -> Glyphs:
+        return Glyphs(self.data_dir, split=split, image_size=self.size, rotations=self.rotations)
+
+    def preprocessing(self) -> Preprocessing:
+        return preprocessing(self.size)

@@ -14,14 +14,18 @@ import json
 import os
 import random
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import platformdirs
 import torch
 
+from fastadapt.components import option, register
 from fastadapt.datasets.archives import extract, is_archive
 from fastadapt.datasets.base import ClassDataset
 from fastadapt.datasets.cache import load_cache, save_cache
+from fastadapt.datasets.imageconfig import ImageDatasetConfig
 from fastadapt.datasets.images import Preprocessing, decode_images, is_image_file
 from fastadapt.errors import ConfigError, DataError
 from fastadapt.storage import atomic_write_text
@@ -85,7 +89,11 @@ def split_classes(names: Sequence[str], fractions: Sequence[float], seed: int) -
     n_train = len(order) - n_val - n_test
     if n_train < 1:
         raise DataError(f"only {len(names)} classes: too few for the split fractions {list(fractions)}")
-    return {"train": sorted(order[:n_train]), "val": sorted(order[n_train:n_train + n_val]), "test": sorted(order[n_train + n_val:])}
+    return {
+        "train": sorted(order[:n_train]),
+        "val": sorted(order[n_train:n_train + n_val]),
+        "test": sorted(order[n_train + n_val:]),
+    }
 
 
 def _fingerprint(files: dict[str, list[Path]], preprocessing: Preprocessing, root: Path) -> str:
@@ -126,8 +134,8 @@ class ImageFolder(ClassDataset):
             assignment = {s: [n for n in full.class_names if n.startswith(f"{s}/")] for s in SPLITS}
         else:
             assignment = split_classes(full.class_names, split_fractions, split_seed)
-            atomic_write_text(json.dumps({"root": str(folder), "seed": split_seed, "fractions": list(split_fractions), **assignment}, indent=1) + "\n",
-                              cache / f"imagefolder-{key}-split-{split_seed}.json")
+            record = {"root": str(folder), "seed": split_seed, "fractions": list(split_fractions), **assignment}
+            atomic_write_text(json.dumps(record, indent=1) + "\n", cache / f"imagefolder-{key}-split-{split_seed}.json")
         chosen = full if split == "all" else full.subset(assignment[split], name=f"imagefolder-{split}")
         if len(chosen.class_names) == 0:
             raise DataError(f"{folder} has no {split} classes")
@@ -159,3 +167,33 @@ class ImageFolder(ClassDataset):
         dataset = ClassDataset(torch.from_numpy(images), labels, list(files), name="imagefolder")
         save_cache(cache_file, dataset, {"preprocessing": preprocessing.to_dict()})
         return dataset
+
+
+@register("dataset", "imagefolder")
+@dataclass
+class ImageFolderConfig(ImageDatasetConfig):
+    """Your own images: a folder (or archive) of class folders at ``path``, its classes split into train/val/test
+    by ``split_fractions`` with ``split_seed``."""
+
+    path: str | None = None
+    channels: Literal[1, 3] = 3
+    invert: bool = False
+    rotations: bool = False
+    split_seed: int = 0
+    split_fractions: list[float] = option([0.6, 0.2, 0.2])
+
+    def validate(self) -> None:
+        super().validate()
+        if not self.path:
+            raise ConfigError("dataset.name=imagefolder needs dataset.path: the folder (or archive) of class folders")
+        if len(self.split_fractions) != 3 or not all(f > 0 for f in self.split_fractions):
+            raise ConfigError("dataset.split_fractions must be three positive numbers (train, val, test), got "
+                              f"{self.split_fractions!r}")
+
+    def classes(self, split: str) -> ImageFolder:
+        assert self.path is not None
+        return ImageFolder(self.path, split=split, image_size=self.size, channels=self.channels, invert=self.invert,
+                           split_fractions=self.split_fractions, split_seed=self.split_seed, rotations=self.rotations)
+
+    def preprocessing(self) -> Preprocessing:
+        return Preprocessing(self.size, self.channels, self.invert)

@@ -63,9 +63,13 @@ class Preprocessing:
 
 
 def load_image(
-    source: str | Path | bytes | np.ndarray, preprocessing: Preprocessing, name: str | None = None, box: tuple[float, float, float, float] | None = None
+    source: str | Path | bytes | np.ndarray,
+    preprocessing: Preprocessing,
+    name: str | None = None,
+    box: tuple[float, float, float, float] | None = None,
 ) -> np.ndarray:
-    """Read one image (a path, the bytes of a file, or an ``[H, W(, 3)]`` uint8 array) into a ``[C, H, W]`` uint8 array.
+    """Read one image (a path, the bytes of a file, or an ``[H, W(, 3)]`` uint8 array) into a ``[C, H, W]``
+    uint8 array.
 
     Any format Pillow reads, in any mode (1-bit, palette, 16-bit, with alpha) or size, is
     accepted; an unreadable, truncated or absurdly large file raises ``DataError`` naming it.
@@ -79,19 +83,28 @@ def load_image(
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with _open(source) as image:
                 if image.width * image.height > MAX_IMAGE_PIXELS:
-                    raise DataError(f"{label}: its header claims {image.width}x{image.height} pixels, too many for an image to learn from")
+                    raise DataError(
+                        f"{label}: its header claims {image.width}x{image.height} pixels, "
+                        "too many for an image to learn from"
+                    )
                 image.load()
                 converted = _convert(image, preprocessing.channels)
                 if box is not None:
                     w, h = converted.size
-                    converted = converted.crop((round(box[0] * w), round(box[1] * h), round(box[2] * w), round(box[3] * h)))
-                resized = converted.resize((preprocessing.image_size, preprocessing.image_size), Image.LANCZOS)
+                    left, top, right, bottom = box
+                    converted = converted.crop((round(left * w), round(top * h), round(right * w), round(bottom * h)))
+                size = preprocessing.image_size
+                resized = converted.resize((size, size), Image.Resampling.LANCZOS)
     except DataError:
         raise
     except (Image.DecompressionBombWarning, Image.DecompressionBombError):
-        raise DataError(f"{label}: its header claims too many pixels for an image to learn from (a decompression bomb?)") from None
+        raise DataError(
+            f"{label}: its header claims too many pixels for an image to learn from (a decompression bomb?)"
+        ) from None
     except (OSError, ValueError, SyntaxError) as error:
-        raise DataError(f"{label} is not a readable image ({error or type(error).__name__}): replace or remove it") from None
+        raise DataError(
+            f"{label} is not a readable image ({error or type(error).__name__}): replace or remove it"
+        ) from None
     array = np.asarray(resized, dtype=np.uint8)
     if preprocessing.invert:
         array = 255 - array
@@ -104,13 +117,23 @@ def _open(source: str | Path | bytes | np.ndarray) -> Image.Image:
     return Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
 
 
+# The arguments of one ``_decode_chunk`` call: sources, preprocessing, names and boxes.
+_Chunk = tuple[
+    Sequence[str | Path | bytes | np.ndarray],
+    Preprocessing,
+    Sequence[str] | None,
+    Sequence[tuple[float, float, float, float] | None] | None,
+]
+
+
 def _decode_chunk(
     sources: Sequence[str | Path | bytes | np.ndarray],
     preprocessing: Preprocessing,
     names: Sequence[str] | None,
     boxes: Sequence[tuple[float, float, float, float] | None] | None,
 ) -> np.ndarray:
-    out = np.empty((len(sources), preprocessing.channels, preprocessing.image_size, preprocessing.image_size), dtype=np.uint8)
+    size = preprocessing.image_size
+    out = np.empty((len(sources), preprocessing.channels, size, size), dtype=np.uint8)
     for i, source in enumerate(sources):
         out[i] = load_image(source, preprocessing, name=names[i] if names else None, box=boxes[i] if boxes else None)
     return out
@@ -143,9 +166,14 @@ def decode_images(
     chunk = max(64, -(-len(sources) // (workers * 8)))
     starts = range(0, len(sources), chunk)
 
-    def piece(start: int) -> tuple:
+    def piece(start: int) -> _Chunk:
         stop = start + chunk
-        return (sources[start:stop], preprocessing, names[start:stop] if names else None, boxes[start:stop] if boxes else None)
+        return (
+            sources[start:stop],
+            preprocessing,
+            names[start:stop] if names else None,
+            boxes[start:stop] if boxes else None,
+        )
 
     with tqdm(total=len(sources), unit="img", desc="decoding", disable=None if progress else True) as bar:
         if workers == 1 or len(starts) == 1:
@@ -189,3 +217,4 @@ def as_model_input(images: torch.Tensor) -> torch.Tensor:
 def pixel_mean(images: torch.Tensor) -> float:
     """Mean value in [0, 1] of uint8 images: how bright they are, to recognise inverted images."""
     return float(images.sum(dtype=torch.int64)) / (255 * images.numel())
+

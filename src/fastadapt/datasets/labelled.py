@@ -28,8 +28,9 @@ class LabelledDataset:
     def __init__(self, dataset: Dataset[Any], name: str | None = None) -> None:
         name = type(dataset).__name__ if name is None else name
         values = read_labels(dataset, name)
+        unique: set[Any] = set(values)  # whether these labels sort is found out by sorting them
         try:
-            classes = sorted(set(values))
+            classes = sorted(unique)
         except TypeError:
             kinds = sorted({type(v).__name__ for v in values})
             raise DataError(f"the labels of dataset {name!r} cannot be sorted into classes: they mix {kinds}") from None
@@ -103,15 +104,15 @@ def read_labels(dataset: Dataset[Any], name: str) -> list[Hashable]:
             f"{name!r} is not a map-style dataset: few-shot tasks need len(dataset) and dataset[i] -> (x, label)"
         )
     try:
-        size = len(dataset)  # type: ignore[arg-type]
+        size = len(dataset)  # type: ignore[arg-type]  # torch's Dataset declares no __len__: hence the check
     except TypeError:
         raise DataError(f"dataset {name!r} has no len(): few-shot tasks need a map-style dataset") from None
     if size == 0:
         raise DataError(f"dataset {name!r} is empty: it has no items")
     for attribute in ("targets", "labels"):
-        stored = getattr(dataset, attribute, None)
-        if hasattr(stored, "__len__") and len(stored) == size:  # type: ignore[arg-type]
-            values = stored.tolist() if hasattr(stored, "tolist") else list(stored)  # type: ignore[union-attr]
+        stored: Any = getattr(dataset, attribute, None)
+        if hasattr(stored, "__len__") and len(stored) == size:
+            values = stored.tolist() if hasattr(stored, "tolist") else list(stored)
             return [plain_label(value, index) for index, value in enumerate(values)]
     return [plain_label(item_pair(dataset, index)[1], index) for index in range(size)]
 

@@ -18,15 +18,17 @@ from __future__ import annotations
 import csv
 import gzip
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 
+from fastadapt.components import register
 from fastadapt.datasets.images import Preprocessing, decode_images, is_image_file
 from fastadapt.datasets.pickles import load_pickle
-from fastadapt.datasets.release import SPLITS, Decoded, Release, ReleaseDataset, Source
+from fastadapt.datasets.release import SPLITS, BenchmarkConfig, Decoded, Release, ReleaseDataset, Source
 from fastadapt.errors import DataError
 
 SPLIT_DIR = Path(__file__).parent / "splits" / "miniimagenet"
@@ -36,8 +38,11 @@ DROPBOX = {
     "val": "https://www.dropbox.com/s/ip1b7se3gij3r1b/mini-imagenet-cache-validation.pkl?dl=1",
     "test": "https://www.dropbox.com/s/ye9jeb5tyz0x01b/mini-imagenet-cache-test.pkl?dl=1",
 }
-PICKLE_NAMES = {"train": ("mini-imagenet-cache-train.pkl",), "val": ("mini-imagenet-cache-val.pkl", "mini-imagenet-cache-validation.pkl"),
-                "test": ("mini-imagenet-cache-test.pkl",)}
+PICKLE_NAMES = {
+    "train": ("mini-imagenet-cache-train.pkl",),
+    "val": ("mini-imagenet-cache-val.pkl", "mini-imagenet-cache-validation.pkl"),
+    "test": ("mini-imagenet-cache-test.pkl",),
+}
 IMAGES_PER_CLASS = 600
 
 
@@ -80,8 +85,14 @@ class MiniImageNetRelease(Release):
     name = "miniimagenet"
     folder = "miniimagenet"
     title = "miniImageNet"
-    reference = "Vinyals et al. 2016, Matching Networks; split of Ravi & Larochelle 2017, Optimization as a Model for Few-Shot Learning"
-    split_source = "Ravi & Larochelle's train/val/test.csv (shipped with fastadapt, as published with the Prototypical Networks code)"
+    reference = (
+        "Vinyals et al. 2016, Matching Networks; "
+        "split of Ravi & Larochelle 2017, Optimization as a Model for Few-Shot Learning"
+    )
+    split_source = (
+        "Ravi & Larochelle's train/val/test.csv "
+        "(shipped with fastadapt, as published with the Prototypical Networks code)"
+    )
     sources = tuple(
         Source(PICKLE_NAMES[s][0], (ZENODO + PICKLE_NAMES[s][-1], DROPBOX[s])) for s in SPLITS
     )
@@ -91,7 +102,8 @@ class MiniImageNetRelease(Release):
 
     def _pickles(self, folder: Path) -> dict[str, Path] | None:
         found = {s: next((folder / n for n in PICKLE_NAMES[s] if (folder / n).is_file()), None) for s in SPLITS}
-        return found if all(found.values()) else None  # type: ignore[return-value]
+        pickles = {s: path for s, path in found.items() if path is not None}
+        return pickles if len(pickles) == len(found) else None
 
     def present(self, folder: Path) -> bool:
         return self._pickles(folder) is not None or (folder / "images").is_dir()
@@ -103,9 +115,13 @@ class MiniImageNetRelease(Release):
         if pickles is not None:
             return self._from_pickles(pickles, splits, image_size)
         if (where / "images").is_dir():
-            return self._from_files(splits, image_size, lambda wnid, names: [where / "images" / n for n in names], where)
+            return self._from_files(
+                splits, image_size, lambda wnid, names: [where / "images" / n for n in names], where
+            )
         if source is not None and any(p.is_dir() and p.name.startswith("n") for p in source.iterdir()):
-            return self._from_files(splits, image_size, lambda wnid, names: self._imagenet_files(source, wnid, names), source)
+            return self._from_files(
+                splits, image_size, lambda wnid, names: self._imagenet_files(source, wnid, names), source
+            )
         raise DataError(
             f"{where} holds neither the miniImageNet pickles ({', '.join(n[0] for n in PICKLE_NAMES.values())}), "
             "an images/ folder of Ravi's release, nor an ImageNet training folder (<wnid>/<wnid>_<n>.JPEG)"
@@ -119,10 +135,19 @@ class MiniImageNetRelease(Release):
         files = sorted((p for p in folder.iterdir() if is_image_file(p)), key=_imagenet_number)
         numbers = [_image_number(n) for n in names]
         if max(numbers) > len(files):
-            raise DataError(f"{folder} has {len(files)} images, but the split uses image number {max(numbers)}: is this ILSVRC-2012 train?")
+            raise DataError(
+                f"{folder} has {len(files)} images, but the split uses image number {max(numbers)}: "
+                "is this ILSVRC-2012 train?"
+            )
         return [files[k - 1] for k in numbers]
 
-    def _from_files(self, splits: dict[str, dict[str, list[str]]], size: int, files_of, where: Path) -> Decoded:
+    def _from_files(
+        self,
+        splits: dict[str, dict[str, list[str]]],
+        size: int,
+        files_of: Callable[[str, Sequence[str]], list[Path]],
+        where: Path,
+    ) -> Decoded:
         paths: list[Path] = []
         labels: list[int] = []
         names: list[str] = []
@@ -132,7 +157,9 @@ class MiniImageNetRelease(Release):
                 found = files_of(wnid, filenames)
                 missing = [p for p in found if not p.is_file()]
                 if missing:
-                    raise DataError(f"{len(missing)} images of class {wnid} are missing from {where}, e.g. {missing[0].name}")
+                    raise DataError(
+                        f"{len(missing)} images of class {wnid} are missing from {where}, e.g. {missing[0].name}"
+                    )
                 paths += found
                 labels += [len(names)] * len(found)
                 names.append(wnid)
@@ -141,22 +168,39 @@ class MiniImageNetRelease(Release):
         return Decoded(images, np.asarray(labels, dtype=np.int64), names, {"split": split_of})
 
     def _from_pickles(self, pickles: dict[str, Path], splits: dict[str, dict[str, list[str]]], size: int) -> Decoded:
-        parts, labels, names, split_of = [], [], [], []
+        parts: list[np.ndarray] = []
+        labels: list[int] = []
+        names: list[str] = []
+        split_of: list[str] = []
         for split, path in pickles.items():
             blob = load_pickle(path)
-            if not isinstance(blob, dict) or not isinstance(blob.get("image_data"), np.ndarray) or not isinstance(blob.get("class_dict"), dict):
-                raise DataError(f"{path} is not a miniImageNet pickle: it should hold 'image_data' (an array) and 'class_dict'")
+            if (
+                not isinstance(blob, dict)
+                or not isinstance(blob.get("image_data"), np.ndarray)
+                or not isinstance(blob.get("class_dict"), dict)
+            ):
+                raise DataError(
+                    f"{path} is not a miniImageNet pickle: it should hold 'image_data' (an array) and 'class_dict'"
+                )
             data = blob["image_data"]
             if data.dtype != np.uint8 or data.ndim != 4 or data.shape[3] != 3:
-                raise DataError(f"{path}: image_data should be uint8 [n, height, width, 3], got {data.dtype} {data.shape}")
+                raise DataError(
+                    f"{path}: image_data should be uint8 [n, height, width, 3], got {data.dtype} {data.shape}"
+                )
             expected = set(splits[split])
             if set(blob["class_dict"]) != expected:
                 wrong = sorted(set(blob["class_dict"]) ^ expected)
-                raise DataError(f"{path}: its classes are not the {split} classes of the split ({len(wrong)} differ, e.g. {wrong[0]})")
+                raise DataError(
+                    f"{path}: its classes are not the {split} classes of the split "
+                    f"({len(wrong)} differ, e.g. {wrong[0]})"
+                )
             for wnid in splits[split]:  # the split file's class order
                 rows = np.asarray(blob["class_dict"][wnid], dtype=np.int64)
-                if len(rows) != len(splits[split][wnid]) or rows.min(initial=0) < 0 or rows.max(initial=0) >= len(data):
-                    raise DataError(f"{path}: class {wnid} has {len(rows)} images (expected {len(splits[split][wnid])}) or rows out of range")
+                expected_rows = len(splits[split][wnid])
+                if len(rows) != expected_rows or rows.min(initial=0) < 0 or rows.max(initial=0) >= len(data):
+                    raise DataError(
+                        f"{path}: class {wnid} has {len(rows)} images (expected {expected_rows}) or rows out of range"
+                    )
                 parts.append(data[rows])
                 labels += [len(names)] * len(rows)
                 names.append(wnid)
@@ -173,3 +217,9 @@ class MiniImageNet(ReleaseDataset):
     """One split of miniImageNet (Ravi & Larochelle): 64/16/20 classes of 600 84x84 RGB images."""
 
     release = MiniImageNetRelease()
+
+
+@register("dataset", "miniimagenet")
+@dataclass
+class MiniImageNetConfig(BenchmarkConfig):
+    dataset = MiniImageNet

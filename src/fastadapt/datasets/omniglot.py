@@ -9,15 +9,19 @@ memory-mapped by later runs.
 from __future__ import annotations
 
 import os
+import random
 import zipfile
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
+from fastadapt.components import option, register
 from fastadapt.datasets.archives import ARCHIVE_ERRORS
 from fastadapt.datasets.base import ClassDataset
+from fastadapt.datasets.imageconfig import ImageDatasetConfig
 from fastadapt.datasets.images import Preprocessing, decode_images
 from fastadapt.datasets.release import Decoded, Release, Source, load_release
 from fastadapt.errors import ConfigError, DataError
@@ -29,6 +33,7 @@ PARTS = {
     "images_evaluation": ("6b91aef0f799c5bb55b94e3f2daec811", 20, 659),
 }
 IMAGES_PER_CHARACTER = 20
+CHARACTERS = sum(characters for _, _, characters in PARTS.values())  # 1623
 MAX_MEMBER_BYTES = 1 << 20  # an Omniglot PNG is ~300 bytes; anything huge is not the release
 
 # The split of Vinyals et al. (2016) as published with the Prototypical Networks code: by alphabet,
@@ -40,8 +45,15 @@ VINYALS_TEST = frozenset(
         "Sylheti", "Syriac_(Serto)", "Tengwar", "Tibetan", "ULOG",
     }
 )
-SCHEMES = ("vinyals", "lake")
-SPLITS = {"vinyals": ("train", "val", "test", "trainval", "all"), "lake": ("train", "test", "all")}
+SCHEMES = ("vinyals", "lake", "random")
+SPLITS = {
+    "vinyals": ("train", "val", "test", "trainval", "all"),
+    "lake": ("train", "test", "all"),
+    "random": ("train", "val", "test", "trainval", "all"),
+}
+# MAML's split (Finn et al. 2017, official code): 1200 meta-training characters, 1100 train + 100 val, 423 test.
+RANDOM_SPLIT_SIZES = (1100, 100, 423)
+ROTATION_SPLITS = ("train", "val", "test")
 
 
 def vinyals_split(class_name: str) -> str:
@@ -54,13 +66,45 @@ def vinyals_split(class_name: str) -> str:
     return "val" if alphabet in VINYALS_VAL else "train"
 
 
-def _in_split(scheme: str, split: str, class_name: str, part: str) -> bool:
-    if split == "all":
-        return True
+def check_split_sizes(sizes: Sequence[int], total: int = CHARACTERS, key: str = "split_sizes") -> None:
+    """Refuse ``sizes`` that are not three non-negative integers (train, val, test), train and test positive,
+    adding up to at most the ``total`` characters; one line naming ``key``."""
+    values = list(sizes)
+    integers = all(isinstance(v, int) and not isinstance(v, bool) for v in values)
+    if len(values) != 3 or not integers or min(values) < 0 or values[0] == 0 or values[2] == 0:
+        raise ConfigError(
+            f"{key} must be three non-negative integers [train, val, test] with train and test > 0 "
+            f"(val 0: no validation split), got {values!r}"
+        )
+    if sum(values) > total:
+        raise ConfigError(f"{key} {values} adds up to {sum(values)} characters; Omniglot has {total}")
+
+
+def random_split(class_names: Sequence[str], sizes: Sequence[int], seed: int) -> dict[str, list[str]]:
+    """The papers' procedure: every character shuffled irrespective of alphabet, then cut into train, val and test.
+
+    The names are sorted before a ``random.Random(seed)`` shuffle, so the split is the same on every machine.
+    Reptile's code does exactly this (sorted alphabets and characters, Python's ``random`` seeded with its default
+    ``--seed 0``): seed 0 and sizes (1200, 0, 423) give its very characters. MAML's and Relation Net's code shuffle
+    the order ``os.listdir`` gave (seed 1), so their exact characters cannot be reproduced, only the procedure and
+    the sizes. Characters past the three sizes belong to no split.
+    """
+    order = sorted(class_names)
+    random.Random(seed).shuffle(order)
+    train, val, test = sizes
+    return {"train": order[:train], "val": order[train : train + val], "test": order[train + val : train + val + test]}
+
+
+def _class_splits(
+    scheme: str, names: Sequence[str], parts: Sequence[str], sizes: Sequence[int], seed: int
+) -> list[str]:
+    """The split of each character (``""``: none) under ``scheme``."""
+    if scheme == "random":
+        where = {name: split for split, members in random_split(names, sizes, seed).items() for name in members}
+        return [where.get(name, "") for name in names]
     if scheme == "lake":
-        return (part == "images_background") == (split == "train")
-    which = vinyals_split(class_name)
-    return which in ("train", "val") if split == "trainval" else which == split
+        return ["train" if part == "images_background" else "test" for part in parts]
+    return [vinyals_split(name) for name in names]
 
 
 def _find_source(folder: Path, part: str) -> Path:
@@ -83,7 +127,9 @@ def _members(source: Path) -> Iterator[tuple[str, bytes]]:
             infos = sorted((i for i in archive.infolist() if i.filename.endswith(".png")), key=lambda i: i.filename)
             for info in infos:
                 if info.file_size > MAX_MEMBER_BYTES:
-                    raise DataError(f"{source}: member {info.filename} is {info.file_size} bytes, too large for an Omniglot image")
+                    raise DataError(
+                        f"{source}: member {info.filename} is {info.file_size} bytes, too large for an Omniglot image"
+                    )
                 yield info.filename, archive.read(info)
     except ARCHIVE_ERRORS as error:
         raise DataError(
@@ -131,7 +177,11 @@ class OmniglotRelease(Release):
     folder = "omniglot"
     title = "Omniglot"
     reference = "Lake et al. 2015, Human-level concept learning through probabilistic program induction"
-    split_source = "Vinyals et al. 2016 by alphabet (as published with the Prototypical Networks code); or Lake's background/evaluation"
+    split_source = (
+        "Vinyals et al. 2016 by alphabet (as published with the Prototypical Networks code); Lake's "
+        "background/evaluation; or a seeded random split of the characters (the procedure of MAML, Reptile and "
+        "Relation Net)"
+    )
     image_size = 28
     channels = 1
     expected_classes: ClassVar[dict[str, int]] = {"train": 1028, "val": 172, "test": 423}
@@ -183,9 +233,11 @@ class Omniglot(ClassDataset):
     """One split of Omniglot as a ``ClassDataset`` of ``image_size``-pixel images (ink = 255).
 
     ``scheme="vinyals"`` (train/val/test: 1028/172/423 characters, by alphabet) is the split of
-    nearly every few-shot paper; ``scheme="lake"`` trains on the 30 background alphabets and tests on
-    the 20 evaluation alphabets (it has no validation classes). ``rotations=True`` adds each
-    character rotated by 90, 180 and 270 degrees as a new class, as the papers do.
+    Matching and Prototypical Networks; ``scheme="lake"`` trains on the 30 background alphabets and tests
+    on the 20 evaluation alphabets (it has no validation classes); ``scheme="random"`` shuffles all 1623
+    characters irrespective of alphabet with ``split_seed`` and cuts them into ``split_sizes`` (train, val,
+    test; MAML's 1100/100/423 by default, val 0 for no validation classes; see ``random_split``).
+    ``rotations=True`` adds each character rotated by 90, 180 and 270 degrees as a new class.
     """
 
     def __init__(
@@ -197,16 +249,92 @@ class Omniglot(ClassDataset):
         rotations: bool = False,
         download: bool = False,
         cache_dir: str | os.PathLike[str] | None = None,
+        split_sizes: Sequence[int] = RANDOM_SPLIT_SIZES,
+        split_seed: int = 1,
     ) -> None:
-        if scheme not in SCHEMES:
-            raise ConfigError(f"unknown Omniglot split scheme {scheme!r}; choose one of {SCHEMES}")
-        if split not in SPLITS[scheme]:
-            hint = " (the lake scheme has no validation classes)" if scheme == "lake" else ""
-            raise ConfigError(f"unknown Omniglot split {split!r} for scheme {scheme!r}; choose one of {SPLITS[scheme]}{hint}")
+        _check_split(scheme, split, split_sizes)
         full, parts = load_omniglot(root, image_size, download, cache_dir)
-        keep = [i for i, (name, part) in enumerate(zip(full.class_names, parts)) if _in_split(scheme, split, name, part)]
+        if scheme == "random":
+            check_split_sizes(split_sizes, total=full.num_classes)
+        which = _class_splits(scheme, full.class_names, parts, split_sizes, split_seed)
+        wanted = {"trainval": ("train", "val")}.get(split, (split,))
+        keep = [i for i, part in enumerate(which) if split == "all" or part in wanted]
         chosen = full.subset(keep, name=f"omniglot-{scheme}-{split}")
         if rotations:
             chosen = chosen.with_rotations()
         super().__init__(chosen.images, chosen.labels, chosen.class_names, chosen.name)
         self.split, self.scheme, self.rotations = split, scheme, rotations
+
+
+def _check_split(scheme: str, split: str, split_sizes: Sequence[int]) -> None:
+    """Refuse an unknown scheme, or a split that the scheme (and, for ``random``, its sizes) does not have."""
+    if scheme not in SCHEMES:
+        raise ConfigError(f"unknown Omniglot split scheme {scheme!r}; choose one of {SCHEMES}")
+    if scheme == "random":
+        check_split_sizes(split_sizes)
+    no_validation = scheme == "random" and split_sizes[1] == 0
+    splits = tuple(s for s in SPLITS[scheme] if s != "val" or not no_validation)
+    if split not in splits:
+        hint = {"lake": " (the lake scheme has no validation classes)"}.get(scheme, "")
+        if no_validation and split == "val":
+            hint = f" (split_sizes {list(split_sizes)} has no validation classes)"
+        raise ConfigError(f"unknown Omniglot split {split!r} for scheme {scheme!r}; choose one of {splits}{hint}")
+
+
+@register("dataset", "omniglot")
+@dataclass
+class OmniglotConfig(ImageDatasetConfig):
+    """Omniglot under a split ``scheme`` (``vinyals``: train/val/test alphabets; ``lake``: background/evaluation,
+    no validation split; ``random``: all characters shuffled with ``split_seed`` and cut into ``split_sizes``
+    [train, val, test], val 0 for no validation split). ``rotations`` adds the rotated copies of every class as
+    new classes in the splits of ``rotation_splits``; ``task_rotations`` rotates each class of each task by a
+    random multiple of 90 degrees (``FewShotTasks(class_rotations=True)``), at every split.
+
+    The papers' protocols: MAML ``scheme: random`` (``split_sizes`` [1100, 100, 423], ``split_seed`` 1) with
+    ``task_rotations: true``; Reptile ``scheme: random``, ``split_sizes: [1200, 0, 423]``, ``split_seed: 0`` (its
+    very characters, see ``random_split``), ``rotations: true``, ``rotation_splits: [train]``."""
+
+    data_dir: str | None = None
+    scheme: Literal["vinyals", "lake", "random"] = "vinyals"
+    split_sizes: list[int] = option(list(RANDOM_SPLIT_SIZES))
+    split_seed: int = 1
+    rotations: bool = False
+    rotation_splits: list[str] = option(list(ROTATION_SPLITS))
+    task_rotations: bool = False
+    download: bool = False
+
+    def validate(self) -> None:
+        super().validate()
+        check_split_sizes(self.split_sizes, key="dataset.split_sizes")
+        unknown = [s for s in self.rotation_splits if s not in ROTATION_SPLITS]
+        if unknown or len(set(self.rotation_splits)) != len(self.rotation_splits):
+            raise ConfigError(
+                f"dataset.rotation_splits must list distinct splits of {list(ROTATION_SPLITS)}, "
+                f"got {self.rotation_splits!r}"
+            )
+
+    def classes(self, split: str) -> Omniglot:
+        return Omniglot(self.data_dir, split=split, scheme=self.scheme, image_size=self.size,
+                        rotations=self._rotated(split), download=self.download, split_sizes=self.split_sizes,
+                        split_seed=self.split_seed)
+
+    def task_options(self) -> dict[str, Any]:
+        return {"class_rotations": self.task_rotations}
+
+    def _rotated(self, split: str) -> bool:
+        """Whether ``split`` gets the rotated copies; a split that joins others (``trainval``, ``all``) gets them
+        where all of its parts do, and is refused where only some do."""
+        parts = {"trainval": ("train", "val"), "all": ROTATION_SPLITS}.get(split, (split,))
+        chosen = [part in self.rotation_splits for part in parts]
+        if self.rotations and any(chosen) and not all(chosen):
+            raise ConfigError(
+                f"dataset.rotation_splits={self.rotation_splits} rotates only part of the {split} split: "
+                "load its parts one by one"
+            )
+        return self.rotations and all(chosen)
+
+    def preprocessing(self) -> Preprocessing:
+        return preprocessing(self.size)
+
+    def has_validation(self) -> bool:
+        return self.scheme == "vinyals" or (self.scheme == "random" and self.split_sizes[1] > 0)

@@ -35,7 +35,9 @@ class _ArrayUnpickler(pickle.Unpickler):
             if module == "numpy.core.multiarray":  # NumPy 2 moved it; both spellings load
                 module = "numpy._core.multiarray" if hasattr(np, "_core") else module
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}: a data file holds only arrays, lists and dicts")
+        raise pickle.UnpicklingError(
+            f"refusing to load {module}.{name}: a data file holds only arrays, lists and dicts"
+        )
 
 
 def load_pickle(source: str | Path | bytes | IO[bytes], name: str | None = None) -> Any:
@@ -49,9 +51,11 @@ def load_pickle(source: str | Path | bytes | IO[bytes], name: str | None = None)
         if isinstance(source, (str, Path)):
             with open(source, "rb") as handle:
                 return _ArrayUnpickler(handle, encoding="latin1").load()
-        handle = io.BytesIO(source) if isinstance(source, bytes) else source
-        return _ArrayUnpickler(handle, encoding="latin1").load()
+        stream = io.BytesIO(source) if isinstance(source, bytes) else source
+        return _ArrayUnpickler(stream, encoding="latin1").load()
     except pickle.UnpicklingError as error:
         raise DataError(f"{label} is not a plain data pickle ({error}); delete it and fetch it again") from None
     except (EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError, MemoryError, OSError) as error:
-        raise DataError(f"{label} is corrupt or truncated ({type(error).__name__}: {error}); delete it and fetch it again") from None
+        raise DataError(
+            f"{label} is corrupt or truncated ({type(error).__name__}: {error}); delete it and fetch it again"
+        ) from None

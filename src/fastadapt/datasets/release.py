@@ -20,7 +20,8 @@ import torch
 from fastadapt.datasets.base import ClassDataset
 from fastadapt.datasets.cache import load_cache, save_cache
 from fastadapt.datasets.download import download, file_hash
-from fastadapt.datasets.images import check_image_size
+from fastadapt.datasets.imageconfig import ImageDatasetConfig
+from fastadapt.datasets.images import Preprocessing, check_image_size
 from fastadapt.datasets.paths import data_root, writable_dir
 from fastadapt.errors import ConfigError, DataError
 
@@ -89,22 +90,33 @@ class Release:
         if counts != dict(self.expected_classes):
             raise DataError(
                 f"{where} is not the complete {self.title}: classes per split {counts}, expected "
-                f"{dict(self.expected_classes)}; delete the damaged files and fetch them again (`fastadapt data verify {self.name}`)"
+                f"{dict(self.expected_classes)}; delete the damaged files and fetch them again "
+                f"(`fastadapt data verify {self.name}`)"
             )
 
     def missing_message(self, folder: Path) -> str:
         names = ", ".join(s.filename for s in self.sources)
-        how = "download it with download=True (CLI: --download or `fastadapt data prepare " + self.name + " --download`), or "
+        how = (
+            f"download it with download=True (CLI: --download or `fastadapt data prepare {self.name} --download`), or "
+        )
         if not any(s.urls for s in self.sources):
             how = ""
-        return f"{self.title} is not in {folder}: {how}copy {names} into that folder (`fastadapt data info {self.name}` says where each comes from)"
+        return (
+            f"{self.title} is not in {folder}: {how}copy {names} into that folder "
+            f"(`fastadapt data info {self.name}` says where each comes from)"
+        )
 
 
 def dataset_folder(release: Release, root: str | os.PathLike[str] | None) -> Path:
     return data_root(root) / release.folder
 
 
-def cache_path(release: Release, root: str | os.PathLike[str] | None, image_size: int, cache_dir: str | os.PathLike[str] | None = None) -> Path:
+def cache_path(
+    release: Release,
+    root: str | os.PathLike[str] | None,
+    image_size: int,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> Path:
     folder = dataset_folder(release, root)
     cache_folder = Path(cache_dir) if cache_dir is not None else writable_dir(folder, release.folder)
     return cache_folder / f"{release.cache_name or release.name}-{image_size}px.pt"
@@ -153,15 +165,20 @@ def load_release(
     folder = dataset_folder(release, root)
     source_path = Path(source).expanduser() if source is not None else None
     if source_path is not None and not source_path.is_dir():
-        raise DataError(f"--source {source_path} is not a folder: give the folder that holds your copy of {release.title}'s files")
+        raise DataError(
+            f"--source {source_path} is not a folder: give the folder that holds your copy of {release.title}'s files"
+        )
     if source_path is None and not release.present(folder):
         if not download:
             raise DataError(release.missing_message(folder))
         fetch(release, folder)
     decoded = release.decode(folder, size, source_path)
     release.check(release.class_splits(decoded.class_names, decoded.class_info), source_path or folder)
-    dataset = ClassDataset(torch.from_numpy(decoded.images), torch.from_numpy(decoded.labels), decoded.class_names, name=release.name)
-    save_cache(cache_file, dataset, {"class_info": decoded.class_info, "image_size": size, "source": str(source_path or folder)})
+    dataset = ClassDataset(
+        torch.from_numpy(decoded.images), torch.from_numpy(decoded.labels), decoded.class_names, name=release.name
+    )
+    meta = {"class_info": decoded.class_info, "image_size": size, "source": str(source_path or folder)}
+    save_cache(cache_file, dataset, meta)
     return dataset, decoded.class_info
 
 
@@ -202,14 +219,39 @@ def source_status(release: Release, folder: Path, checksums: bool = False) -> li
     rows = []
     for source in release.sources:
         path = folder / source.filename
-        row: dict[str, Any] = {"file": source.filename, "present": path.is_file(), "bytes": path.stat().st_size if path.is_file() else None,
-                               "urls": list(source.urls), "published": source.published_checksum}
+        row: dict[str, Any] = {
+            "file": source.filename,
+            "present": path.is_file(),
+            "bytes": path.stat().st_size if path.is_file() else None,
+            "urls": list(source.urls),
+            "published": source.published_checksum,
+        }
         if checksums and path.is_file():
             published = source.published_checksum
             if published is None:
                 row["checksum"] = "no published checksum (checked by structure when decoded)"
             else:
                 actual = file_hash(path, published[0])
-                row["checksum"] = "ok" if actual == published[1] else f"differs from the published {published[0]} (a rebuilt or damaged copy)"
+                damaged = f"differs from the published {published[0]} (a rebuilt or damaged copy)"
+                row["checksum"] = "ok" if actual == published[1] else damaged
         rows.append(row)
     return rows
+
+
+@dataclass
+class BenchmarkConfig(ImageDatasetConfig):
+    """A standard benchmark read from its release (``download`` fetches a missing one from its official source)."""
+
+    dataset: ClassVar[type[ReleaseDataset]]
+    data_dir: str | None = None
+    download: bool = False
+
+    def validate(self) -> None:
+        if self.image_size is None:
+            self.image_size = self.dataset.release.image_size
+
+    def classes(self, split: str) -> ReleaseDataset:
+        return self.dataset(self.data_dir, split=split, image_size=self.size, download=self.download)
+
+    def preprocessing(self) -> Preprocessing:
+        return Preprocessing(self.size, self.dataset.release.channels)

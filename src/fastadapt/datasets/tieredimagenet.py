@@ -11,15 +11,17 @@ archive is extracted safely on first use.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 
+from fastadapt.components import register
 from fastadapt.datasets.archives import extract
 from fastadapt.datasets.images import Preprocessing, decode_images
 from fastadapt.datasets.pickles import load_pickle
-from fastadapt.datasets.release import SPLITS, Decoded, Release, ReleaseDataset, Source
+from fastadapt.datasets.release import SPLITS, BenchmarkConfig, Decoded, Release, ReleaseDataset, Source
 from fastadapt.errors import DataError
 
 ZENODO = "https://zenodo.org/record/7978538/files/tiered-imagenet-"
@@ -40,13 +42,22 @@ class TieredImageNetRelease(Release):
     title = "tieredImageNet"
     reference = "Ren et al. 2018, Meta-Learning for Semi-Supervised Few-Shot Classification"
     split_source = "the release's own train/val/test files (split by the 34 high-level ImageNet categories)"
-    sources = tuple(Source(f"tiered-imagenet-{s}_{kind}.pkl", (f"{ZENODO}{s}_{kind}.pkl",)) for s in SPLITS for kind in ("images_png", "labels"))
+    sources = tuple(
+        Source(f"tiered-imagenet-{s}_{kind}.pkl", (f"{ZENODO}{s}_{kind}.pkl",))
+        for s in SPLITS
+        for kind in ("images_png", "labels")
+    )
     image_size = 84
     expected_classes: ClassVar[dict[str, int]] = {"train": 351, "val": 97, "test": 160}
 
     def _files(self, folder: Path) -> dict[str, tuple[Path, Path]] | None:
-        found = {s: (_file(folder, f"{s}_images_png.pkl"), _file(folder, f"{s}_labels.pkl")) for s in SPLITS}
-        return found if all(a and b for a, b in found.values()) else None  # type: ignore[return-value]
+        files = {}
+        for s in SPLITS:
+            images, labels = _file(folder, f"{s}_images_png.pkl"), _file(folder, f"{s}_labels.pkl")
+            if images is None or labels is None:
+                return None
+            files[s] = (images, labels)
+        return files
 
     def present(self, folder: Path) -> bool:
         return self._files(folder) is not None or (folder / ARCHIVE).is_file()
@@ -58,7 +69,9 @@ class TieredImageNetRelease(Release):
             extract(where / ARCHIVE, folder / "extracted")
             files = self._files(folder / "extracted")
         if files is None:
-            raise DataError(f"{where} lacks tieredImageNet's <split>_images_png.pkl and <split>_labels.pkl files for {SPLITS}")
+            raise DataError(
+                f"{where} lacks tieredImageNet's <split>_images_png.pkl and <split>_labels.pkl files for {SPLITS}"
+            )
         encoded: list[bytes] = []
         labels: list[np.ndarray] = []
         names: list[str] = []
@@ -71,13 +84,18 @@ class TieredImageNetRelease(Release):
             specific = np.asarray(meta["label_specific"], dtype=np.int64)
             general = np.asarray(meta["label_general"], dtype=np.int64)
             if len(images) != len(specific) or len(general) != len(specific):
-                raise DataError(f"{images_path} has {len(images)} images but {labels_path} labels {len(specific)}: the pair does not match")
+                raise DataError(
+                    f"{images_path} has {len(images)} images but {labels_path} labels {len(specific)}: "
+                    "the pair does not match"
+                )
             class_names = [str(n) for n in meta["label_specific_str"]]
             category_names = [str(n) for n in meta["label_general_str"]]
-            if len(specific) and (specific.min() < 0 or specific.max() >= len(class_names) or general.max() >= len(category_names)):
+            if len(specific) and (
+                specific.min() < 0 or specific.max() >= len(class_names) or general.max() >= len(category_names)
+            ):
                 raise DataError(f"{labels_path} has labels outside its lists of class and category names")
-            category_of = {}
-            for c, g in zip(specific.tolist(), general.tolist()):
+            category_of: dict[int, int] = {}
+            for c, g in zip(specific.tolist(), general.tolist(), strict=True):
                 category_of.setdefault(c, g)
             missing = [class_names[c] for c in range(len(class_names)) if c not in category_of]
             if missing:
@@ -87,7 +105,8 @@ class TieredImageNetRelease(Release):
             names += class_names
             info["split"] += [split] * len(class_names)
             info["category"] += [category_names[category_of[c]] for c in range(len(class_names))]
-        decoded = decode_images(encoded, Preprocessing(image_size, 3), names=[f"{where}: image {i}" for i in range(len(encoded))], progress=True)
+        image_names = [f"{where}: image {i}" for i in range(len(encoded))]
+        decoded = decode_images(encoded, Preprocessing(image_size, 3), names=image_names, progress=True)
         return Decoded(decoded, np.concatenate(labels), names, info)
 
 
@@ -95,3 +114,9 @@ class TieredImageNet(ReleaseDataset):
     """One split of tieredImageNet: 351/97/160 classes of 84x84 RGB images, split by category."""
 
     release = TieredImageNetRelease()
+
+
+@register("dataset", "tieredimagenet")
+@dataclass
+class TieredImageNetConfig(BenchmarkConfig):
+    dataset = TieredImageNet

@@ -11,9 +11,13 @@ Settings that a config or the data decide (the pooling, the image size, the inpu
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
 
+import torch
 from torch import Tensor, nn
 
+from fastadapt.components import DatasetConfig, ModelConfig, Run, option, register
 from fastadapt.errors import ConfigError
 from fastadapt.nn.batchnorm import BatchNorm
 
@@ -106,7 +110,8 @@ class Conv4(nn.Module):
         smallest = min_image_size(pool, downsample_blocks)
         if image_size < smallest:
             raise ConfigError(
-                f"Conv4 (pool={pool!r}) needs images of at least {smallest}x{smallest} pixels, got image_size={image_size}"
+                f"Conv4 (pool={pool!r}) needs images of at least {smallest}x{smallest} pixels, "
+                f"got image_size={image_size}"
             )
         layers: list[nn.Module] = []
         channels, size = in_channels, image_size
@@ -132,7 +137,10 @@ class Conv4(nn.Module):
         self.head = nn.Linear(self.embedding_dim, out_features) if out_features else None
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.dim() != 4 or x.shape[1] != self.in_channels or x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:
+        if (
+            x.dim() != 4 or x.shape[1] != self.in_channels
+            or x.shape[-1] != self.image_size or x.shape[-2] != self.image_size
+        ):
             raise ConfigError(
                 f"Conv4 expects images of shape [batch, {self.in_channels}, {self.image_size}, "
                 f"{self.image_size}], got {tuple(x.shape)}; build it with the dataset's channels and image_size"
@@ -149,7 +157,10 @@ class ResidualBlock(nn.Module):
         super().__init__()
         convs: list[nn.Module] = []
         for i in range(3):
-            convs += [nn.Conv2d(in_channels if i == 0 else out_channels, out_channels, 3, padding=1, bias=False), BatchNorm(out_channels)]
+            convs += [
+                nn.Conv2d(in_channels if i == 0 else out_channels, out_channels, 3, padding=1, bias=False),
+                BatchNorm(out_channels),
+            ]
             if i < 2:
                 convs.append(nn.LeakyReLU(0.1))
         self.convs = nn.Sequential(*convs)
@@ -180,7 +191,7 @@ class ResNet12(nn.Module):
             raise ConfigError(
                 f"ResNet12 needs images of at least {smallest}x{smallest} pixels, got image_size={image_size}"
             )
-        blocks = [ResidualBlock(a, b) for a, b in zip((in_channels, *widths[:3]), widths)]
+        blocks = [ResidualBlock(a, b) for a, b in zip((in_channels, *widths[:3]), widths, strict=True)]
         self.in_channels = in_channels
         self.image_size = image_size
         self.embedding_dim = widths[-1]
@@ -195,3 +206,71 @@ class ResNet12(nn.Module):
             )
         features = self.body(x)
         return self.head(features) if self.head is not None else features
+
+
+def _image_shape(data: DatasetConfig) -> tuple[int, int]:
+    """The channels and side of the dataset's images (the image models read only image datasets)."""
+    preprocessing = data.preprocessing()
+    if preprocessing is None:
+        raise ValueError(f"the {data.name} dataset has no images")
+    return preprocessing.channels, preprocessing.image_size
+
+
+@dataclass
+class ImageModelConfig(ModelConfig):
+    """A built-in image backbone; ``channels_last`` stores its weights and activations NHWC (faster on GPUs)."""
+
+    channels_last: bool = False
+
+    def finish(self, model: nn.Module) -> nn.Module:
+        # torch's stubs omit Module.to's memory_format keyword, which it accepts (documented in Module.to)
+        return model.to(memory_format=torch.channels_last) if self.channels_last else model  # type: ignore[call-overload]
+
+
+@register("model", "conv4")
+@dataclass
+class Conv4Config(ImageModelConfig):
+    """Conv4 with ``hidden`` channels per block and ``pool``: 2x2 max pooling or stride-2 convolutions."""
+
+    hidden: int = option(64, minimum=1)
+    pool: Literal["max", "stride"] = "max"
+
+    def build(self, data: DatasetConfig, out_features: int | None, options: dict[str, Any]) -> nn.Module:
+        channels, size = _image_shape(data)
+        return self.finish(Conv4(channels, out_features, self.hidden, self.pool, size, **options))
+
+    def check(self, run: Run) -> None:
+        preprocessing = run.dataset.preprocessing()
+        blocks = run.algorithm.backbone_options.get("downsample_blocks", 4)
+        smallest = min_image_size(self.pool, blocks)
+        if preprocessing is not None and preprocessing.image_size < smallest:
+            raise ConfigError(
+                f"model.name=conv4 with pool={self.pool} and {blocks} down-sampling blocks needs images of "
+                f"at least {smallest} pixels, got dataset.image_size={preprocessing.image_size}"
+            )
+
+
+@register("model", "resnet12")
+@dataclass
+class ResNet12Config(ImageModelConfig):
+    """ResNet-12 (640-dimensional embeddings, or a linear head)."""
+
+    def build(self, data: DatasetConfig, out_features: int | None, options: dict[str, Any]) -> nn.Module:
+        channels, size = _image_shape(data)
+        return self.finish(ResNet12(channels, out_features, image_size=size))
+
+
+@register("model", "mlp")
+@dataclass
+class MLPConfig(ModelConfig):
+    """An MLP with hidden ``layers`` widths, for vector data (the sinusoid's scalar inputs)."""
+
+    inputs = "vectors"
+    layers: list[int] = option([40, 40])
+
+    def validate(self) -> None:
+        if not all(width > 0 for width in self.layers):
+            raise ConfigError(f"model.layers must be a list of positive integers, got {self.layers!r}")
+
+    def build(self, data: DatasetConfig, out_features: int | None, options: dict[str, Any]) -> nn.Module:
+        return MLP(getattr(data, "features", 1), out_features, hidden=self.layers)

@@ -47,7 +47,9 @@ def call(module: nn.Module, x: Tensor, params: dict[str, Tensor] | None = None) 
     overrides = running_stat_overrides(module)
     if not params and not overrides:
         return module(x)
-    return functional_call(module, {**(params or {}), **overrides}, (x,))
+    # torch annotates the dict as dict[str, Tensor], but functional_call takes None for a buffer and
+    # sets the buffer to None while it runs: the batch-norm policy above rests on that.
+    return functional_call(module, {**(params or {}), **overrides}, (x,))  # type: ignore[dict-item]
 
 
 def check_supported(module: nn.Module) -> None:
@@ -168,7 +170,27 @@ def exact_normalization() -> Iterator[None]:
         yield
 
 
-STATISTICS = ("query", "support")
+STATISTICS = ("query", "support", "support_and_query")
+
+
+def check_statistics(statistics: str) -> None:
+    """Refuse, in one line, a batch-norm statistics protocol that is not one of ``STATISTICS``."""
+    if statistics not in STATISTICS:
+        raise ConfigError(f"statistics must be one of {STATISTICS}, got {statistics!r}")
+
+
+def with_statistics(
+    predictor: Callable[[Tensor], Tensor], support_x: Tensor, statistics: str
+) -> Callable[[Tensor], Tensor]:
+    """``predictor`` with batch norm normalizing the queries by the named statistics: ``"query"`` (each batch its
+    own: the transductive protocol, ``predictor`` unchanged), ``"support"`` (``with_support_statistics``) or
+    ``"support_and_query"`` (``with_support_and_query_statistics``)."""
+    check_statistics(statistics)
+    if statistics == "support":
+        return with_support_statistics(predictor, support_x)
+    if statistics == "support_and_query":
+        return with_support_and_query_statistics(predictor, support_x)
+    return predictor
 
 
 class _SupportStatistics(TorchFunctionMode):
@@ -214,6 +236,22 @@ def with_support_statistics(predictor: Callable[[Tensor], Tensor], support_x: Te
         mode.position = 0
         with mode:
             return predictor(x)
+
+    return predict
+
+
+def with_support_and_query_statistics(
+    predictor: Callable[[Tensor], Tensor], support_x: Tensor
+) -> Callable[[Tensor], Tensor]:
+    """``predictor`` with each query normalized by the statistics of the support set plus that one query.
+
+    The non-transductive protocol of Reptile's official code: each query is predicted on its own, in one batch with
+    the support set (``predictor(cat(support_x, query))``, its last row), so a query's prediction does not depend on
+    the other queries. Costs one forward pass of the support set and one example per query.
+    """
+
+    def predict(x: Tensor) -> Tensor:
+        return torch.stack([predictor(torch.cat([support_x, query[None]]))[-1] for query in x])
 
     return predict
 

@@ -31,7 +31,7 @@ def unflatten(vector: Tensor, like: Iterable[Tensor]) -> list[Tensor]:
     ``vector_to_parameters`` instead overwrites parameters' data in place, outside autograd)."""
     shapes = [t.shape for t in like]
     pieces = vector.split([shape.numel() for shape in shapes])
-    return [piece.view(shape) for piece, shape in zip(pieces, shapes)]
+    return [piece.view(shape) for piece, shape in zip(pieces, shapes, strict=True)]
 
 
 def sgd_step(params: Params, grads: Params, lrs: dict[str, Tensor | float]) -> Params:

@@ -29,7 +29,8 @@ def over_seeds(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     if n == 1:
         return {"value": mean, "ci95": per_seed[0]["ci95"], "interval": "test episodes", "seeds": 1}
     std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    return {"value": mean, "ci95": T975.get(n - 1, 1.96) * std / math.sqrt(n), "interval": f"t over {n} seeds", "seeds": n}
+    ci95 = T975.get(n - 1, 1.96) * std / math.sqrt(n)
+    return {"value": mean, "ci95": ci95, "interval": f"t over {n} seeds", "seeds": n}
 
 
 def against(ours: dict[str, Any], paper: PaperNumber | None) -> dict[str, Any]:
@@ -39,4 +40,5 @@ def against(ours: dict[str, Any], paper: PaperNumber | None) -> dict[str, Any]:
         return {"gap": None, "overlap": None}
     low, high = ours["value"] - ours["ci95"], ours["value"] + ours["ci95"]
     paper_ci = paper.ci95 or 0.0
-    return {"gap": ours["value"] - paper.value, "overlap": paper.value - paper_ci <= high and low <= paper.value + paper_ci}
+    overlap = paper.value - paper_ci <= high and low <= paper.value + paper_ci
+    return {"gap": ours["value"] - paper.value, "overlap": overlap}

@@ -18,17 +18,18 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from fastadapt.config import build_tasks, merge, resolve, unflatten
+from fastadapt.config import RunConfig, build_tasks, merge, resolve, unflatten
 from fastadapt.errors import ConfigError
 from fastadapt.evaluate import meta_test
 from fastadapt.experiment import load_learner
 from fastadapt.plots import plot_runs, save_figure
+from fastadapt.regression import SinusoidTasks
 from fastadapt.reproduce.registry import FIGURES, Measure, Row
-from fastadapt.tasks import ways_of
+from fastadapt.tasks import TaskDistribution, ways_of
 
 STEPS = (0, 1, 2, 3, 5, 10)
 SINUSOID_STEPS = (0, 1, 10)
-Trained = tuple[Row, int, Path, Any, dict[str, Any]]
+Trained = tuple[Row, int, Path, Any, RunConfig]
 
 
 def _settings(row: Row) -> list[dict[str, Any]]:
@@ -41,34 +42,51 @@ def _settings(row: Row) -> list[dict[str, Any]]:
     return seen
 
 
-def _label(row: Row, setting: dict[str, Any], config: dict[str, Any]) -> str:
-    task = config["task"]
-    shots = setting.get("task.shots", task["shots"])
-    return f"{row.label}, {shots}-shot" if config["dataset"]["name"] == "sinusoid" else f"{row.label}, {task['ways']}-way {shots}-shot"
+def _label(row: Row, setting: dict[str, Any], config: RunConfig) -> str:
+    task = config.task
+    shots = setting.get("task.shots", task.shots)
+    if config.dataset.name == "sinusoid":
+        return f"{row.label}, {shots}-shot"
+    return f"{row.label}, {task.ways}-way {shots}-shot"
 
 
 def steps_figure(trained: list[Trained], metric: str, path: Path) -> list[dict[str, Any]]:
     """Metric (95% CI) after 0, 1, 2, 3, 5 and 10 adaptation steps on the run's test episodes."""
-    lines = []
+    lines: list[dict[str, Any]] = []
     for row, _, _, learner, config in trained:
-        if not hasattr(learner, "inner_steps") or config["algorithm"]["name"] == "mamlrl":
+        if not hasattr(learner, "inner_steps") or config.algorithm.name == "mamlrl":
             continue
         for setting in _settings(row):
-            tested = resolve(merge(config, unflatten(setting)))
-            tasks = build_tasks(tested, "test", seed=tested["test"]["seed"])
-            points = [meta_test(learner, tasks, tested["test"]["episodes"], inner_steps=k) for k in STEPS]
-            lines.append({"label": _label(row, setting, config),
-                          "points": [{"steps": k, "value": p.mean, "ci95": p.ci95, "episodes": p.episodes} for k, p in zip(STEPS, points)]})
+            tested = resolve(merge(config.to_dict(), unflatten(setting)))
+            tasks = build_tasks(tested, "test")
+            points = [meta_test(learner, tasks, tested.test.episodes, inner_steps=k) for k in STEPS]
+            lines.append({
+                "label": _label(row, setting, config),
+                "points": [
+                    {"steps": k, "value": p.mean, "ci95": p.ci95, "episodes": p.episodes}
+                    for k, p in zip(STEPS, points, strict=True)
+                ],
+            })
     if not lines:
         return []
     scale = 100 if metric == "accuracy" else 1
     figure = Figure(figsize=(5.5, 3.8), dpi=100)
     axis = figure.subplots()
     for line in lines:
-        axis.errorbar([p["steps"] for p in line["points"]], [scale * p["value"] for p in line["points"]],
-                      yerr=[scale * p["ci95"] for p in line["points"]], marker="o", capsize=3, label=line["label"])
-    axis.set(xlabel="adaptation steps at test", ylabel="test accuracy (%)" if metric == "accuracy" else f"test {metric}",
-             title=f"after k steps (95% CI, {lines[0]['points'][0]['episodes']} test tasks)", xticks=list(STEPS))
+        axis.errorbar(
+            [p["steps"] for p in line["points"]],
+            [scale * p["value"] for p in line["points"]],
+            yerr=[scale * p["ci95"] for p in line["points"]],
+            marker="o",
+            capsize=3,
+            label=line["label"],
+        )
+    axis.set(
+        xlabel="adaptation steps at test",
+        ylabel="test accuracy (%)" if metric == "accuracy" else f"test {metric}",
+        title=f"after k steps (95% CI, {lines[0]['points'][0]['episodes']} test tasks)",
+        xticks=list(STEPS),
+    )
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
     save_figure(figure, path)
@@ -78,19 +96,22 @@ def steps_figure(trained: list[Trained], metric: str, path: Path) -> list[dict[s
 def sinusoid_figure(trained: list[Trained], path: Path) -> dict[str, Any]:
     """One sinusoid (drawn from the first row's test seed) fitted by each row and shot count."""
     config = trained[0][4]
-    dataset = build_tasks(config, "test", seed=config["test"]["seed"])
-    generator = torch.Generator().manual_seed(config["test"]["seed"])
-    amplitude = dataset.amplitude[0] + (dataset.amplitude[1] - dataset.amplitude[0]) * torch.rand((), generator=generator).item()
-    phase = dataset.phase[0] + (dataset.phase[1] - dataset.phase[0]) * torch.rand((), generator=generator).item()
+    dataset = build_tasks(config, "test")
+    if not isinstance(dataset, SinusoidTasks):
+        raise ConfigError("the sinusoid figure draws sinusoid regression runs only")
+    generator = torch.Generator().manual_seed(config.test.seed)
+    (a_low, a_high), (p_low, p_high) = dataset.amplitude, dataset.phase
+    amplitude = a_low + (a_high - a_low) * torch.rand((), generator=generator).item()
+    phase = p_low + (p_high - p_low) * torch.rand((), generator=generator).item()
     low, high = dataset.x_range
-    most = max(s.get("task.shots", c["task"]["shots"]) for r, _, _, _, c in trained for s in _settings(r))
+    most = max(int(s.get("task.shots", c.task.shots)) for r, _, _, _, c in trained for s in _settings(r))
     support_x = low + (high - low) * torch.rand((most, 1), generator=generator)
     grid = torch.linspace(low, high, 200)[:, None]
     truth = amplitude * torch.sin(grid - phase)
-    panels = []
+    panels: list[dict[str, Any]] = []
     for row, _, _, learner, config in trained:
         for setting in _settings(row):
-            shots = setting.get("task.shots", config["task"]["shots"])
+            shots = setting.get("task.shots", config.task.shots)
             sx = support_x[:shots]
             sy = amplitude * torch.sin(sx - phase)
             curves = {}
@@ -99,34 +120,46 @@ def sinusoid_figure(trained: list[Trained], path: Path) -> dict[str, Any]:
                 with torch.no_grad():
                     curves[k] = predict(grid).squeeze(1)
             mse = {k: torch.mean((c - truth.squeeze(1)) ** 2).item() for k, c in curves.items()}
-            panels.append({"label": _label(row, setting, config), "shots": shots, "curves": curves, "mse": mse, "support": (sx, sy)})
+            label = _label(row, setting, config)
+            panels.append({"label": label, "shots": shots, "curves": curves, "mse": mse, "support": (sx, sy)})
     columns = min(len(panels), 2)
     rows = math.ceil(len(panels) / columns)
     figure = Figure(figsize=(5 * columns, 3.4 * rows), dpi=90)
     axes = figure.subplots(rows, columns, squeeze=False)
-    for axis, panel in zip(axes.flat, panels):
+    for axis, panel in zip(axes.flat, panels, strict=False):  # the grid may have a spare cell, blanked below
         axis.plot(grid, truth, color="red", linewidth=2, label="ground truth")
-        for k, style in zip(SINUSOID_STEPS, (":", "--", "-")):
-            axis.plot(grid, panel["curves"][k], linestyle=style, color="tab:green" if k else "tab:blue",
-                      alpha=1.0 if k == 10 else 0.8, label=f"{'pre-update' if k == 0 else f'{k} grad step' + ('s' if k > 1 else '')}")
-        axis.scatter(panel["support"][0], panel["support"][1], marker="^", color="black", zorder=3, label=f"{panel['shots']} points used")
+        for k, style in zip(SINUSOID_STEPS, (":", "--", "-"), strict=True):
+            axis.plot(
+                grid,
+                panel["curves"][k],
+                linestyle=style,
+                color="tab:green" if k else "tab:blue",
+                alpha=1.0 if k == 10 else 0.8,
+                label=f"{'pre-update' if k == 0 else f'{k} grad step' + ('s' if k > 1 else '')}",
+            )
+        sx, sy = panel["support"]
+        axis.scatter(sx, sy, marker="^", color="black", zorder=3, label=f"{panel['shots']} points used")
         axis.set(title=panel["label"], ylim=(-6, 6))
         axis.legend(fontsize=7, loc="lower right")
     for axis in list(axes.flat)[len(panels):]:
         axis.axis("off")
     save_figure(figure, path)
-    return {"amplitude": amplitude, "phase": phase, "panels": [{"label": p["label"], "shots": p["shots"], "mse_on_grid": p["mse"]} for p in panels]}
+    summary = [{"label": p["label"], "shots": p["shots"], "mse_on_grid": p["mse"]} for p in panels]
+    return {"amplitude": amplitude, "phase": phase, "panels": summary}
 
 
 def embedding_figure(trained: list[Trained], path: Path) -> list[dict[str, Any]]:
     """One test task per metric-based row: queries (dots, crossed out if misclassified), support
     (triangles) and class means of the support (stars), on the first two principal components."""
-    panels = []
+    panels: list[dict[str, Any]] = []
     for row, _, _, learner, config in trained:
         encoder = getattr(learner, "encoder", None)
-        if encoder is None or config["dataset"]["name"] == "sinusoid":
+        if encoder is None or config.dataset.name == "sinusoid":
             continue
-        batch = next(build_tasks(config, "test", seed=config["test"]["seed"]).episodes(1, batch_size=1))
+        tasks = build_tasks(config, "test")
+        if not isinstance(tasks, TaskDistribution):
+            continue
+        batch = next(tasks.episodes(1, batch_size=1))
         sx, sy, qx, qy = batch.support_x[0], batch.support_y[0], batch.query_x[0], batch.query_y[0]
         ways = ways_of(sy)
         learner.eval()
@@ -139,9 +172,18 @@ def embedding_figure(trained: list[Trained], path: Path) -> list[dict[str, Any]]
         _, singular, vh = torch.linalg.svd(centered, full_matrices=False)
         flat = centered @ vh[:2].T
         explained = (singular[:2] ** 2).sum().item() / (singular**2).sum().item()
-        panels.append({"label": row.label, "flat": flat, "support": len(sy), "queries": len(qy), "sy": sy, "qy": qy,
-                       "predicted": predicted, "ways": ways, "explained": explained,
-                       "accuracy": (predicted == qy).float().mean().item()})
+        panels.append({
+            "label": row.label,
+            "flat": flat,
+            "support": len(sy),
+            "queries": len(qy),
+            "sy": sy,
+            "qy": qy,
+            "predicted": predicted,
+            "ways": ways,
+            "explained": explained,
+            "accuracy": (predicted == qy).float().mean().item(),
+        })
     if not panels:
         return []
     columns = min(len(panels), 3)
@@ -149,15 +191,18 @@ def embedding_figure(trained: list[Trained], path: Path) -> list[dict[str, Any]]
     figure = Figure(figsize=(4.6 * columns, 4.4 * rows + 0.4), dpi=90)
     axes = figure.subplots(rows, columns, squeeze=False)
     colors = matplotlib.colormaps["tab20" if max(p["ways"] for p in panels) > 10 else "tab10"]
-    for axis, p in zip(axes.flat, panels):
-        support, queries, means = p["flat"][: p["support"]], p["flat"][p["support"] : p["support"] + p["queries"]], p["flat"][-p["ways"]:]
+    for axis, p in zip(axes.flat, panels, strict=False):  # the grid may have spare cells, blanked below
+        support = p["flat"][: p["support"]]
+        queries = p["flat"][p["support"] : p["support"] + p["queries"]]
+        means = p["flat"][-p["ways"] :]
         for c in range(p["ways"]):
             color = colors(c % colors.N)
             right = (p["qy"] == c) & (p["predicted"] == c)
             wrong = (p["qy"] == c) & (p["predicted"] != c)
             axis.scatter(queries[right, 0], queries[right, 1], s=12, color=color, alpha=0.7)
             axis.scatter(queries[wrong, 0], queries[wrong, 1], s=30, color=color, marker="x")
-            axis.scatter(support[p["sy"] == c, 0], support[p["sy"] == c, 1], s=45, color=color, marker="^", edgecolors="black")
+            own = p["sy"] == c
+            axis.scatter(support[own, 0], support[own, 1], s=45, color=color, marker="^", edgecolors="black")
             axis.scatter(means[c, 0], means[c, 1], s=220, color=color, marker="*", edgecolors="black")
         axis.set(title=f"{p['label']}: {100 * p['accuracy']:.0f}% on this task", xticks=[], yticks=[],
                  xlabel=f"PC1-2 hold {100 * p['explained']:.0f}% of the variance")
@@ -197,8 +242,8 @@ def figures_of_runs(runs: list[str | Path], figures: tuple[str, ...], out: str |
     trained: list[Trained] = []
     for run in runs:
         learner, config = load_learner(run)
-        trained.append((Row(Path(run).name, config["name"], (), (Measure("test"),)), 0, Path(run), learner, config))
-    if "sinusoid" in figures and any(c["dataset"]["name"] != "sinusoid" for *_, c in trained):
+        trained.append((Row(Path(run).name, config.name, (), (Measure("test"),)), 0, Path(run), learner, config))
+    if "sinusoid" in figures and any(c.dataset.name != "sinusoid" for *_, c in trained):
         raise ConfigError("--figure sinusoid draws sinusoid regression runs only")
-    metric = "mse" if trained[0][4]["dataset"]["name"] == "sinusoid" else "accuracy"
+    metric = "mse" if trained[0][4].dataset.name == "sinusoid" else "accuracy"
     return draw_figures(figures, metric, trained, Path(out) if out is not None else Path(runs[0]))["files"]

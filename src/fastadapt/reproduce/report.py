@@ -40,9 +40,15 @@ def table_rows(report: dict[str, Any]) -> list[list[str]]:
         steps = "/".join(str(r["train_steps"]) for r in row["runs"])
         for m in row["measures"]:
             paper = m["paper"] or {}
-            lines.append([row["label"], m["label"], number(m["ours"]["value"], m["ours"]["ci95"], metric),
-                          number(paper.get("value"), paper.get("ci95"), metric), gap(m["gap"], metric), overlap(m["overlap"]),
-                          f"{steps} steps, {minutes:.1f} min"])
+            lines.append([
+                row["label"],
+                m["label"],
+                number(m["ours"]["value"], m["ours"]["ci95"], metric),
+                number(paper.get("value"), paper.get("ci95"), metric),
+                gap(m["gap"], metric),
+                overlap(m["overlap"]),
+                f"{steps} steps, {minutes:.1f} min",
+            ])
     return lines
 
 
@@ -55,7 +61,7 @@ def format_table(report: dict[str, Any]) -> str:
     widths = [max(len(r[i]) for r in [HEADER, *lines]) for i in range(len(HEADER))]
 
     def render(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
 
     interval = "over test episodes" if report["seeds"] == 1 else f"Student-t over {report['seeds']} seeds"
     head = [

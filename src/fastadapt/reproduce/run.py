@@ -15,7 +15,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from fastadapt.config import build_config, flatten, merge, resolve, unflatten
+from fastadapt.config import RunConfig, build_config, flatten, merge, resolve, unflatten
 from fastadapt.errors import CheckpointError, ConfigError
 from fastadapt.experiment import load_learner, machine, read_config, run_experiment, test_learner
 from fastadapt.reproduce.compare import against, over_seeds
@@ -30,7 +30,9 @@ def slug(label: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
 
 
-def row_config(reproduction: Reproduction, row_index: int, budget: str, seed: int, data_dir: str | None, download: bool) -> dict[str, Any]:
+def row_config(
+    reproduction: Reproduction, row_index: int, budget: str, seed: int, data_dir: str | None, download: bool
+) -> RunConfig:
     """The resolved config of one row's run for one seed under a budget."""
     row = reproduction.rows[row_index]
     extra = [f"seed={seed}"]
@@ -41,12 +43,15 @@ def row_config(reproduction: Reproduction, row_index: int, budget: str, seed: in
     return build_config(row.preset, [*row.overrides, *reproduction.budgets[budget].overrides, *extra])
 
 
-def _same_run(stored: dict[str, Any], wanted: dict[str, Any]) -> bool:
-    a, b = flatten(stored), flatten(wanted)
-    return {k: v for k, v in a.items() if k not in MACHINE_KEYS} == {k: v for k, v in b.items() if k not in MACHINE_KEYS}
+def _same_run(stored: RunConfig, wanted: RunConfig) -> bool:
+    a, b = flatten(stored.to_dict()), flatten(wanted.to_dict())
+    return (
+        {k: v for k, v in a.items() if k not in MACHINE_KEYS}
+        == {k: v for k, v in b.items() if k not in MACHINE_KEYS}
+    )
 
 
-def train_or_reuse(config: dict[str, Any], run_dir: Path, progress: bool) -> dict[str, Any]:
+def train_or_reuse(config: RunConfig, run_dir: Path, progress: bool) -> dict[str, Any]:
     """The run's ``result.json``: read if the run finished, else resumed or started."""
     if (run_dir / "config.yaml").is_file():
         if not _same_run(read_config(run_dir), config):
@@ -63,7 +68,7 @@ def train_or_reuse(config: dict[str, Any], run_dir: Path, progress: bool) -> dic
     return run_experiment(config, run_dir, progress=progress)
 
 
-def measure(learner: Any, config: dict[str, Any], item: Measure, result: dict[str, Any]) -> dict[str, Any]:
+def measure(learner: Any, config: RunConfig, item: Measure, result: dict[str, Any]) -> dict[str, Any]:
     """One measure on one trained run: the run's own test when nothing changes; for RL the run's
     adaptation curve when only the number of steps changes; else a new test with ``set`` applied."""
     metric = result["test"]["metric"]
@@ -75,7 +80,7 @@ def measure(learner: Any, config: dict[str, Any], item: Measure, result: dict[st
     if curve and set(item.set) == {"test.inner_steps"} and steps is not None and steps < len(curve):
         point = curve[steps]
         return {"value": point[metric], "ci95": point["ci95"], "episodes": point["episodes"]}
-    tested = test_learner(learner, resolve(merge(config, unflatten(item.set))))
+    tested = test_learner(learner, resolve(merge(config.to_dict(), unflatten(item.set))))
     return {"value": tested.mean, "ci95": tested.ci95, "episodes": tested.episodes}
 
 
@@ -112,11 +117,14 @@ def reproduce(
     start = time.perf_counter()
     rows, trained = [], []
     for index, row in enumerate(reproduction.rows):
-        runs, per_measure = [], [[] for _ in row.measures]
+        runs: list[dict[str, Any]] = []
+        per_measure: list[list[dict[str, Any]]] = [[] for _ in row.measures]
         for seed in range(seeds):
             run_dir = folder / f"{slug(row.label)}-seed{seed}"
             echo(f"[{index + 1}/{len(reproduction.rows)}] {row.label}, seed {seed}: {row.preset} in {run_dir}")
-            result = train_or_reuse(row_config(reproduction, index, budget, seed, data_dir, download), run_dir, progress)
+            result = train_or_reuse(
+                row_config(reproduction, index, budget, seed, data_dir, download), run_dir, progress
+            )
             learner, config = load_learner(run_dir, data_dir)
             for k, item in enumerate(row.measures):
                 per_measure[k].append(measure(learner, config, item, result))
@@ -125,11 +133,16 @@ def reproduce(
             if seed == 0:  # the figures show the first seed of each row
                 trained.append((row, seed, run_dir, learner, config))
         measures = []
-        for item, per_seed in zip(row.measures, per_measure):
+        for item, per_seed in zip(row.measures, per_measure, strict=True):
             ours = {**over_seeds(per_seed), "per_seed": per_seed}
             paper = None if item.paper is None else {"value": item.paper.value, "ci95": item.paper.ci95}
-            measures.append({"label": item.label, "set": item.set, "ours": ours, "paper": paper, **against(ours, item.paper)})
-        rows.append({"label": row.label, "preset": row.preset, "overrides": list(row.overrides), "runs": runs, "measures": measures})
+            measures.append(
+                {"label": item.label, "set": item.set, "ours": ours, "paper": paper, **against(ours, item.paper)}
+            )
+        rows.append({
+            "label": row.label, "preset": row.preset, "overrides": list(row.overrides), "runs": runs,
+            "measures": measures,
+        })
     report = {
         "name": name,
         "title": reproduction.title,
@@ -138,7 +151,10 @@ def reproduce(
         "budget": budget,
         "budget_overrides": list(reproduction.budgets[budget].overrides),
         "seeds": seeds,
-        "command": f"fastadapt reproduce {name} --budget {budget}" + (f" --seeds {seeds}" if seeds != reproduction.budgets[budget].seeds else ""),
+        "command": (
+            f"fastadapt reproduce {name} --budget {budget}"
+            + (f" --seeds {seeds}" if seeds != reproduction.budgets[budget].seeds else "")
+        ),
         "rows": rows,
         "date": date.today().isoformat(),
         "machine": machine(),

@@ -50,7 +50,9 @@ class Episodes:
     def task(self, i: int) -> Episodes:
         """The episodes of task ``i``."""
         cols = self.columns(i)
-        return Episodes(self.obs[:, cols], self.actions[:, cols], self.rewards[:, cols], self.mask[:, cols], self.per_task)
+        return Episodes(
+            self.obs[:, cols], self.actions[:, cols], self.rewards[:, cols], self.mask[:, cols], self.per_task
+        )
 
     def returns(self) -> Tensor:
         """Undiscounted return of each task, averaged over its episodes: ``[n_tasks]``."""
@@ -59,7 +61,8 @@ class Episodes:
 
 
 def collect(
-    envs: VectorTasks, policy: Callable[[Tensor], Tensor], horizon: int, per_task: int, seed: int, generator: torch.Generator | None = None
+    envs: VectorTasks, policy: Callable[[Tensor], Tensor], horizon: int, per_task: int, seed: int,
+    generator: torch.Generator | None = None,
 ) -> Episodes:
     """Run ``policy`` (observations -> outputs) for ``horizon`` steps in every episode of ``envs``.
 
@@ -131,7 +134,8 @@ def advantages(episodes: Episodes, gamma: float = 0.99, gae_lambda: float = 1.0,
     for i in range(episodes.n_tasks):
         part = episodes.task(i)
         values = linear_baseline(part, gamma)
-        next_values = torch.cat([values[1:], torch.zeros_like(values[:1])]) * torch.cat([part.mask[1:], torch.zeros_like(part.mask[:1])])
+        next_mask = torch.cat([part.mask[1:], torch.zeros_like(part.mask[:1])])
+        next_values = torch.cat([values[1:], torch.zeros_like(values[:1])]) * next_mask
         deltas = (part.rewards + gamma * next_values - values) * part.mask
         gae = torch.zeros_like(deltas)
         running = torch.zeros_like(deltas[0])

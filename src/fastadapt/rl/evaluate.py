@@ -6,10 +6,13 @@ from __future__ import annotations
 import torch
 
 from fastadapt.evaluate import EvalResult, mean_ci95
-from fastadapt.rl.mamlrl import MAMLRL, RLTasks
+from fastadapt.rl.learner import RLMetaLearner
+from fastadapt.rl.tasks import RLTasks
 
 
-def adaptation_curve(learner: MAMLRL, tasks: RLTasks, episodes: int, steps: int = 3, seed: int | None = None, batch_size: int = 32) -> list[EvalResult]:
+def adaptation_curve(
+    learner: RLMetaLearner, tasks: RLTasks, episodes: int, steps: int = 3, seed: int | None = None, batch_size: int = 32
+) -> list[EvalResult]:
     """One ``EvalResult`` (metric ``return``) per number of adaptation steps ``0..steps``, over
     ``episodes`` fixed tasks of ``tasks`` (replayed from ``seed``), in batches of ``batch_size`` as
     ``meta_test`` draws them (so its figure equals this curve's last point); the rollout noise of a
@@ -28,5 +31,5 @@ def paired_gain(before: EvalResult, after: EvalResult) -> tuple[float, float]:
     than comparing the two intervals, since tasks differ far more than adaptation changes them."""
     if len(before.values) != len(after.values):
         raise ValueError("a paired gain needs the same tasks on both sides")
-    mean, ci, _ = mean_ci95([a - b for a, b in zip(after.values, before.values)])
+    mean, ci, _ = mean_ci95([a - b for a, b in zip(after.values, before.values, strict=True)])
     return mean, ci

@@ -159,7 +159,8 @@ class AntDir(MujocoFamily):
         return (2 * torch.randint(0, 2, (n, 1), generator=generator) - 1).to(torch.float64)
 
     def reward(self, task: np.ndarray, info: dict[str, Any], action: np.ndarray, base_reward: float) -> float:
-        return float(task[0]) * info["x_velocity"] + info["reward_ctrl"] + info["reward_contact"] + info["reward_survive"]
+        velocity = float(task[0]) * info["x_velocity"]
+        return velocity + info["reward_ctrl"] + info["reward_contact"] + info["reward_survive"]
 
     def describe(self, task: Tensor) -> str:
         return "forward" if float(task[0]) > 0 else "backward"
@@ -195,7 +196,9 @@ class ReacherGoal(MujocoFamily):
         return f"goal ({task[0]:+.2f}, {task[1]:+.2f})"
 
 
-FAMILIES: dict[str, type[TaskFamily]] = {f.name: f for f in (Navigation2D, HalfCheetahVel, HalfCheetahDir, AntDir, ReacherGoal)}
+FAMILIES: dict[str, type[TaskFamily]] = {
+    f.name: f for f in (Navigation2D, HalfCheetahVel, HalfCheetahDir, AntDir, ReacherGoal)
+}
 
 
 def family(name: str) -> TaskFamily:

@@ -5,8 +5,9 @@ needs of them only what ``TaskRewards`` lists, so it does not import them back."
 
 from __future__ import annotations
 
+import functools
 import warnings
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 import torch
@@ -19,7 +20,9 @@ try:
     import gymnasium as gym
     import mujoco
 except ImportError:  # pragma: no cover - the message is the point
-    raise ConfigError("the MuJoCo task families need gymnasium and MuJoCo: pip install 'fastadapt[rl]' (gymnasium[mujoco])") from None
+    raise ConfigError(
+        "the MuJoCo task families need gymnasium and MuJoCo: pip install 'fastadapt[rl]' (gymnasium[mujoco])"
+    ) from None
 
 
 def _mujoco_warning(message: str) -> None:
@@ -86,10 +89,12 @@ class MujocoVector(VectorTasks):
 
     def __init__(self, family: TaskRewards, tasks: np.ndarray, horizon: int) -> None:
         self.vector = gym.vector.SyncVectorEnv(
-            [lambda t=t: make_task_env(family, t, horizon) for t in tasks], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP
+            [functools.partial(make_task_env, family, t, horizon) for t in tasks],
+            autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
         )
-        self.low = torch.as_tensor(self.vector.single_action_space.low, dtype=torch.float64)
-        self.high = torch.as_tensor(self.vector.single_action_space.high, dtype=torch.float64)
+        space = cast(gym.spaces.Box, self.vector.single_action_space)  # the MuJoCo tasks act continuously
+        self.low = torch.as_tensor(space.low, dtype=torch.float64)
+        self.high = torch.as_tensor(space.high, dtype=torch.float64)
 
     def reset(self, seed: int) -> Tensor:
         obs, _ = self.vector.reset(seed=seed)

@@ -16,12 +16,17 @@ from fastadapt.nn.backbones import MLP
 
 
 class GaussianPolicy(nn.Module):
-    """A diagonal Gaussian over actions: mean from a tanh MLP (2 x 100 in the paper), a learned
-    state-independent log standard deviation (initialised at ``log_std``)."""
+    """A diagonal Gaussian over actions: mean from an MLP of ``hidden`` widths and ``activation`` (``"tanh"``, or
+    ``"relu"`` as in the MAML paper's 2 x 100 policy), a learned state-independent log standard deviation
+    (initialised at ``log_std``). A checkpoint holds no activation (it has no parameters): the run's config names
+    it, and configs without one mean tanh, as every earlier run used."""
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (100, 100), log_std: float = 0.0) -> None:
+    def __init__(
+        self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (100, 100), log_std: float = 0.0,
+        activation: str = "tanh",
+    ) -> None:
         super().__init__()
-        self.mean = MLP(obs_dim, act_dim, hidden=list(hidden), activation="tanh")
+        self.mean = MLP(obs_dim, act_dim, hidden=list(hidden), activation=activation)
         self.log_std = nn.Parameter(torch.full((act_dim,), float(log_std)))
         self.act_dim = act_dim
 

@@ -17,9 +17,11 @@ from fastadapt.rl.families import MujocoFamily, Navigation2D
 from fastadapt.rl.mamlrl import MAMLRL
 
 
-def _episode_frames(learner: MAMLRL, params: Params, task: np.ndarray, every: int) -> tuple[list[np.ndarray], float]:
-    """Frames and return of one episode acting with the policy's mean action."""
-    env = learner.family.make(task, learner.horizon, render=True)  # type: ignore[attr-defined]
+def _episode_frames(
+    learner: MAMLRL, family: MujocoFamily, params: Params, task: np.ndarray, every: int
+) -> tuple[list[np.ndarray], float]:
+    """Frames and return of one episode of ``family``'s ``task`` acting with the policy's mean action."""
+    env = family.make(task, learner.horizon, render=True)
     try:
         obs, _ = env.reset(seed=0)
         frames, total = [env.render()], 0.0
@@ -49,16 +51,17 @@ def render(learner: MAMLRL, task: torch.Tensor, path: str | os.PathLike[str], st
     """Adapt ``learner`` to ``task`` by ``steps`` policy-gradient steps (on sampled trajectories) and
     write the policy before and after: a GIF for MuJoCo families, a PNG plot for 2D navigation."""
     path = Path(path)
-    adapted, _ = learner.adapt_tasks(task[None].to(torch.float64), steps, torch.Generator().manual_seed(0))
+    adapted, _ = learner.adapt(task[None].to(torch.float64), steps, torch.Generator().manual_seed(0))
     before, after = learner.params(), adapted[0]
-    words = learner.family.describe(task)
-    if isinstance(learner.family, Navigation2D):
+    family = learner.family
+    words = family.describe(task)
+    if isinstance(family, Navigation2D):
         return _plot_paths(learner, task, before, after, steps, path, words)
-    if not isinstance(learner.family, MujocoFamily):
-        raise ConfigError(f"rendering is not available for the {learner.family.name} family")
+    if not isinstance(family, MujocoFamily):
+        raise ConfigError(f"rendering is not available for the {family.name} family")
     os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering
-    frames_before, return_before = _episode_frames(learner, before, task.numpy(), every)
-    frames_after, return_after = _episode_frames(learner, after, task.numpy(), every)
+    frames_before, return_before = _episode_frames(learner, family, before, task.numpy(), every)
+    frames_after, return_after = _episode_frames(learner, family, after, task.numpy(), every)
     count = max(len(frames_before), len(frames_after))
     pictures = []
     for i in range(count):
@@ -68,19 +71,22 @@ def render(learner: MAMLRL, task: torch.Tensor, path: str | os.PathLike[str], st
         joined.paste(left, (0, 16))
         joined.paste(right, (left.width, 16))
         ImageDraw.Draw(joined).text((4, 2), words, fill=(255, 255, 255))
-        pictures.append(joined.convert("P", palette=Image.ADAPTIVE, colors=48))
+        pictures.append(joined.convert("P", palette=Image.Palette.ADAPTIVE, colors=48))
     path.parent.mkdir(parents=True, exist_ok=True)
     pictures[0].save(path, save_all=True, append_images=pictures[1:], duration=60, loop=0, optimize=True)
     return path
 
 
-def _plot_paths(learner: MAMLRL, task: torch.Tensor, before: Params, after: Params, steps: int, path: Path, words: str) -> Path:
+def _plot_paths(
+    learner: MAMLRL, task: torch.Tensor, before: Params, after: Params, steps: int, path: Path, words: str
+) -> Path:
     """A PNG of five 2D-navigation paths before and after adaptation, the goal starred (a ``Figure``, no pyplot)."""
     figure = Figure(figsize=(4, 4), dpi=100)
     axis = figure.subplots()
     generator = torch.Generator().manual_seed(1)
-    for params, colour, label in ((before, "tab:gray", "before adaptation"), (after, "tab:blue", f"after {steps} step(s)")):
-        episodes = learner.rollouts(task[None].to(torch.float64), [params], generator)
+    lines = ((before, "tab:gray", "before adaptation"), (after, "tab:blue", f"after {steps} step(s)"))
+    for params, colour, label in lines:
+        episodes = learner.collect(task[None].to(torch.float64), [params], generator)
         for b in range(min(5, episodes.obs.shape[1])):
             valid = episodes.mask[:, b] > 0
             xy = episodes.obs[valid, b].numpy()

@@ -4,5 +4,6 @@
 ``clock`` (training time and its budget), ``checkpoints`` (``last.pt`` and ``best.pt``), ``validation``
 (validation records and the best state), ``metrics`` (train records), ``progress`` (the progress bar),
 ``signals`` (stopping on SIGINT/SIGTERM), ``averaging`` (the gradients' mean over processes),
-``divergence`` (non-finite losses and gradients) and ``loop`` (the loop that calls them).
+``divergence`` (non-finite losses and gradients), ``update`` (the one meta-update and its validation, by the kind
+of learner: supervised, or meta-RL's own outer step) and ``loop`` (the loop that calls them).
 """

@@ -2,31 +2,40 @@
 
 Both hold the same keys (besides those ``fastadapt.checkpoint.save_checkpoint`` adds): ``algorithm``,
 ``config``, ``metadata``, ``model``, ``optimizer``, ``scheduler``, ``sampler``, ``rng``, ``step``,
-``elapsed_s`` and ``best``.
+``elapsed_s`` and ``best``. Learners that make their own outer update (meta-RL) have no optimizer or schedule: their
+checkpoints hold ``None`` there, and the SGD state that earlier versions wrote for them is ignored.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
 from fastadapt.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from fastadapt.tasks import TaskDistribution
 from fastadapt.training.folder import RunFolder
+
+
+class Sampler(Protocol):
+    """A task source whose position in its stream a checkpoint keeps (a ``TaskDistribution``, ``RLTasks``)."""
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 @dataclass
 class TrainingState:
     """The objects a checkpoint saves and restores (with the global random states): the model of
-    ``algorithm``, its optimizer and learning-rate schedule, and the task sampler."""
+    ``algorithm`` (any module: a ``MetaLearner`` or an ``RLMetaLearner``), its optimizer and learning-rate schedule
+    (``None`` for learners that apply their own outer update), and the task sampler."""
 
     algorithm: str
     model: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-    sampler: TaskDistribution
+    optimizer: torch.optim.Optimizer | None
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None
+    sampler: Sampler
 
 
 @dataclass(frozen=True)
@@ -59,8 +68,8 @@ class Checkpoints:
             config=self.config,
             metadata=self.metadata,
             model=state.model.state_dict(),
-            optimizer=state.optimizer.state_dict(),
-            scheduler=state.scheduler.state_dict(),
+            optimizer=state.optimizer.state_dict() if state.optimizer is not None else None,
+            scheduler=state.scheduler.state_dict() if state.scheduler is not None else None,
             sampler=state.sampler.state_dict(),
             rng=rng_state(),
             step=standing.step,
@@ -69,15 +78,19 @@ class Checkpoints:
         )
 
     def restore(self) -> Standing:
-        """Load ``last.pt`` into the state and say where the run stood; without one, the run starts over."""
+        """Load ``last.pt`` into the state and say where the run stood; without one, the run starts over. A state
+        without an optimizer (and schedule) ignores those the checkpoint holds."""
         path = self.folder.file("last.pt")
         if path is None or not path.is_file():
             return Standing()
         saved = load_checkpoint(path, expect=self.state.algorithm)
-        self.state.model.load_state_dict(saved["model"])
-        self.state.optimizer.load_state_dict(saved["optimizer"])
-        self.state.scheduler.load_state_dict(saved["scheduler"])
-        self.state.sampler.load_state_dict(saved["sampler"])
+        state = self.state
+        state.model.load_state_dict(saved["model"])
+        if state.optimizer is not None:
+            state.optimizer.load_state_dict(saved["optimizer"])
+        if state.scheduler is not None:
+            state.scheduler.load_state_dict(saved["scheduler"])
+        state.sampler.load_state_dict(saved["sampler"])
         set_rng_state(saved["rng"])
         return Standing(saved["step"], saved["elapsed_s"], saved["best"])
 

@@ -19,13 +19,20 @@ class DivergencePolicy:
         self.skipped = 0
 
     def admit(self, loss: float, model: torch.nn.Module, step: int, last: Path | None) -> bool:
-        """Whether the gradients of meta-update ``step`` may be applied; ``last`` is the checkpoint to point to."""
-        bad = nonfinite_gradients(model)
+        """Whether the gradients of meta-update ``step`` may be applied; ``last`` is the checkpoint to point to.
+        A skipped batch's gradients are dropped."""
+        if self.passes(loss, nonfinite_gradients(model), step, last):
+            return True
+        model.zero_grad(set_to_none=True)
+        return False
+
+    def passes(self, loss: float, bad: list[str], step: int, last: Path | None) -> bool:
+        """Whether meta-update ``step``, of meta-loss ``loss`` and with non-finite gradients in the tensors ``bad``,
+        is sound; if not, stop the run or count it as skipped (its caller undoes it)."""
         if math.isfinite(loss) and not bad:
             return True
         if not self.skip:
             raise divergence_error(loss, bad, step, last)
-        model.zero_grad(set_to_none=True)
         self.skipped += 1
         return False
 

@@ -1,4 +1,5 @@
-"""The meta-training loop: sample, meta_backward, average, check, step, schedule; then log, validate, checkpoint."""
+"""The meta-training loop: one meta-update (``fastadapt.training.update``) after another; then log, validate and
+checkpoint when their intervals come."""
 
 from __future__ import annotations
 
@@ -6,13 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from fastadapt.algorithms.base import MetaLearner
 from fastadapt.distributed import World
-from fastadapt.evaluate import meta_test
-from fastadapt.tasks import TaskDistribution
-from fastadapt.training.averaging import average_over_processes
 from fastadapt.training.checkpoints import Checkpoints, Standing, TrainingState
 from fastadapt.training.clock import Clock
 from fastadapt.training.divergence import DivergencePolicy
@@ -20,6 +15,7 @@ from fastadapt.training.metrics import MetricWindow, train_record
 from fastadapt.training.progress import ProgressBar
 from fastadapt.training.settings import TrainConfig
 from fastadapt.training.signals import StopRequest, TrainingInterrupted
+from fastadapt.training.update import Update
 from fastadapt.training.validation import Best, validation_record
 
 
@@ -36,23 +32,23 @@ class TrainResult:
 
 
 class Trainer:
-    """One meta-training run of ``learner`` (whose optimizer, schedule and sampler ``state`` holds), from where
-    the run stands to ``settings.steps`` meta-updates; rank 0 of the ``world`` validates, logs and checkpoints."""
+    """One meta-training run of the learner that ``state`` holds (with its sampler and any optimizer and schedule),
+    made of ``update``s, from where the run stands to ``settings.steps`` meta-updates; rank 0 of the ``world``
+    validates, logs and checkpoints."""
 
     def __init__(
-        self, learner: MetaLearner, state: TrainingState, settings: TrainConfig, checkpoints: Checkpoints,
-        standing: Standing, val_tasks: TaskDistribution | None, world: World,
+        self, update: Update, state: TrainingState, settings: TrainConfig, checkpoints: Checkpoints,
+        standing: Standing, world: World,
     ) -> None:
-        self.learner, self.state, self.settings = learner, state, settings
-        self.checkpoints, self.folder = checkpoints, checkpoints.folder
-        self.val_tasks, self.world = val_tasks, world
-        self.device = next(learner.parameters()).device
+        self.update, self.learner, self.settings = update, state.model, settings
+        self.checkpoints, self.folder, self.world = checkpoints, checkpoints.folder, world
+        self.device = next(state.model.parameters()).device
         self.step = standing.step
         self.best = Best(standing.best, checkpoints.best_model() if standing.best is not None else None)
         self.window = MetricWindow()
         self.divergence = DivergencePolicy(skip=settings.skip_nonfinite)
         self.stop = StopRequest()
-        self.bar = ProgressBar(learner.name, settings.steps, standing.step, settings.progress and world.is_main)
+        self.bar = ProgressBar(state.algorithm, settings.steps, standing.step, settings.progress and world.is_main)
         self.clock = Clock(standing.elapsed_s, settings.budget_s)
 
     def run(self) -> TrainResult:
@@ -72,28 +68,18 @@ class Trainer:
         )
 
     def _train(self) -> None:
-        final = self.step >= self.settings.steps or self._out_of_time()  # a resumed run may have nothing left to do
+        final = self.step >= self.settings.steps or self._out_of_time() or self._patience_spent()  # resumed: done?
         while not final:
-            self._update()
+            metrics = self.update(self.step, self.divergence, self.folder.file("last.pt"))
+            if metrics is not None:
+                self.window.add(metrics)
             self.step += 1
             final = self.step == self.settings.steps or self._out_of_time()
             self._record(final)
+            if not final and self._patience_spent():
+                break
             if not final:
                 self._honour_stop()
-
-    def _update(self) -> None:
-        """One meta-update: sample a meta-batch, meta_backward, average over the processes, check, step, schedule."""
-        self.learner.set_step(self.step)
-        batch = self.world.shard(self.state.sampler.sample(self.settings.meta_batch)).to(self.device)
-        self.state.optimizer.zero_grad(set_to_none=True)
-        loss, metrics = self.learner.meta_backward(batch)
-        loss, metrics = average_over_processes(self.learner, loss, metrics, self.world)
-        if self.divergence.admit(loss, self.learner, self.step + 1, self.folder.file("last.pt")):
-            if self.settings.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(self.learner.parameters(), self.settings.grad_clip)
-            self.window.add(metrics)
-        self.state.optimizer.step()  # a skipped batch left no gradients: this step changes nothing
-        self.state.scheduler.step()
 
     def _record(self, final: bool) -> None:
         """Log, validate and checkpoint when their intervals come, and all three at the end."""
@@ -110,16 +96,15 @@ class Trainer:
     def _log(self) -> None:
         """A train record: the means of the metrics since the last one, the learning rate and the training time."""
         means = self.window.close()
-        lr = self.state.scheduler.get_last_lr()[0]
-        self.folder.log(train_record(self.step, means, lr, self.clock.lap(), self.divergence.skipped))
+        self.folder.log(train_record(self.step, means, self.update.lr(), self.clock.lap(), self.divergence.skipped))
         self.bar.show(means)
 
     def _validate(self) -> None:
         """Meta-test on the validation tasks (not counted as training time); a new best writes ``best.pt``."""
         with self.clock.paused():
-            if self.val_tasks is None or not self.world.is_main:
+            result = self.update.validate(self.settings.val_episodes) if self.world.is_main else None
+            if result is None:
                 return
-            result = meta_test(self.learner, self.val_tasks, episodes=self.settings.val_episodes)
             self.folder.log(validation_record(result, self.step))
             if self.best.consider(result, self.step, self.learner):
                 self._save("best.pt")
@@ -141,6 +126,14 @@ class Trainer:
             saved = self.folder.file("last.pt")
             self.bar.write(f"stopped by signal after step {self.step}, state saved to {saved}{where}")
         raise TrainingInterrupted(f"stopped after step {self.step}")
+
+    def _patience_spent(self) -> bool:
+        """Whether ``patience`` meta-updates have passed since the best validation (checked where validation ran)."""
+        patience, best = self.settings.patience, self.best.step
+        if patience is None or self.step % self.settings.val_every:
+            return False
+        spent = best is not None and self.step - best >= patience  # rank 0 validates: it decides for all
+        return self.world.any(spent, self.device)
 
     def _out_of_time(self) -> bool:
         """Whether the time budget is spent, on any process (so that all stop at the same step)."""

@@ -22,7 +22,13 @@ class MetricWindow:
         return self.means
 
 
-def train_record(step: int, means: dict[str, float], lr: float, elapsed_s: float, skipped: int) -> dict[str, Any]:
-    """The record of the meta-updates up to ``step``; ``skipped`` (non-finite batches) appears once there are any."""
-    record: dict[str, Any] = {"step": step, "kind": "train", **means, "lr": lr, "elapsed_s": elapsed_s}
+def train_record(
+    step: int, means: dict[str, float], lr: float | None, elapsed_s: float, skipped: int
+) -> dict[str, Any]:
+    """The record of the meta-updates up to ``step``; ``lr`` appears unless the learner has none (meta-RL's own
+    outer update) and ``skipped`` (non-finite batches) once there are any."""
+    record: dict[str, Any] = {"step": step, "kind": "train", **means}
+    if lr is not None:
+        record["lr"] = lr
+    record["elapsed_s"] = elapsed_s
     return {**record, "skipped": skipped} if skipped else record

@@ -21,7 +21,8 @@ class TrainConfig:
     updates (default ``val_every``) and a train record every ``log_every``. ``skip_nonfinite`` skips a
     meta-batch with a non-finite loss or gradient instead of stopping; ``restore_best`` ends with the best
     validation state; ``max_minutes`` ends training once that much training time is spent; ``progress``
-    shows a progress bar and ``tensorboard`` also logs TensorBoard event files.
+    shows a progress bar and ``tensorboard`` also logs TensorBoard event files. ``patience`` stops early once that
+    many meta-updates have passed since the best validation (Snell et al.'s early stopping).
     """
 
     steps: int
@@ -40,12 +41,15 @@ class TrainConfig:
     progress: bool = True
     max_minutes: float | None = None
     tensorboard: bool = False
+    patience: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("steps", "meta_batch", "val_every", "val_episodes", "log_every"):
             _check_integer(name, getattr(self, name), minimum=1)
         if self.checkpoint_every is not None:
             _check_integer("checkpoint_every", self.checkpoint_every, minimum=1)
+        if self.patience is not None:
+            _check_integer("patience", self.patience, minimum=1)
         _check_integer("lr_decay_every", self.lr_decay_every, minimum=0)
         _check_number("lr", self.lr, minimum=0.0)
         _check_number("lr_decay", self.lr_decay, minimum=0.0)
