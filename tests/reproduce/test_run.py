@@ -30,8 +30,11 @@ def _glyphs_family() -> registry.Reproduction:
     row = {"measures": [{"label": "5-way 1-shot", "paper": {"value": 0.99, "ci95": 0.01}}]}
     return parse("glyphs-family", {
         "title": "metric family on glyphs", "source": "none", "metric": "accuracy", "figures": ["embedding", "steps"],
-        "rows": [{"label": "ProtoNet", "preset": "protonet-glyphs-5w1s", "overrides": ["model.hidden=8"], **row},
-                 {"label": "MAML", "preset": "maml-glyphs-5w1s", "overrides": ["model.hidden=8", "train.meta_batch=2"], **row}],
+        "rows": [
+            {"label": "ProtoNet", "preset": "protonet-glyphs-5w1s", "overrides": ["model.hidden=8"], **row},
+            {"label": "MAML", "preset": "maml-glyphs-5w1s", "overrides": ["model.hidden=8", "train.meta_batch=2"],
+             **row},
+        ],
         "budgets": {"quick": {"overrides": TINY, "seeds": 1}},
     })
 
@@ -40,48 +43,53 @@ def test_sinusoid_report_holds_every_seed_and_the_figures(tmp_path: Path) -> Non
     report = reproduce(_sinusoid(), "quick", tmp_path, progress=False, echo=lambda line: None)
     folder = tmp_path / "maml-sinusoid-quick"
     assert json.loads((folder / "reproduce.json").read_text()) == json.loads(json.dumps(report))
-    assert [row["label"] for row in report["rows"]] == ["MAML, meta-trained with K=5", "MAML, meta-trained with K=10", "pretrained on all tasks"]
-    pretrained = report["rows"][2]
-    assert [m["label"] for m in pretrained["measures"]] == ["5-shot, 1 step", "5-shot, 10 steps", "10-shot, 1 step", "10-shot, 10 steps"]
+    assert [row["label"] for row in report["rows"]] == ["MAML (meta-trained with K=10)", "pretrained on all tasks"]
+    pretrained = report["rows"][1]
+    labels = ["5-shot, 1 step", "5-shot, 5 steps", "5-shot, 10 steps", "10-shot, 1 step", "10-shot, 10 steps"]
+    assert [m["label"] for m in pretrained["measures"]] == labels
     for row in report["rows"]:
         assert [r["seed"] for r in row["runs"]] == [0, 1] and all(r["train_steps"] == 12 for r in row["runs"])
         for m in row["measures"]:
             values = [s["value"] for s in m["ours"]["per_seed"]]
             assert m["ours"]["value"] == pytest.approx(sum(values) / 2) and m["ours"]["interval"] == "t over 2 seeds"
-            assert m["paper"] is None and m["gap"] is None
+            assert (m["paper"] is None) == m["label"].startswith("10-shot")  # Table 2 is 5-shot
     # a measure is the run tested with its settings changed: here 5 shots and 10 steps, recomputed independently
     seed1 = Path(pretrained["runs"][1]["run"])
     direct = evaluate_run(seed1, episodes=16, inner_steps=10)  # 10 shots: the run's own task
-    assert pretrained["measures"][3]["ours"]["per_seed"][1]["value"] == pytest.approx(direct.mean)
-    assert pretrained["measures"][0]["ours"]["per_seed"][0]["value"] != pretrained["measures"][2]["ours"]["per_seed"][0]["value"]
+    assert pretrained["measures"][4]["ours"]["per_seed"][1]["value"] == pytest.approx(direct.mean)
+    measures = pretrained["measures"]
+    assert measures[0]["ours"]["per_seed"][0]["value"] != measures[3]["ours"]["per_seed"][0]["value"]
     assert {Path(f).name for f in report["figures"]["files"]} == {"curves.png", "steps.png", "sinusoid.png"}
     panels = report["figures"]["sinusoid"]["panels"]
     assert [p["shots"] for p in panels] == [5, 10, 5, 10]
     steps = report["figures"]["steps"]
     assert [p["steps"] for p in steps[0]["points"]] == [0, 1, 2, 3, 5, 10]
     # the figure's point at 10 steps is the table's number for seed 0 (same episodes, same model)
-    assert steps[3]["points"][-1]["value"] == pytest.approx(pretrained["measures"][3]["ours"]["per_seed"][0]["value"])
+    assert steps[3]["points"][-1]["value"] == pytest.approx(pretrained["measures"][4]["ours"]["per_seed"][0]["value"])
 
 
 def test_a_second_call_reuses_finished_runs_and_resumes_a_broken_one(tmp_path: Path) -> None:
     first = reproduce(_sinusoid(seeds=1), "quick", tmp_path, progress=False, echo=lambda line: None)
     folder = tmp_path / "maml-sinusoid-quick"
-    kept = folder / "maml-meta-trained-with-k-5-seed0" / "result.json"
+    kept = folder / "maml-meta-trained-with-k-10-seed0" / "result.json"
     stamp = kept.stat().st_mtime_ns
     (folder / "pretrained-on-all-tasks-seed0" / "result.json").unlink()  # as if killed during its final test
     second = reproduce(_sinusoid(seeds=1), "quick", tmp_path, progress=False, echo=lambda line: None)
     assert kept.stat().st_mtime_ns == stamp
     assert (folder / "pretrained-on-all-tasks-seed0" / "result.json").is_file()
-    for a, b in zip(first["rows"], second["rows"]):
+    for a, b in zip(first["rows"], second["rows"], strict=True):
         assert [m["ours"]["value"] for m in a["measures"]] == pytest.approx([m["ours"]["value"] for m in b["measures"]])
     with pytest.raises(ConfigError, match="maml-sinusoid has no full budget; it has quick"):
-        reproduce(parse("maml-sinusoid", {**yaml.safe_load((Path(registry.__file__).parent / "papers.yaml").read_text())["maml-sinusoid"],
-                                          "budgets": {"quick": {"seeds": 1}}}), "full", tmp_path)
+        papers = yaml.safe_load((Path(registry.__file__).parent / "papers.yaml").read_text())
+        sinusoid = parse("maml-sinusoid", {**papers["maml-sinusoid"], "budgets": {"quick": {"seeds": 1}}})
+        reproduce(sinusoid, "full", tmp_path)
     with pytest.raises(ConfigError, match="holds a run with another config"):
         reproduce(_sinusoid(seeds=1, steps=13), "quick", tmp_path, progress=False, echo=lambda line: None)
 
 
-def test_metric_rows_get_an_embedding_figure_and_gradient_rows_a_steps_figure(glyphs_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_metric_rows_get_an_embedding_figure_and_gradient_rows_a_steps_figure(
+    glyphs_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("FASTADAPT_DATA", str(glyphs_root))
     report = reproduce(_glyphs_family(), "quick", tmp_path, progress=False, echo=lambda line: None)
     assert [e["label"] for e in report["figures"]["embedding"]] == ["ProtoNet"]  # MAML has no encoder to project
@@ -95,11 +103,14 @@ def test_metric_rows_get_an_embedding_figure_and_gradient_rows_a_steps_figure(gl
     assert (tmp_path / "glyphs-family-quick" / "embedding.png").stat().st_size > 10_000
 
 
-def test_the_command_prints_the_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_command_prints_the_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setattr(registry, "reproductions", lambda: {"maml-sinusoid": _sinusoid(seeds=1)})
     assert main(["reproduce", "maml-sinusoid", "--out", str(tmp_path), "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "ours (95% CI)" in out and "paper (95% CI)" in out and re.search(r"pretrained on all tasks +10-shot, 10 steps +\d", out)
+    assert "ours (95% CI)" in out and "paper (95% CI)" in out
+    assert re.search(r"pretrained on all tasks +10-shot, 10 steps +\d", out)
     assert "reproduce.json" in out
     assert main(["reproduce", "nope", "--out", str(tmp_path)]) == 2
     assert "no reproduction named 'nope'" in capsys.readouterr().err
@@ -115,6 +126,6 @@ def test_rl_measures_read_the_runs_adaptation_curve(tmp_path: Path) -> None:
     report = reproduce(parse("maml-rl-nav2d", entry), "quick", tmp_path, progress=False, echo=lambda line: None)
     for row in report["rows"]:
         curve = json.loads((Path(row["runs"][0]["run"]) / "result.json").read_text())["adaptation"]
-        assert [m["label"] for m in row["measures"]] == ["0 steps", "1 step", "3 steps"]
-        assert [m["ours"]["value"] for m in row["measures"]] == [curve[k]["return"] for k in (0, 1, 3)]
+        assert [m["label"] for m in row["measures"]] == ["0 steps", "1 step", "2 steps", "3 steps"]
+        assert [m["ours"]["value"] for m in row["measures"]] == [curve[k]["return"] for k in (0, 1, 2, 3)]
     assert {Path(f).name for f in report["figures"]["files"]} == {"curves.png", "adaptation.png"}

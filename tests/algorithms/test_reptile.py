@@ -1,0 +1,186 @@
+"""Reptile as its paper and official code run it: Adam with beta1 = 0 on mini-batches of the support set, fresh for
+each task, and the non-transductive evaluation on the support set plus one query."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from helpers import random_dataset, to_double
+from torch import nn
+
+import fastadapt as fa
+from fastadapt.algorithms.reptile import minibatch_order, task_key
+from fastadapt.config import build_config, build_learner
+from fastadapt.errors import ConfigError
+
+
+def _batch(tasks: int = 3) -> fa.TaskBatch:
+    """Tasks of 4 ways, 12 support examples (3 shots) and 8 queries."""
+    return to_double(fa.FewShotTasks(random_dataset(size=16), ways=4, shots=3, queries=2, seed=1).sample(tasks))
+
+
+def _conv4() -> nn.Module:
+    torch.manual_seed(0)
+    return fa.nn.Conv4(1, 4, hidden=6, image_size=16).double()
+
+
+def _bn_model() -> nn.Module:
+    """A model with a standard batch-norm layer and no bias before it (whose gradient is rounding noise, which Adam
+    would amplify to differences of 1e-9 between two exact implementations)."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 3, 3, stride=2, bias=False), nn.BatchNorm2d(3), nn.ReLU(), nn.Flatten(),
+                         nn.Linear(3 * 7 * 7, 4)).double()
+
+
+def _torch_adam(model: nn.Module, task: fa.Task, order: torch.Tensor, lr: float) -> nn.Module:
+    """The reference: ``torch.optim.Adam(betas=(0, 0.999))`` stepping a copy of the model on each mini-batch."""
+    model = copy.deepcopy(model).train()  # batch statistics, as fastadapt's policy
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.0, 0.999), eps=1e-8)
+    for batch in order:
+        optimizer.zero_grad()
+        F.cross_entropy(model(task.support_x[batch]), task.support_y[batch]).backward()
+        optimizer.step()
+    return model
+
+
+@pytest.mark.parametrize("inner_batch", [None, 5])
+def test_the_adam_inner_loop_is_torch_adam_with_beta1_zero_fresh_for_each_task(inner_batch: int | None) -> None:
+    model = _bn_model()
+    learner = fa.Reptile(model, inner_lr=0.01, inner_steps=4, inner_optimizer="adam", inner_batch=inner_batch)
+    for task in _batch(tasks=2):  # the second task starts from a fresh Adam state, as the first
+        size = len(task.support_y)
+        order = torch.arange(size).expand(4, size) if inner_batch is None else minibatch_order(
+            task_key(task.support_x), size, inner_batch, 4)
+        expected = _torch_adam(model, task, order, lr=0.01).parameters()
+        with torch.no_grad():
+            adapted = learner._adapted(task.support_x, task.support_y, 4)[-1]
+        for ours, theirs in zip(adapted.values(), expected, strict=True):
+            torch.testing.assert_close(ours, theirs, rtol=1e-10, atol=1e-12)
+
+
+def test_minibatches_are_passes_over_fresh_shuffles_of_the_support_set() -> None:
+    key = task_key(torch.randn(12, 3))
+    order = minibatch_order(key, size=12, batch=5, steps=7)  # 35 examples: three passes, batches spanning them
+    assert order.shape == (7, 5)
+    passes = order.flatten()[:24].view(2, 12)
+    assert all(sorted(p.tolist()) == list(range(12)) for p in passes)
+    assert not torch.equal(passes[0], passes[1])  # each pass is shuffled afresh
+    assert len(set(order.flatten()[24:].tolist())) == 11  # the third pass, cut where the steps end
+    assert torch.equal(order, minibatch_order(key.clone(), size=12, batch=5, steps=7))  # the same task, the same order
+    assert not torch.equal(order, minibatch_order(task_key(torch.randn(12, 3)), size=12, batch=5, steps=7))
+    assert not torch.equal(passes[0], torch.arange(12))
+
+
+def test_the_keys_and_orders_of_a_loop_and_of_vmap_agree() -> None:
+    support = _batch(tasks=4).support_x
+    keys = torch.stack([task_key(x) for x in support])
+    assert torch.equal(torch.func.vmap(task_key)(support), keys) and len(set(keys.tolist())) == 4
+    orders = torch.func.vmap(lambda x: minibatch_order(task_key(x), 12, 5, 6))(support)
+    assert torch.equal(orders, torch.stack([minibatch_order(k, 12, 5, 6) for k in keys]))
+
+
+def test_by_default_the_inner_loop_is_unchanged_full_batch_sgd() -> None:
+    task = _batch()[0]
+    reptile = fa.Reptile(_conv4(), inner_lr=0.1, inner_steps=3)
+    fomaml = fa.MAML(_conv4(), inner_lr=0.1, inner_steps=3, first_order=True)
+    with torch.no_grad():
+        ours, theirs = (m._adapted(task.support_x, task.support_y, 3)[-1] for m in (reptile, fomaml))
+    assert all(torch.equal(ours[name], theirs[name]) for name in ours)
+
+
+def test_test_time_adaptation_takes_its_own_batch_and_steps() -> None:
+    learner = fa.Reptile(_bn_model(), inner_lr=0.01, inner_steps=2, test_inner_steps=5, inner_optimizer="adam",
+                         inner_batch=8, test_inner_batch=4)
+    task = _batch()[0]
+    learner.eval()
+    order = minibatch_order(task_key(task.support_x), len(task.support_y), 4, 5)
+    with torch.no_grad():
+        predicted = learner.adapt(task.support_x, task.support_y)(task.query_x)
+    expected = _torch_adam(learner.model, task, order, lr=0.01)(task.query_x)
+    torch.testing.assert_close(predicted, expected, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("statistics", ["query", "support", "support_and_query"])
+def test_a_loop_and_vmap_give_the_same_numbers(statistics: str) -> None:
+    batch = _batch()
+    results = []
+    for vmap in (False, True):
+        learner = fa.Reptile(_conv4(), inner_lr=0.01, inner_steps=3, inner_optimizer="adam", inner_batch=5,
+                             test_inner_batch=4, vmap=vmap)
+        loss, metrics = learner.meta_loss(batch)
+        grads = torch.autograd.grad(loss, list(learner.parameters()))
+        learner.eval()
+        results.append((loss, metrics, grads, learner.evaluate(batch, statistics=statistics)))
+    (loss_a, metrics_a, grads_a, eval_a), (loss_b, metrics_b, grads_b, eval_b) = results
+    torch.testing.assert_close(loss_a, loss_b, rtol=1e-6, atol=1e-6)
+    assert metrics_a == pytest.approx(metrics_b, rel=1e-6)
+    for a, b in zip(grads_a, grads_b, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+    for key in eval_a:
+        torch.testing.assert_close(eval_a[key], eval_b[key], rtol=1e-6, atol=1e-6)
+
+
+def test_the_meta_step_with_sgd_of_rate_one_lands_on_the_mean_adapted_weights() -> None:
+    batch = _batch()
+    learner = fa.Reptile(_conv4(), inner_lr=0.01, inner_steps=3, inner_optimizer="adam", inner_batch=5)
+    with torch.no_grad():
+        adapted = [learner._adapted(t.support_x, t.support_y, 3)[-1] for t in batch]
+    optimizer = torch.optim.SGD(learner.parameters(), lr=1.0)
+    learner.meta_backward(batch)
+    optimizer.step()
+    for name, p in learner.model.named_parameters():
+        torch.testing.assert_close(p.detach(), torch.stack([a[name] for a in adapted]).mean(0))
+
+
+def test_support_and_query_statistics_predict_each_query_with_the_support_set() -> None:
+    """By hand: query i's outputs are the last row of the adapted model run on cat(support, query_i) in train mode."""
+    model = _bn_model()
+    learner = fa.Reptile(model, inner_lr=0.01, inner_steps=3, inner_optimizer="adam", inner_batch=5).eval()
+    batch = _batch(tasks=2)
+    scores = learner.evaluate(batch, statistics="support_and_query")
+    for task, loss in zip(batch, scores["loss"], strict=True):
+        with torch.no_grad():
+            adapted = learner._adapted(task.support_x, task.support_y, 3)[-1]
+        by_hand = copy.deepcopy(model).train()
+        by_hand.load_state_dict(adapted, strict=False)
+        with torch.no_grad():
+            outputs = torch.stack([by_hand(torch.cat([task.support_x, q[None]]))[-1] for q in task.query_x])
+        torch.testing.assert_close(loss, F.cross_entropy(outputs, task.query_y))
+    transductive = learner.evaluate(batch, statistics="query")["loss"]
+    assert not torch.allclose(scores["loss"], transductive)
+
+
+def test_meta_test_runs_the_non_transductive_protocol() -> None:
+    tasks = fa.FewShotTasks(random_dataset(size=16), ways=4, shots=1, queries=1, seed=3)
+    learner = fa.Reptile(fa.nn.Conv4(1, 4, hidden=6, image_size=16), inner_lr=0.001, inner_steps=2,
+                         test_inner_steps=3, inner_optimizer="adam", inner_batch=8, test_inner_batch=4)
+    result = fa.meta_test(learner, tasks, episodes=6, batch_size=4, statistics="support_and_query")
+    assert result.episodes == 6 and 0.0 <= result.mean <= 1.0
+
+
+def test_the_config_keys_build_reptile_and_refuse_bad_values_in_one_line() -> None:
+    run = build_config("reptile-omniglot-5w1s", ["algorithm.inner_optimizer=adam", "algorithm.inner_lr=0.001",
+                                                 "algorithm.inner_batch=10", "algorithm.test_inner_batch=5",
+                                                 "test.statistics=support_and_query"])
+    learner = build_learner(run)
+    assert isinstance(learner, fa.Reptile) and learner.inner_optimizer == "adam"
+    assert (learner.inner_batch, learner.test_inner_batch, run.test.statistics) == (10, 5, "support_and_query")
+    for override, message in [("algorithm.inner_batch=0", "algorithm.inner_batch must be at least 1, got 0"),
+                              ("algorithm.test_inner_batch=0", "algorithm.test_inner_batch must be at least 1, got 0"),
+                              ("algorithm.inner_optimizer=rmsprop", "algorithm.inner_optimizer must be one of")]:
+        with pytest.raises(ConfigError, match=message) as caught:
+            build_config("reptile-omniglot-5w1s", [override])
+        assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(("keys", "message"), [
+    ({"inner_optimizer": "rmsprop"}, "inner_optimizer must be one of"),
+    ({"inner_batch": 0}, "inner_batch must be a positive integer"),
+    ({"test_inner_batch": 2.5}, "test_inner_batch must be a positive integer"),
+])
+def test_the_constructor_refuses_bad_values(keys: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        fa.Reptile(_conv4(), 0.1, 1, **keys)
