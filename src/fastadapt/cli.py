@@ -105,8 +105,9 @@ def _parser() -> argparse.ArgumentParser:
     reproduce = commands.add_parser(
         "reproduce",
         help="run a paper's experiment end to end and compare with the paper's numbers",
-        description="Train every row of a paper's experiment (per seed), test it with the paper's protocol and print "
-        "ours ± 95%% CI next to the paper's number, the gap and whether the intervals overlap. The report and figures "
+        description="Train every row of a paper's experiment (per seed), test it as its preset says (the paper's "
+        "protocol, except where `--list` names a difference) and print ours ± 95% CI next to the paper's number, "
+        "the gap and whether the intervals overlap. The report and figures "
         "go to OUT/NAME-BUDGET/ (reproduce.json, curves.png, steps.png, sinusoid.png, embedding.png); running it again "
         "reuses finished runs and resumes an interrupted one.",
     )
@@ -144,7 +145,7 @@ def _parser() -> argparse.ArgumentParser:
     plot = commands.add_parser(
         "plot",
         help="learning curves of one or several runs overlaid (and return against adaptation steps for RL runs)",
-        description="Write curves.png (meta-training loss; validation metric with its 95%% CI band) for the runs "
+        description="Write curves.png (meta-training loss; validation metric with its 95% CI band) for the runs "
         "given, overlaid, adaptation.png for RL runs, and the --figure ones, into --out (default: the first run's "
         "folder).",
     )
