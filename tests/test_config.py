@@ -99,6 +99,8 @@ def test_overrides_are_typed_by_yaml() -> None:
         (["dataset.image_size=4"], "dataset.image_size must be at least 8"),
         (["algorithm.nme=maml"], "unknown config key 'algorithm.nme'; did you mean 'algorithm.name'"),
         (["algorithm.name=mamll"], "algorithm.name must be one of"),
+        (["algorithm.name=''"], "algorithm.name must be one of"),  # an empty name is not the default one
+        (["algorithm.name=0"], "algorithm.name must be one of"),
         (
             ["test.statistics=mine"],
             "test.statistics must be one of ['query', 'support', 'support_and_query'], got 'mine'",

@@ -44,6 +44,7 @@ def test_sinusoid_report_holds_every_seed_and_the_figures(tmp_path: Path) -> Non
     folder = tmp_path / "maml-sinusoid-quick"
     assert json.loads((folder / "reproduce.json").read_text()) == json.loads(json.dumps(report))
     assert [row["label"] for row in report["rows"]] == ["MAML (meta-trained with K=10)", "pretrained on all tasks"]
+    assert report["rows"][0]["protocol"]["paper"]["split"].startswith("fresh tasks")  # the protocols travel along
     pretrained = report["rows"][1]
     labels = ["5-shot, 1 step", "5-shot, 5 steps", "5-shot, 10 steps", "10-shot, 1 step", "10-shot, 10 steps"]
     assert [m["label"] for m in pretrained["measures"]] == labels

@@ -191,7 +191,8 @@ def component_name(kind: str, section: Mapping[str, Any]) -> str | None:
 
 def component(kind: str, section: Mapping[str, Any], lenient: bool = False) -> Any:
     """The typed config of the component a section names."""
-    cls = lookup(kind, component_name(kind, section) or DEFAULT_NAMES[kind])
+    name = component_name(kind, section)
+    cls = lookup(kind, DEFAULT_NAMES[kind] if name is None else name)  # a given "" or 0 is refused, not defaulted
     return parse_section(cls, {k: v for k, v in section.items() if k != "name"}, kind, lenient=lenient)
 
 

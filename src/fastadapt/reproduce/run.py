@@ -141,7 +141,7 @@ def reproduce(
             )
         rows.append({
             "label": row.label, "preset": row.preset, "overrides": list(row.overrides), "runs": runs,
-            "measures": measures,
+            "measures": measures, "protocol": None if row.protocol is None else row.protocol.listing(),
         })
     report = {
         "name": name,
