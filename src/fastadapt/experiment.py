@@ -27,9 +27,11 @@ from fastadapt.config import (
     build_tasks,
     check_model_fits,
     device_of,
+    merge,
     optimizer_for,
     resolve,
     resolve_stored,
+    unflatten,
 )
 from fastadapt.distributed import World, current_world, place
 from fastadapt.errors import CheckpointError, ConfigError, DivergenceError
@@ -236,6 +238,15 @@ def learner_from_checkpoint(state: dict[str, Any], data_dir: str | None = None) 
         first_line = str(error).splitlines()[0]
         raise CheckpointError(f"{state['path']} does not fit the model its config describes: {first_line}") from None
     return learner, config
+
+
+def learner_with(learner: Learner, config: RunConfig, changes: dict[str, Any]) -> tuple[Learner, RunConfig]:
+    """A copy of a trained ``learner`` built from ``config`` with ``changes`` (dotted keys) applied, e.g. another
+    test-time step size: the same weights in a learner that adapts differently."""
+    changed = resolve(merge(config.to_dict(), unflatten(changes)))
+    rebuilt = build_learner(changed).to(device_of(changed))
+    rebuilt.load_state_dict(learner.state_dict())
+    return rebuilt, changed
 
 
 def evaluate_run(

@@ -47,3 +47,26 @@ def test_bad_entries_are_named() -> None:
         parse("x", {**good, "rows": [row]})
     with pytest.raises(ConfigError, match="no reproduction named 'maml-omniglot'.*--list"):
         get("maml-omniglot")
+
+
+@pytest.mark.parametrize(("tune", "message"), [
+    ({"keys": ["algorithm.inner_lr"], "values": [0.1], "measure": "other"}, r"tune.measure must be one of .*\['m'\]"),
+    ({"keys": ["inner_lr"], "values": [0.1], "measure": "m"}, "its keys are"),
+    ({"keys": ["algorithm.inner_lr"], "values": [], "measure": "m"}, "its values are"),
+    ({"keys": ["algorithm.inner_lr"], "values": [0.1], True: "m"}, "tune must be"),  # YAML 1.1 reads `on:` as True
+])
+def test_a_bad_tune_is_named(tune: dict[object, object], message: str) -> None:
+    row = {"label": "r", "preset": "maml-sinusoid", "measures": [{"label": "m"}], "tune": tune}
+    entry = {"title": "t", "source": "s", "metric": "mse", "budgets": {"quick": {"overrides": [], "seeds": 1}},
+             "rows": [row]}
+    with pytest.raises(ConfigError, match=message):
+        parse("x", entry)
+
+
+def test_the_pretrained_baselines_tune_their_step_on_validation() -> None:
+    sinusoid = get("maml-sinusoid").rows[1].tune
+    nav2d = get("maml-rl-nav2d").rows[1].tune
+    assert sinusoid is not None and sinusoid.keys == ("algorithm.inner_lr",) and sinusoid.measure == "5-shot, 10 steps"
+    assert nav2d is not None and nav2d.keys == ("algorithm.inner_lr", "algorithm.later_inner_lr")
+    assert 0.01 in sinusoid.values and 0.1 in nav2d.values  # MAML's own steps are among the candidates
+    assert get("maml-sinusoid").rows[0].tune is None and get("maml-rl-nav2d").rows[0].tune is None

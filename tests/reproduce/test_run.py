@@ -4,6 +4,7 @@ reuse and resumption of runs, and the command line."""
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -11,9 +12,11 @@ import pytest
 import yaml
 
 import fastadapt.reproduce.registry as registry
+from fastadapt import experiment
 from fastadapt.cli import main
+from fastadapt.config import merge, resolve
 from fastadapt.errors import ConfigError
-from fastadapt.experiment import evaluate_run
+from fastadapt.experiment import adaptation_test, learner_with, load_learner
 from fastadapt.reproduce import reproduce
 from fastadapt.reproduce.registry import parse
 
@@ -54,10 +57,22 @@ def test_sinusoid_report_holds_every_seed_and_the_figures(tmp_path: Path) -> Non
             values = [s["value"] for s in m["ours"]["per_seed"]]
             assert m["ours"]["value"] == pytest.approx(sum(values) / 2) and m["ours"]["interval"] == "t over 2 seeds"
             assert (m["paper"] is None) == m["label"].startswith("10-shot")  # Table 2 is 5-shot
-    # a measure is the run tested with its settings changed: here 5 shots and 10 steps, recomputed independently
+    # a measure is the run tested with its settings changed, here with the step picked on validation: recomputed
     seed1 = Path(pretrained["runs"][1]["run"])
-    direct = evaluate_run(seed1, episodes=16, inner_steps=10)  # 10 shots: the run's own task
+    tuned = pretrained["runs"][1]["tuned"]
+    assert tuned["keys"] == ["algorithm.inner_lr"] and len(tuned["validation"]) == len(tuned["values"]) == 6
+    finite = [score for score in tuned["validation"] if score is not None]  # None: the step diverged
+    assert tuned["chosen"] == tuned["values"][tuned["validation"].index(min(finite))]  # lowest MSE
+    learner, config = load_learner(seed1)
+    five_shot = resolve(merge(config.to_dict(), {"task": {"shots": 5}}))
+    for value, score in zip(tuned["values"], tuned["validation"], strict=True):
+        candidate, changed = learner_with(learner, five_shot, {"algorithm.inner_lr": value})
+        again = experiment.test_learner(candidate, changed, inner_steps=10, split="val").mean
+        assert again == pytest.approx(score) if score is not None else not math.isfinite(again)
+    chosen, changed = learner_with(learner, config, {"algorithm.inner_lr": tuned["chosen"]})
+    direct = experiment.test_learner(chosen, changed, episodes=16, inner_steps=10)  # 10 shots: the run's own task
     assert pretrained["measures"][4]["ours"]["per_seed"][1]["value"] == pytest.approx(direct.mean)
+    assert report["rows"][0]["runs"][1]["tuned"] is None  # MAML's row tunes nothing: its step is trained
     measures = pretrained["measures"]
     assert measures[0]["ours"]["per_seed"][0]["value"] != measures[3]["ours"]["per_seed"][0]["value"]
     assert {Path(f).name for f in report["figures"]["files"]} == {"curves.png", "steps.png", "sinusoid.png"}
@@ -125,8 +140,18 @@ def test_rl_measures_read_the_runs_adaptation_curve(tmp_path: Path) -> None:
             "dataset.horizon=8", "train.meta_batch=2", "model.layers=[8]"]
     entry["budgets"]["quick"] = {"overrides": tiny, "seeds": 1}
     report = reproduce(parse("maml-rl-nav2d", entry), "quick", tmp_path, progress=False, echo=lambda line: None)
-    for row in report["rows"]:
-        curve = json.loads((Path(row["runs"][0]["run"]) / "result.json").read_text())["adaptation"]
-        assert [m["label"] for m in row["measures"]] == ["0 steps", "1 step", "2 steps", "3 steps"]
-        assert [m["ours"]["value"] for m in row["measures"]] == [curve[k]["return"] for k in (0, 1, 2, 3)]
+    maml, pretrained = report["rows"]
+    curve = json.loads((Path(maml["runs"][0]["run"]) / "result.json").read_text())["adaptation"]
+    assert [m["label"] for m in maml["measures"]] == ["0 steps", "1 step", "2 steps", "3 steps"]
+    assert [m["ours"]["value"] for m in maml["measures"]] == [curve[k]["return"] for k in (0, 1, 2, 3)]
+    # the pretrained policy's step is picked on validation tasks (highest return after 3 steps), then tested
+    tuned = pretrained["runs"][0]["tuned"]
+    best = max(score for score in tuned["validation"] if score is not None)
+    assert tuned["chosen"] == tuned["values"][tuned["validation"].index(best)]
+    learner, config = load_learner(pretrained["runs"][0]["run"])
+    steps = dict.fromkeys(("algorithm.inner_lr", "algorithm.later_inner_lr"), tuned["chosen"])
+    chosen, changed = learner_with(learner, config, steps)
+    assert changed.algorithm.later_inner_lr == tuned["chosen"]
+    direct = [r.mean for r in adaptation_test(chosen, changed, steps=3)]
+    assert [m["ours"]["value"] for m in pretrained["measures"]] == pytest.approx(direct)
     assert {Path(f).name for f in report["figures"]["files"]} == {"curves.png", "adaptation.png"}

@@ -87,6 +87,21 @@ class Measure:
 
 
 @dataclass(frozen=True)
+class Tune:
+    """A test-time setting picked on validation tasks before the row is measured, as papers tune a
+    baseline's fine-tuning step: each of ``values`` is given to every key of ``keys``, each is tested on
+    the validation split under the settings of the row's measure labelled ``measure``, and the best one is used
+    for every measure."""
+
+    keys: tuple[str, ...]
+    values: tuple[float, ...]
+    measure: str
+
+    def listing(self) -> dict[str, Any]:
+        return {"keys": list(self.keys), "values": list(self.values), "measure": self.measure}
+
+
+@dataclass(frozen=True)
 class Unmeasured:
     """A paper's number that no test of ours runs yet, and ``why`` (the missing feature)."""
 
@@ -106,6 +121,7 @@ class Row:
     measures: tuple[Measure, ...]
     protocol: Protocols | None = None
     unmeasured: tuple[Unmeasured, ...] = ()
+    tune: Tune | None = None
 
     def listing(self) -> dict[str, Any]:
         """The row as ``fastadapt reproduce --list --json`` prints it."""
@@ -116,6 +132,7 @@ class Row:
             "measures": [asdict(m) for m in self.measures],
             "unmeasured": [asdict(u) for u in self.unmeasured],
             "protocol": None if self.protocol is None else self.protocol.listing(),
+            "tune": None if self.tune is None else self.tune.listing(),
         }
 
 
@@ -214,6 +231,24 @@ def _unmeasured(raw: dict[str, Any], where: str, table: str | None) -> Unmeasure
     return Unmeasured(label, paper, str(_require(raw, "why", where)))
 
 
+def _tune(raw: Any, where: str, measures: tuple[Measure, ...]) -> Tune | None:
+    """A row's ``tune: {keys: [...], values: [...], measure: <label>}``, checked; None where none is given."""
+    if raw is None:
+        return None
+    form = "tune must be {keys: [dotted keys], values: [numbers], measure: one of the row's measure labels}"
+    if not isinstance(raw, dict) or set(raw) != {"keys", "values", "measure"}:
+        raise ConfigError(f"{where}: {form}, got {raw!r}")
+    keys, values = raw["keys"], raw["values"]
+    if not keys or not all(isinstance(k, str) and "." in k for k in keys):
+        raise ConfigError(f"{where}: {form}; its keys are {keys!r}")
+    if not values or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        raise ConfigError(f"{where}: {form}; its values are {values!r}")
+    labels = [m.label for m in measures]
+    if raw["measure"] not in labels:
+        raise ConfigError(f"{where}: tune.measure must be one of the row's measures {labels}, got {raw['measure']!r}")
+    return Tune(tuple(keys), tuple(float(v) for v in values), raw["measure"])
+
+
 def _row(raw: dict[str, Any], where: str, table: str | None, protocol: Protocols | None) -> Row:
     label = _require(raw, "label", where)
     where = f"{where} row {label!r}"
@@ -227,7 +262,8 @@ def _row(raw: dict[str, Any], where: str, table: str | None, protocol: Protocols
     )
     unmeasured = tuple(_unmeasured(u, where, table) for u in raw.get("unmeasured", ()))
     own = _protocol(raw.get("protocol"), where)
-    return Row(label, preset, tuple(raw.get("overrides", ())), measures, own or protocol, unmeasured)
+    tune = _tune(raw.get("tune"), where, measures)
+    return Row(label, preset, tuple(raw.get("overrides", ())), measures, own or protocol, unmeasured, tune)
 
 
 def _budgets(raw: dict[str, Any], where: str) -> dict[str, Budget]:

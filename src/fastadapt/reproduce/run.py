@@ -8,6 +8,7 @@ runs and resumes an interrupted one, so a long reproduction survives being stopp
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from collections.abc import Callable
@@ -17,9 +18,19 @@ from typing import Any
 
 from fastadapt.config import RunConfig, build_config, flatten, merge, resolve, unflatten
 from fastadapt.errors import CheckpointError, ConfigError
-from fastadapt.experiment import load_learner, machine, read_config, run_experiment, test_learner
+from fastadapt.evaluate import higher_is_better
+from fastadapt.experiment import (
+    adaptation_test,
+    is_rl,
+    learner_with,
+    load_learner,
+    machine,
+    read_config,
+    run_experiment,
+    test_learner,
+)
 from fastadapt.reproduce.compare import against, over_seeds
-from fastadapt.reproduce.registry import BUDGETS, Measure, Reproduction, get
+from fastadapt.reproduce.registry import BUDGETS, Measure, Reproduction, Row, get
 from fastadapt.storage import atomic_write_text
 
 MACHINE_KEYS = ("dataset.data_dir", "dataset.download")  # where the data is, not what is run
@@ -68,9 +79,9 @@ def train_or_reuse(config: RunConfig, run_dir: Path, progress: bool) -> dict[str
     return run_experiment(config, run_dir, progress=progress)
 
 
-def measure(learner: Any, config: RunConfig, item: Measure, result: dict[str, Any]) -> dict[str, Any]:
-    """One measure on one trained run: the run's own test when nothing changes; for RL the run's
-    adaptation curve when only the number of steps changes; else a new test with ``set`` applied."""
+def _from_result(result: dict[str, Any], item: Measure) -> dict[str, Any] | None:
+    """The measure as the run's own test answers it: that test when nothing changes; for RL a point of the
+    run's adaptation curve when only the number of steps changes; else None."""
     metric = result["test"]["metric"]
     if not item.set:
         test = result["test"]
@@ -80,8 +91,42 @@ def measure(learner: Any, config: RunConfig, item: Measure, result: dict[str, An
     if curve and set(item.set) == {"test.inner_steps"} and steps is not None and steps < len(curve):
         point = curve[steps]
         return {"value": point[metric], "ci95": point["ci95"], "episodes": point["episodes"]}
-    tested = test_learner(learner, resolve(merge(config.to_dict(), unflatten(item.set))))
+    return None
+
+
+def measure(
+    learner: Any, config: RunConfig, item: Measure, result: dict[str, Any] | None = None, split: str = "test"
+) -> dict[str, Any]:
+    """One measure on one trained learner: read from the run's ``result`` where it answers it, else a new
+    test on ``split`` with the measure's ``set`` applied (for RL, the return after ``test.inner_steps`` steps)."""
+    if result is not None:
+        own = _from_result(result, item)
+        if own is not None:
+            return own
+    changed = resolve(merge(config.to_dict(), unflatten(item.set))) if item.set else config
+    tested = adaptation_test(learner, changed, split=split)[-1] if is_rl(changed) else (
+        test_learner(learner, changed, split=split))
     return {"value": tested.mean, "ci95": tested.ci95, "episodes": tested.episodes}
+
+
+def tune(learner: Any, config: RunConfig, row: Row, metric: str) -> tuple[Any, RunConfig, dict[str, Any] | None]:
+    """The learner with the row's tuned setting: each value tested on validation tasks under the settings of the
+    measure ``tune.measure`` names, the best kept (the first of equals; a diverged value is the worst). Returns
+    the learner, its config and what was tried (None for a diverged value's score); the learner unchanged where
+    the row tunes nothing."""
+    if row.tune is None:
+        return learner, config, None
+    on = next(m for m in row.measures if m.label == row.tune.measure)
+    scores = []
+    for value in row.tune.values:
+        candidate, changed = learner_with(learner, config, dict.fromkeys(row.tune.keys, value))
+        scores.append(measure(candidate, changed, on, split="val")["value"])
+    sign = 1.0 if higher_is_better(metric) else -1.0
+    best = max(range(len(scores)), key=lambda i: sign * scores[i] if math.isfinite(scores[i]) else -math.inf)
+    chosen = row.tune.values[best]
+    tuned, changed = learner_with(learner, config, dict.fromkeys(row.tune.keys, chosen))
+    tried = [score if math.isfinite(score) else None for score in scores]  # None: diverged (JSON has no NaN)
+    return tuned, changed, {**row.tune.listing(), "validation": tried, "chosen": chosen}
 
 
 def reproduce(
@@ -126,10 +171,11 @@ def reproduce(
                 row_config(reproduction, index, budget, seed, data_dir, download), run_dir, progress
             )
             learner, config = load_learner(run_dir, data_dir)
+            learner, config, tuned = tune(learner, config, row, reproduction.metric)
             for k, item in enumerate(row.measures):
-                per_measure[k].append(measure(learner, config, item, result))
+                per_measure[k].append(measure(learner, config, item, result if tuned is None else None))
             runs.append({"seed": seed, "run": str(run_dir), "train_steps": result["train_steps"],
-                         "best_step": result["best_step"], "train_time_s": result["train_time_s"]})
+                         "best_step": result["best_step"], "train_time_s": result["train_time_s"], "tuned": tuned})
             if seed == 0:  # the figures show the first seed of each row
                 trained.append((row, seed, run_dir, learner, config))
         measures = []
