@@ -1,0 +1,87 @@
+"""Why some test tasks diverge when a trained regression model adapts: per task, the query MSE before
+adaptation, after one step and after ``--steps`` steps, and the largest eigenvalue of the support loss's
+Hessian at the trained weights. Gradient descent with step ``a`` is unstable along a direction of
+curvature ``lambda`` when ``a * lambda > 2``; the table shows whether the tasks that diverge are those.
+
+    python benchmarks/adaptation_stability.py runs/reproduce/maml-sinusoid-full/maml-meta-trained-with-k-10-seed0 \
+        --shots 5 --steps 10 --json > docs/results/sinusoid_stability.json
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from pathlib import Path
+from typing import Any
+
+import torch
+from common import machine, parser
+from torch import Tensor
+from torch.func import functional_call, hessian
+
+from fastadapt.config import build_tasks, merge, resolve
+from fastadapt.experiment import load_learner, test_learner
+
+
+def top_curvature(model: torch.nn.Module, x: Tensor, y: Tensor) -> float:
+    """The largest eigenvalue of the Hessian of the MSE on (x, y) with respect to all of ``model``'s weights."""
+    names = [name for name, _ in model.named_parameters()]
+    shapes = [p.shape for _, p in model.named_parameters()]
+    flat = torch.cat([p.detach().reshape(-1) for _, p in model.named_parameters()])
+
+    def loss(vector: Tensor) -> Tensor:
+        pieces = torch.split(vector, [math.prod(s) for s in shapes])
+        params = {n: piece.view(s) for n, piece, s in zip(names, pieces, shapes, strict=True)}
+        return torch.nn.functional.mse_loss(functional_call(model, params, (x,)), y)
+
+    return float(torch.linalg.eigvalsh(hessian(loss)(flat)).max())
+
+
+def measure(run: Path, shots: int, steps: int, episodes: int | None) -> dict[str, Any]:
+    learner, config = load_learner(run)
+    config = resolve(merge(config.to_dict(), {"task": {"shots": shots}}))
+    step = float(config.algorithm.inner_lr)  # type: ignore[attr-defined]
+    count = episodes or config.test.episodes
+    before, one, after = (test_learner(learner, config, count, k).values for k in (0, 1, steps))
+    curvature = [
+        top_curvature(learner.model, task.support_x, task.support_y)  # type: ignore[arg-type]
+        for batch in build_tasks(config, "test").episodes(count)
+        for task in (batch[i] for i in range(batch.support_x.shape[0]))
+    ]
+    diverged = [i for i in range(count) if not after[i] < before[i]]  # NaN counts as diverged
+    kept = [after[i] for i in range(count) if i not in diverged]
+    return {
+        "run": str(run), "shots": shots, "steps": steps, "step_size": step, "tasks": count,
+        "mse_before": statistics.fmean(before), "mse_one_step": statistics.fmean(one),
+        "mse_after": statistics.fmean(after), "median_after": statistics.median(after),
+        "diverged": len(diverged), "mse_after_without_diverged": statistics.fmean(kept),
+        "unstable_tasks": sum(step * c > 2 for c in curvature),
+        "step_times_curvature_of_diverged": sorted(step * curvature[i] for i in diverged),
+        "largest_step_times_curvature_of_the_rest": max(step * curvature[i] for i in range(count) if i not in diverged),
+        "median_step_times_curvature": statistics.median(step * c for c in curvature),
+        "per_task": [{"before": b, "after": a, "step_times_curvature": step * c}
+                     for b, a, c in zip(before, after, curvature, strict=True)],
+    }
+
+
+def main() -> None:
+    p = parser(__doc__ or "", data=False)
+    p.add_argument("run", type=Path, help="a regression run folder (e.g. a maml-sinusoid run)")
+    p.add_argument("--shots", type=int, default=5)
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--episodes", type=int, default=None, help="test tasks (default: the run's test.episodes)")
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result = measure(args.run, args.shots, args.steps, args.episodes)
+    if args.json:
+        print(json.dumps({"machine": machine(), **result}, indent=2))
+        return
+    for key, value in result.items():
+        if key != "per_task":
+            print(f"{key}: {value}")
+
+
+if __name__ == "__main__":
+    main()
