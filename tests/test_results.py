@@ -87,6 +87,36 @@ def test_reproductions_expand_to_their_tables_and_figures(tmp_path: Path) -> Non
     assert "`fastadapt reproduce x --budget quick`" in text
 
 
+def _report(name: str, budget: str, rows: list[dict[str, object]]) -> dict[str, object]:
+    return {
+        "name": name, "title": f"title of {name}", "source": "s", "metric": "mse", "budget": budget,
+        "budget_overrides": [], "seeds": 1, "command": f"fastadapt reproduce {name} --budget {budget}",
+        "date": "2026-11-30", "figures": {"files": []}, "rows": rows,
+        "machine": {"processor": "x86_64", "threads": 1, "cuda": None, "python": "3.11", "torch": "2.13.0+cpu",
+                    "fastadapt": "0.1.0"},
+    }
+
+
+def test_a_budget_selects_its_reports_and_a_tuned_row_says_what_it_picked(tmp_path: Path) -> None:
+    folder = _results(tmp_path, "## Full\n\n{{ reproductions full }}\n\n## Quick\n\n{{ reproductions quick }}\n")
+    tuned = {"keys": ["algorithm.inner_lr"], "values": [0.01, 0.1, 1.0], "measure": "5-shot, 10 steps",
+             "validation": [2.14, 3.63, None], "chosen": 0.01}
+    measure = {"label": "5-shot, 10 steps", "ours": {"value": 2.95e17, "ci95": 5.78e17},
+               "paper": {"value": 0.35, "ci95": None}, "gap": 2.95e17, "overlap": True}
+    row = {"label": "pretrained", "runs": [{"train_steps": 70000, "train_time_s": 60.0, "tuned": tuned}],
+           "measures": [measure]}
+    for name, budget in [("a", "full"), ("b", "quick")]:
+        source = tmp_path / f"{name}-{budget}"
+        source.mkdir()
+        (source / "reproduce.json").write_text(json.dumps(_report(name, budget, [row])))
+        results.collect(source, folder)
+    full, quick = results.build(folder).split("## Quick")
+    assert "title of a" in full and "title of b" not in full and "title of b" in quick and "title of a" not in quick
+    assert ('pretrained: `algorithm.inner_lr` picked on validation tasks under "5-shot, 10 steps": 0.01 '
+            "(seed 0 tried 0.01: 2.14, 0.1: 3.63, 1: diverged).") in full
+    assert "| 2.95e+17 ± 5.78e+17 | 0.350 |" in full  # a diverged mean in short form, not 18 digits
+
+
 def test_collect_copies_a_run_result_and_refuses_other_folders(tmp_path: Path) -> None:
     run = tmp_path / "my-run"
     run.mkdir()

@@ -3,7 +3,8 @@
 The document is written from a template in which each number is a reference into a result file,
 ``{{ FILE.json:path.to.value | format }}``, or arithmetic on such references
 (``{{ a.json:test.accuracy - b.json:test.accuracy | pt }}``); ``{{ reproductions }}`` expands to
-the comparison table and figures of every stored ``fastadapt reproduce`` report.
+the comparison table and figures of every stored ``fastadapt reproduce`` report, ``{{ reproductions full }}``
+to those of one budget.
 ``fastadapt results collect`` copies a run's ``result.json`` or a reproduction's report and
 figures into the results folder; ``fastadapt results build`` writes the document.
 """
@@ -118,10 +119,32 @@ def reproduction_section(report: dict[str, Any], folder: str) -> str:
         "|" + " --- |" * len(HEADER),
     ]
     lines += ["| " + " | ".join(cells) + " |" for cells in table_rows(report)]
+    lines += [line for row in report["rows"] if (line := _tuned(row))]
     figures = [Path(f).name for f in report["figures"]["files"]]
     if figures:
         lines += ["", " ".join(f"![{name[:-4]}]({folder}/{name})" for name in figures)]
     return "\n".join(lines)
+
+
+def _tuned(row: dict[str, Any]) -> str | None:
+    """What a row picked on validation tasks, per seed, in one line; None where it tuned nothing."""
+    picks = [run["tuned"] for run in row["runs"] if run.get("tuned")]
+    if not picks:
+        return None
+    first = picks[0]
+    tried = ", ".join(f"{v:g}: {'diverged' if s is None else f'{s:.3g}'}" for v, s in zip(
+        first["values"], first["validation"], strict=True))
+    chosen = ", ".join(f"{p['chosen']:g}" for p in picks)
+    return (f"\n{row['label']}: {', '.join(f'`{k}`' for k in first['keys'])} picked on validation tasks under "
+            f"\"{first['measure']}\": {chosen} (seed 0 tried {tried}).")
+
+
+def _reports(results: Path, budget: str | None) -> list[Path]:
+    """The stored reports, by name; only those of ``budget`` where one is given."""
+    reports = sorted((results / REPRODUCTIONS).glob("*/reproduce.json"))
+    if budget is None:
+        return reports
+    return [p for p in reports if json.loads(p.read_text())["budget"] == budget]
 
 
 def build(results: str | Path) -> str:
@@ -133,8 +156,9 @@ def build(results: str | Path) -> str:
     cache: dict[str, Any] = {}
 
     def fill(match: re.Match[str]) -> str:
-        if match.group(1).strip() == "reproductions":
-            reports = sorted((results / REPRODUCTIONS).glob("*/reproduce.json"))
+        words = match.group(1).split()
+        if words and words[0] == "reproductions" and len(words) <= 2:
+            reports = _reports(results, words[1] if len(words) == 2 else None)
             return "\n\n".join(
                 reproduction_section(json.loads(p.read_text()), f"{results.name}/{REPRODUCTIONS}/{p.parent.name}")
                 for p in reports

@@ -8,11 +8,14 @@ from fastadapt.evaluate import higher_is_better
 
 
 def number(value: float | None, ci95: float | None, metric: str) -> str:
-    """``98.79% ± 0.16%`` for accuracy, ``0.456 ± 0.041`` otherwise; ``—`` for no number."""
+    """``98.79% ± 0.16%`` for accuracy, ``0.456 ± 0.041`` otherwise (``2.95e+17 ± 5.78e+17`` from 10,000 on);
+    ``—`` for no number."""
     if value is None:
         return "—"
     if metric == "accuracy":
         return f"{100 * value:.2f}%" + ("" if ci95 is None else f" ± {100 * ci95:.2f}%")
+    if abs(value) >= 1e4:  # a diverged mean: fixed point would print every digit of 1e17
+        return f"{value:.3g}" + ("" if ci95 is None else f" ± {ci95:.3g}")
     digits = 2 if metric == "return" else 3
     return f"{value:.{digits}f}" + ("" if ci95 is None else f" ± {ci95:.{digits}f}")
 
