@@ -104,3 +104,19 @@ def test_run_config_round_trips_and_refuses_what_does_not_apply() -> None:
     assert build_config("protonet-glyphs-5w1s").head_ways() is None
     with pytest.raises(ValueError, match="split must be one of"):
         config.seed_of("holdout")
+
+
+def test_a_list_default_is_copied_whole_for_each_config() -> None:
+    @dataclass
+    class Nested:
+        layers: list[list[int]] = option([[1, 2], [3]])
+
+    first, second = Nested(), Nested()
+    first.layers[0].append(99)
+    assert second.layers == [[1, 2], [3]]
+
+
+def test_a_key_another_algorithm_has_names_this_ones_keys_without_the_shared_ones() -> None:
+    with pytest.raises(ConfigError, match=r"algorithm.inner_lr does not apply to algorithm.name=protonet "
+                                          r"\(its keys: \['distance', 'learn_temperature', 'temperature'\]\)"):
+        build_config("protonet-glyphs-5w1s", ["algorithm.inner_lr=0.1"])

@@ -9,6 +9,7 @@ with ``@register("algorithm", "myname")`` (see docs/ARCHITECTURE.md).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ def option(default: Any, *, minimum: float | None = None) -> Any:
     """A config field: its default and, for numbers, the least value it may take (checked on every load)."""
     metadata = {"minimum": minimum} if minimum is not None else {}
     if isinstance(default, (list, dict)):
-        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
+        return dataclasses.field(default_factory=lambda: copy.deepcopy(default), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -41,6 +42,7 @@ class Component:
 
     name: ClassVar[str] = ""
     kind: ClassVar[str] = ""
+    shared_keys: ClassVar[tuple[str, ...]] = ()  # keys every component of the kind has (not listed as its own)
 
     def validate(self) -> None:
         """Rules within the section (e.g. a list of positive widths); raise ``ConfigError``."""
@@ -62,6 +64,7 @@ class AlgorithmConfig(Component):
     backbone_options: ClassVar[dict[str, Any]] = {}  # what the built-in Conv4 must be for this algorithm
     optimized: ClassVar[bool] = True  # False: the learner applies its own outer step (no meta-optimizer)
     learner: ClassVar[Callable[..., nn.Module]]  # what ``build`` makes: called with the model and ``options()``
+    shared_keys = ("vmap",)
     vmap: bool | None = option(None)
 
     def options(self) -> dict[str, Any]:

@@ -48,7 +48,7 @@ def unknown_key(cls: type, prefix: str, key: str, known: list[str]) -> ConfigErr
     or an unknown one."""
     name = getattr(cls, "name", "") if getattr(cls, "kind", "") else ""
     if name and any(key in {f.name for f in dataclasses.fields(other)} for other in registered(prefix).values()):
-        own = sorted(field for field in known if field != "vmap")
+        own = sorted(field for field in known if field not in getattr(cls, "shared_keys", ()))
         return ConfigError(f"{key_of(prefix, key)} does not apply to {prefix}.name={name} (its keys: {own or 'none'})")
     names = [*known, "name"] if name else known
     hint = did_you_mean(key_of(prefix, key), [key_of(prefix, k) for k in names])
