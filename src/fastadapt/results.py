@@ -38,6 +38,7 @@ FORMATS: dict[str, Callable[[Any], str]] = {
     "f3": lambda v: f"{v:.3f}",
     "signed2": lambda v: f"{v:+.2f}",
     "int": lambda v: f"{round(v):,}",
+    "g3": lambda v: f"{v:.3g}",  # three significant digits, in exponent form when large
     "min": lambda v: f"{v / 60:.1f}",  # seconds as minutes
     "str": str,
 }

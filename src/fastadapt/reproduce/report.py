@@ -23,7 +23,9 @@ def number(value: float | None, ci95: float | None, metric: str) -> str:
 def gap(value: float | None, metric: str) -> str:
     if value is None:
         return "—"
-    return f"{100 * value:+.2f} pt" if metric == "accuracy" else f"{value:+.3f}"
+    if metric == "accuracy":
+        return f"{100 * value:+.2f} pt"
+    return f"{value:+.3g}" if abs(value) >= 1e4 else f"{value:+.3f}"
 
 
 def sense(metric: str) -> str:
