@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -40,7 +41,7 @@ from fastadapt.plots import plot_runs
 from fastadapt.rl.evaluate import adaptation_curve
 from fastadapt.rl.learner import RLMetaLearner
 from fastadapt.rl.tasks import RLTasks
-from fastadapt.storage import atomic_write_text
+from fastadapt.storage import atomic_write_text, exclusive
 from fastadapt.train import TrainConfig, TrainResult, meta_train
 from fastadapt.version import __version__
 
@@ -99,16 +100,23 @@ def run_experiment(
     ``run_dir/trainval`` on the training and validation classes (Snell et al.) and tested instead of the first.
     The ``train`` section of the config becomes the run's
     ``TrainConfig``. Started by ``torchrun``, the processes share each meta-batch (``fastadapt.distributed``);
-    rank 0 returns the result, the others an empty dict.
+    rank 0 returns the result, the others an empty dict. While it runs, the folder is this process's: another
+    process that trains into it (or resumes it) is refused with a one-line error.
     """
     run = resolve(config)
     world = current_world(device_of(run))
+    with exclusive(run_dir) if world.is_main else contextlib.nullcontext():  # one process writes a run folder
+        return _run(run, Path(run_dir), resume, progress, world)
+
+
+def _run(run: RunConfig, run_dir: Path, resume: bool, progress: bool, world: World) -> dict[str, Any]:
+    """``run_experiment`` once the run folder is held: train (and retrain on train + val), test, store."""
     start = time.perf_counter()
     parts = prepare(run, world)
-    outcome = _train(parts, Path(run_dir), resume, world, parts.config.train.settings(progress=progress))
+    outcome = _train(parts, run_dir, resume, world, parts.config.train.settings(progress=progress))
     learner, config, retrained = parts.learner, parts.config, None
     if config.train.retrain_on_trainval:
-        learner, retrained = _retrain_on_trainval(config, outcome, Path(run_dir), world, progress)
+        learner, retrained = _retrain_on_trainval(config, outcome, run_dir, world, progress)
     if not world.is_main:
         return {}
     wall = time.perf_counter() - start
@@ -133,7 +141,7 @@ def run_experiment(
                                            "train_time_s": retrained.elapsed_s}
     if curve is not None:
         result["adaptation"] = [{"steps": k, **r.to_dict()} for k, r in enumerate(curve)]
-    atomic_write_text(json.dumps(result, indent=2) + "\n", Path(run_dir) / "result.json")
+    atomic_write_text(json.dumps(result, indent=2) + "\n", run_dir / "result.json")
     plot_runs([run_dir])  # curves.png (and adaptation.png for RL) beside the result
     return result
 

@@ -79,9 +79,10 @@ def meta_train(
     else:
         update, state = _supervised_parts(learner, tasks, val_tasks, optimizer, train_config, world)
     folder = RunFolder(run_dir, writer=world.is_main, tensorboard=train_config.tensorboard)
-    checkpoints = Checkpoints(folder, state, config, metadata or {})
-    standing = open_run(folder, checkpoints, resume, config)
-    return Trainer(update, state, train_config, checkpoints, standing, world).run()
+    with folder.held():
+        checkpoints = Checkpoints(folder, state, config, metadata or {})
+        standing = open_run(folder, checkpoints, resume, config)
+        return Trainer(update, state, train_config, checkpoints, standing, world).run()
 
 
 def _supervised_parts(

@@ -3,6 +3,7 @@ place of the checkpoints."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import yaml
 
 from fastadapt.errors import CheckpointError
 from fastadapt.logs import TensorBoard, read_records, write_csv
-from fastadapt.storage import atomic_write_text
+from fastadapt.storage import LOCK, atomic_write_text, exclusive
 
 RUN_MARKERS = ("last.pt", "metrics.jsonl")  # files that say a folder already holds a run
 
@@ -31,6 +32,11 @@ class RunFolder:
             TensorBoard(self.path / "tensorboard") if tensorboard and self.path is not None and writer else None
         )
 
+    def held(self) -> contextlib.AbstractContextManager[None]:
+        """This process's hold on the folder while a block writes it (``storage.exclusive``); nothing to hold
+        without a folder or for a process that does not write."""
+        return exclusive(self.path) if self.path is not None and self.writer else contextlib.nullcontext()
+
     def file(self, name: str) -> Path | None:
         """The path of file ``name`` of the run, or ``None`` without a run folder."""
         return self.path / name if self.path is not None else None
@@ -48,7 +54,7 @@ class RunFolder:
 
     def reopen(self) -> None:
         """Continue the run here: it must exist; the temporary files of writes that a kill tore are removed."""
-        if self.path is None or not any(self.path.glob("*")):
+        if self.path is None or not any(item.name != LOCK for item in self.path.glob("*")):
             raise CheckpointError(f"cannot resume: there is no run in {self.path}")
         self.remove_torn_writes()
 
