@@ -36,8 +36,12 @@ SETTINGS: list[tuple[str, dict[str, Any]]] = [
     *[(f"metasgd-{data}-{ws}", {"algorithm.inner_steps": 1, "algorithm.test_inner_steps": 1})
       for data, ws in [("omniglot", ws) for ws in OMNIGLOT_WAYS_SHOTS] + [("miniimagenet", "5w1s"),
                                                                             ("miniimagenet", "5w5s")]],
-    *[(name, MAML_RL) for name in ("maml-rl-nav2d", "maml-rl-cheetah-vel", "maml-rl-cheetah-dir", "maml-rl-ant-dir")],
-    ("maml-rl-nav2d", {"algorithm.test_trajectories": 40, "algorithm.max_kl": 0.01, "algorithm.outer": "trpo"}),
+    *[(name, MAML_RL) for name in ("maml-rl-cheetah-vel", "maml-rl-cheetah-dir", "maml-rl-ant-dir")],
+    # the MAML code's point-robot run (maml_trpo_point.py, test_maml_point.py): normalized actions, steps 0.5 / 0.25
+    ("maml-rl-nav2d", {**MAML_RL, "algorithm.inner_lr": 0.5, "algorithm.later_inner_lr": 0.25,
+                       "dataset.action_scale": 0.1, "train.steps": 100, "train.meta_batch": 20,
+                       "algorithm.trajectories": 20, "algorithm.test_trajectories": 40, "algorithm.max_kl": 0.01,
+                       "algorithm.outer": "trpo"}),
     ("maml-rl-ant-dir", {"algorithm.trajectories": 40}),
     ("protonet-omniglot-5w1s", {"train.patience": 20000, "train.retrain_on_trainval": True, "train_task.ways": 60,
                                 "train_task.queries": 5, "dataset.scheme": "vinyals"}),

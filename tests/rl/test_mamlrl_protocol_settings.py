@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
-from fastadapt.rl import MAMLRL, GaussianPolicy, family
+from fastadapt.config import build_config, build_tasks
+from fastadapt.rl import MAMLRL, GaussianPolicy, Navigation2D, family
 
 
 def _learner(**kwargs: object) -> MAMLRL:
@@ -22,3 +24,18 @@ def test_testing_collects_test_trajectories_and_training_its_own() -> None:
     _, steps = learner.adapt(tasks, 2, torch.Generator().manual_seed(0))
     assert [episodes.per_task for episodes, _ in steps] == [7, 7]
     assert _learner().test_trajectories == 3  # None: as many as in training
+
+
+def test_the_code_s_navigation_scales_the_policy_s_actions_before_the_clip() -> None:
+    """rllab's ``normalize`` around the MAML code's point robot: the policy acts in [-1, 1], moved by 0.1 times
+    that; actions beyond are clipped. ``action_scale=1`` moves by the actions themselves."""
+    goals = torch.zeros(1, 2, dtype=torch.float64)
+    actions = torch.tensor([[0.5, -3.0]], dtype=torch.float64)
+    for scale, moved in [(0.1, [0.05, -0.1]), (1.0, [0.1, -0.1])]:
+        envs = Navigation2D(action_scale=scale).environments(goals, per_task=1, horizon=10)
+        envs.reset(seed=0)
+        position, reward, _ = envs.step(actions)
+        distance = torch.tensor(moved, dtype=torch.float64).norm().item()
+        assert position.tolist() == [moved] and reward.item() == pytest.approx(-distance)
+    config = build_config("maml-rl-nav2d", [])
+    assert build_tasks(config, "test").family.action_scale == 0.1  # type: ignore[union-attr]

@@ -11,7 +11,7 @@ from torch import nn
 
 from fastadapt.components import AlgorithmConfig, DatasetConfig, ModelConfig, Run, TaskFamilyConfig, option, register
 from fastadapt.errors import ConfigError
-from fastadapt.rl.families import FAMILIES, TaskFamily
+from fastadapt.rl.families import FAMILIES, Navigation2D, TaskFamily
 from fastadapt.rl.mamlrl import MAMLRL
 from fastadapt.rl.policy import GaussianPolicy
 from fastadapt.rl.tasks import RLTasks
@@ -32,8 +32,21 @@ class FamilyConfig(TaskFamilyConfig):
         return RLTasks(self.family(), seed=seed)  # the splits differ by seed: goals and velocities are continuous
 
 
+@register("dataset", "nav2d")
+@dataclass
+class Navigation2DConfig(FamilyConfig):
+    """2D navigation; ``action_scale`` multiplies the policy's actions before the [-0.1, 0.1] clip (0.1: the MAML
+    code's rllab ``normalize`` wrapper, the policy acting in [-1, 1]; 1: the raw actions are clipped)."""
+
+    action_scale: float = option(1.0, minimum=1e-6)
+
+    def family(self) -> TaskFamily:
+        return Navigation2D(action_scale=self.action_scale)
+
+
 for _name in FAMILIES:
-    register("dataset", _name)(dataclass(type(f"{FAMILIES[_name].__name__}Config", (FamilyConfig,), {})))
+    if _name != Navigation2D.name:
+        register("dataset", _name)(dataclass(type(f"{FAMILIES[_name].__name__}Config", (FamilyConfig,), {})))
 
 
 @register("model", "policy")

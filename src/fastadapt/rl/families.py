@@ -44,25 +44,31 @@ class TaskFamily:
 
 class Navigation2D(TaskFamily):
     """A point robot in the plane moves from the origin to a goal drawn uniformly from [-0.5, 0.5]^2
-    (Finn et al. 2017): actions are velocities clipped to [-0.1, 0.1], the reward is minus the
-    distance to the goal, and an episode ends within 0.01 of the goal (or after 100 steps)."""
+    (Finn et al. 2017): actions times ``action_scale`` are velocities clipped to [-0.1, 0.1], the reward is
+    minus the distance to the goal, and an episode ends within 0.01 of the goal (or after 100 steps).
+    ``action_scale=0.1`` is the MAML code's environment, wrapped in rllab's ``normalize`` (the policy acts
+    in [-1, 1]); 1 clips the policy's actions as they are."""
 
     name = "nav2d"
     obs_dim, act_dim, horizon, task_dim = 2, 2, 100, 2
+
+    def __init__(self, action_scale: float = 1.0) -> None:
+        self.action_scale = action_scale
 
     def sample_tasks(self, n: int, generator: torch.Generator) -> Tensor:
         return torch.rand(n, 2, generator=generator, dtype=torch.float64) - 0.5
 
     def environments(self, tasks: Tensor, per_task: int, horizon: int) -> VectorTasks:
-        return _Navigation(tasks.to(torch.float64).repeat_interleave(per_task, dim=0))
+        return _Navigation(tasks.to(torch.float64).repeat_interleave(per_task, dim=0), self.action_scale)
 
     def describe(self, task: Tensor) -> str:
         return f"goal ({task[0]:+.2f}, {task[1]:+.2f})"
 
 
 class _Navigation(VectorTasks):
-    def __init__(self, goals: Tensor) -> None:
+    def __init__(self, goals: Tensor, action_scale: float) -> None:
         self.goals = goals
+        self.action_scale = action_scale
         self.position = torch.zeros_like(goals)
 
     def reset(self, seed: int) -> Tensor:
@@ -70,7 +76,7 @@ class _Navigation(VectorTasks):
         return self.position.clone()
 
     def step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        self.position = self.position + actions.to(torch.float64).clamp(-0.1, 0.1)
+        self.position = self.position + (self.action_scale * actions.to(torch.float64)).clamp(-0.1, 0.1)
         offset = self.position - self.goals
         reward = -offset.norm(dim=1)
         done = (offset.abs() < 0.01).all(dim=1)
