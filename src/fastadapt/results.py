@@ -133,19 +133,17 @@ def _tuned(row: dict[str, Any]) -> str | None:
     if not picks:
         return None
     first = picks[0]
-    tried = ", ".join(f"{v:g}: {'diverged' if s is None else f'{s:.3g}'}" for v, s in zip(
+    tried = ", ".join(f"{v:g}: {'diverged' if s is None else FORMATS['g3'](s)}" for v, s in zip(
         first["values"], first["validation"], strict=True))
     chosen = ", ".join(f"{p['chosen']:g}" for p in picks)
     return (f"\n{row['label']}: {', '.join(f'`{k}`' for k in first['keys'])} picked on validation tasks under "
             f"\"{first['measure']}\": {chosen} (seed 0 tried {tried}).")
 
 
-def _reports(results: Path, budget: str | None) -> list[Path]:
-    """The stored reports, by name; only those of ``budget`` where one is given."""
-    reports = sorted((results / REPRODUCTIONS).glob("*/reproduce.json"))
-    if budget is None:
-        return reports
-    return [p for p in reports if json.loads(p.read_text())["budget"] == budget]
+def _reports(results: Path, budget: str | None) -> list[tuple[Path, dict[str, Any]]]:
+    """The stored reports (file and contents), by name; only those of ``budget`` where one is given."""
+    reports = [(p, json.loads(p.read_text())) for p in sorted((results / REPRODUCTIONS).glob("*/reproduce.json"))]
+    return [(p, report) for p, report in reports if budget is None or report["budget"] == budget]
 
 
 def build(results: str | Path) -> str:
@@ -161,8 +159,8 @@ def build(results: str | Path) -> str:
         if words and words[0] == "reproductions" and len(words) <= 2:
             reports = _reports(results, words[1] if len(words) == 2 else None)
             return "\n\n".join(
-                reproduction_section(json.loads(p.read_text()), f"{results.name}/{REPRODUCTIONS}/{p.parent.name}")
-                for p in reports
+                reproduction_section(report, f"{results.name}/{REPRODUCTIONS}/{p.parent.name}")
+                for p, report in reports
             )
         return render_value(match.group(1), results, cache)
 
