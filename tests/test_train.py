@@ -15,6 +15,7 @@ from helpers import random_dataset
 import fastadapt as fa
 from fastadapt.checkpoint import load_checkpoint
 from fastadapt.errors import CheckpointError, ConfigError, DivergenceError
+from fastadapt.logs import read_records
 from fastadapt.train import TrainConfig, TrainingInterrupted, make_scheduler, meta_train
 
 
@@ -36,7 +37,7 @@ def _train(run_dir: Path | None, steps: int = 6, **kwargs) -> fa.MAML:
 def test_signal_stops_after_the_step_and_resume_equals_the_uninterrupted_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, signum: int
 ) -> None:
-    reference = _train(tmp_path / "whole")
+    reference = _train(tmp_path / "whole", keep_best=2)
     calls = {"n": 0}
     original = fa.FewShotTasks.sample
 
@@ -49,18 +50,32 @@ def test_signal_stops_after_the_step_and_resume_equals_the_uninterrupted_run(
     monkeypatch.setattr(fa.FewShotTasks, "sample", signal_during_step_4)
     before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     with pytest.raises(TrainingInterrupted):
-        _train(tmp_path / "split")
+        _train(tmp_path / "split", keep_best=2)
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before  # handlers are restored
     assert load_checkpoint(tmp_path / "split" / "last.pt")["step"] == 4  # step 4 finished, then saved
     monkeypatch.setattr(fa.FewShotTasks, "sample", original)
     torch.manual_seed(123)  # resuming restores the RNG states: this must not matter
-    resumed = _train(tmp_path / "split", resume=True)
+    resumed = _train(tmp_path / "split", resume=True, keep_best=2)
     for a, b in zip(reference.state_dict().values(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     log = [json.loads(line) for line in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()]
     whole = [json.loads(line) for line in (tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [r["step"] for r in whole]
     assert [r["loss"] for r in log if r["kind"] == "train"] == [r["loss"] for r in whole if r["kind"] == "train"]
+    assert sorted(os.listdir(tmp_path / "split" / "top")) == sorted(os.listdir(tmp_path / "whole" / "top"))
+
+
+def test_the_checkpoints_of_the_best_validations_are_kept(tmp_path: Path) -> None:
+    _train(tmp_path, steps=10, keep_best=3)
+    validations = [r for r in read_records(tmp_path / "metrics.jsonl") if r["kind"] == "val"]
+    best = sorted(validations, key=lambda r: -r["val_accuracy"])[:3]  # stable: of equals the earlier first
+    ranked = [entry["step"] for entry in load_checkpoint(tmp_path / "last.pt")["top"]]
+    assert ranked == [r["step"] for r in best] and len(validations) == 5
+    assert sorted(os.listdir(tmp_path / "top")) == sorted(f"step-{step}.pt" for step in ranked)
+    for step in ranked:
+        assert load_checkpoint(tmp_path / "top" / f"step-{step}.pt")["step"] == step
+    _train(tmp_path / "one", steps=4)  # the default keeps best.pt alone
+    assert not (tmp_path / "one" / "top").exists() and load_checkpoint(tmp_path / "one" / "last.pt")["top"] == []
 
 
 def _custom_handler(signum: int, frame: object) -> None:

@@ -1,7 +1,8 @@
 """fastadapt: meta-learning for PyTorch.
 
 Tasks (``FewShotTasks``, ``SinusoidTasks``), algorithms (``MAML``, ``MetaSGD``, ``ANIL``,
-``Reptile``, ``ProtoNet``, ``MatchingNet``, ``RelationNet``, ``Siamese``, ``FineTune``), the
+``Reptile``, ``ProtoNet``, ``MatchingNet``, ``RelationNet``, ``Siamese``, ``FineTune``; ``Ensemble`` tests several
+trained ones as one), the
 meta-training loop (``meta_train``) and the meta-test protocol (``meta_test``);
 ``fastadapt.datasets`` and ``fastadapt.nn`` hold the data and the backbones.
 """
@@ -10,6 +11,7 @@ from fastadapt import datasets, nn
 from fastadapt.algorithms import (
     ANIL,
     MAML,
+    Ensemble,
     FineTune,
     MatchingNet,
     MetaLearner,
@@ -46,6 +48,7 @@ __all__ = [
     "RelationNet",
     "Siamese",
     "FineTune",
+    "Ensemble",
     "meta_train",
     "TrainResult",
     "TrainConfig",

@@ -246,8 +246,10 @@ def _train(args: argparse.Namespace, overrides: list[str]) -> int:
     metric = test["metric"]
     value, ci = test[metric], test["ci95"]
     shown = f"{100 * value:.2f}% ± {100 * ci:.2f}%" if metric == "accuracy" else f"{value:.4f} ± {ci:.4f}"
+    tested = f"; the mean of the {result['ensemble']} best checkpoints" if "ensemble" in result else ""
     print(
-        f"test {metric}: {shown} (95% CI, {test['episodes']} episodes; trained {result['train_time_s'] / 60:.1f} min)"
+        f"test {metric}: {shown} (95% CI, {test['episodes']} episodes{tested}; "
+        f"trained {result['train_time_s'] / 60:.1f} min)"
     )
     for row in result.get("adaptation", []):
         print(f"  return after {row['steps']} adaptation steps: {row['return']:.2f} ± {row['ci95']:.2f}")

@@ -14,11 +14,13 @@ import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import yaml
 
+from fastadapt.algorithms.base import MetaLearner
+from fastadapt.algorithms.ensemble import Ensemble
 from fastadapt.checkpoint import load_checkpoint
 from fastadapt.config import (
     Learner,
@@ -43,6 +45,7 @@ from fastadapt.rl.learner import RLMetaLearner
 from fastadapt.rl.tasks import RLTasks
 from fastadapt.storage import atomic_write_text, exclusive
 from fastadapt.train import TrainConfig, TrainResult, meta_train
+from fastadapt.training.checkpoints import top_models
 from fastadapt.version import __version__
 
 TRAINVAL = "trainval"  # the sub-folder of a run retrained on the training and validation classes
@@ -120,6 +123,7 @@ def _run(run: RunConfig, run_dir: Path, resume: bool, progress: bool, world: Wor
     if not world.is_main:
         return {}
     wall = time.perf_counter() - start
+    learner = tested_learner(learner, config, run_dir)
     test = test_learner(learner, config, progress=progress)
     curve = adaptation_test(learner, config) if is_rl(config) else None
     result = {
@@ -136,6 +140,8 @@ def _run(run: RunConfig, run_dir: Path, resume: bool, progress: bool, world: Wor
         "machine": machine(),
         "processes": world.size,
     }
+    if isinstance(learner, Ensemble):
+        result["ensemble"] = len(learner.members)
     if retrained is not None:
         result["retrained_on_trainval"] = {"steps": retrained.steps, "run": str(retrained.run_dir),
                                            "train_time_s": retrained.elapsed_s}
@@ -220,8 +226,36 @@ def adaptation_test(
 
 
 def load_learner(path: str | Path, data_dir: str | None = None) -> tuple[Learner, RunConfig]:
-    """Rebuild the learner of a run folder or checkpoint file, with its trained weights."""
-    return learner_from_checkpoint(load_checkpoint(path), data_dir)
+    """Rebuild the learner of a run folder or checkpoint file, with its trained weights: of a run folder whose
+    config asks for a ``test.ensemble``, the ensemble of its best validations' checkpoints."""
+    return learner_at(load_checkpoint(path), path, data_dir)
+
+
+def learner_at(state: dict[str, Any], path: str | Path, data_dir: str | None = None) -> tuple[Learner, RunConfig]:
+    """The learner of checkpoint ``state``, loaded from ``path``: for a run folder, what the run tests."""
+    learner, config = learner_from_checkpoint(state, data_dir)
+    return (tested_learner(learner, config, path) if Path(path).is_dir() else learner), config
+
+
+def tested_learner(learner: Learner, config: RunConfig, run_dir: str | Path) -> Learner:
+    """What a run tests: ``learner``, or with ``test.ensemble`` above one the ``Ensemble`` of the checkpoints of the
+    run's best validations (as many as it kept, up to that number)."""
+    if config.test.ensemble == 1:
+        return learner
+    return _ensemble(config, top_models(run_dir, config.test.ensemble))
+
+
+def _ensemble(config: RunConfig, states: list[dict[str, torch.Tensor]]) -> Ensemble:
+    """The ``Ensemble`` of the learners ``config`` describes with the weights ``states`` (supervised learners:
+    ``check_ensemble`` refuses meta-RL)."""
+    return Ensemble([cast(MetaLearner, _rebuilt(config, state)) for state in states])
+
+
+def _rebuilt(config: RunConfig, state: dict[str, torch.Tensor]) -> Learner:
+    """The learner ``config`` describes, with the weights ``state``."""
+    learner = build_learner(config).to(device_of(config))
+    learner.load_state_dict(state)
+    return learner
 
 
 def learner_from_checkpoint(state: dict[str, Any], data_dir: str | None = None) -> tuple[Learner, RunConfig]:
@@ -252,9 +286,9 @@ def learner_with(learner: Learner, config: RunConfig, changes: dict[str, Any]) -
     """A copy of a trained ``learner`` built from ``config`` with ``changes`` (dotted keys) applied, e.g. another
     test-time step size: the same weights in a learner that adapts differently."""
     changed = resolve(merge(config.to_dict(), unflatten(changes)))
-    rebuilt = build_learner(changed).to(device_of(changed))
-    rebuilt.load_state_dict(learner.state_dict())
-    return rebuilt, changed
+    if isinstance(learner, Ensemble):
+        return _ensemble(changed, [member.state_dict() for member in learner.members]), changed
+    return _rebuilt(changed, learner.state_dict()), changed
 
 
 def evaluate_run(

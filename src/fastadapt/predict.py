@@ -164,10 +164,10 @@ def predict_run(
     force: bool = False,
 ) -> PredictionReport:
     """``predict_files`` with the learner, config and preprocessing of a run folder or checkpoint."""
-    from fastadapt.experiment import learner_from_checkpoint
+    from fastadapt.experiment import learner_at
 
     state = load_checkpoint(checkpoint)
-    learner, config = learner_from_checkpoint(state)
+    learner, config = learner_at(state, checkpoint)
     metadata = state.get("metadata") or {}
     stored = metadata.get("preprocessing")
     preprocessing = Preprocessing.from_dict(stored) if stored is not None else config.dataset.preprocessing()

@@ -154,7 +154,8 @@ def test_more_ways_than_model_outputs_is_a_clear_error() -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", [dict(inner_steps=-1), dict(inner_lr=0.0), dict(test_inner_steps=-1), dict(inner_steps=0, per_step_lr=True)]
+    "bad", [dict(inner_steps=-1), dict(inner_lr=0.0), dict(test_inner_steps=-1), dict(inner_steps=0, per_step_lr=True),
+            dict(inner_steps=0, per_step_bn=True), dict(multi_step_loss=True)]
 )
 def test_impossible_settings_are_refused(bad: dict) -> None:
     with pytest.raises(ConfigError):

@@ -15,11 +15,18 @@ def _image_batch(tasks: int = 2) -> fa.TaskBatch:
     return to_double(fa.FewShotTasks(random_dataset(size=16), ways=4, shots=2, queries=3, seed=1).sample(tasks))
 
 
+def _gradient(loss: torch.Tensor, learner: fa.MetaLearner) -> list[torch.Tensor]:
+    """The gradient of ``loss`` for every trainable parameter of ``learner``, zero where unused (the model's own
+    batch-norm weights under per-step batch norm)."""
+    params = [p for p in learner.parameters() if p.requires_grad]
+    grads = torch.autograd.grad(loss, params, allow_unused=True)
+    return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads, strict=True)]
+
+
 def _check_meta_gradient(learner: fa.MetaLearner, batch: fa.TaskBatch) -> None:
     """Analytic directional derivatives of meta_loss equal central finite differences."""
     params = [p for p in learner.parameters() if p.requires_grad]
-    grads = torch.autograd.grad(learner.meta_loss(batch)[0], params, allow_unused=True)
-    grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads, strict=True)]
+    grads = _gradient(learner.meta_loss(batch)[0], learner)
     for direction in unit_directions(params, 3):
         analytic = sum((g * d).sum() for g, d in zip(grads, direction, strict=True)).item()
         numeric = directional_fd(lambda: learner.meta_loss(batch)[0], params, direction)
@@ -83,6 +90,61 @@ def test_per_step_learning_rates_are_learned_and_exact() -> None:
     _check_meta_gradient(learner, _image_batch())
 
 
+def _standard_bn_model() -> torch.nn.Module:
+    """A model from standard layers with two ``nn.BatchNorm2d`` (running statistics on, as users build them)."""
+    torch.manual_seed(0)
+    nn = torch.nn
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 4),
+    ).double()
+
+
+def _with_distinct_step_norms(learner: fa.MAML) -> fa.MAML:
+    """Per-step batch-norm weights that differ between steps, so that a wrong index shows."""
+    generator = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for table in learner.step_norms.values():
+            table.add_(0.3 * torch.randn(table.shape, generator=generator, dtype=table.dtype))
+    return learner
+
+
+def test_per_step_batch_norm_weights_are_exact_on_a_standard_layer_model() -> None:
+    model = _standard_bn_model()
+    learner = _with_distinct_step_norms(fa.MAML(model, inner_lr=0.3, inner_steps=2, per_step_bn=True))
+    assert set(learner.norm_names) == {"1.weight", "1.bias", "5.weight", "5.bias"}
+    assert all(table.shape == (2, 4) for table in learner.step_norms.values())
+    assert not set(learner.norm_names) & set(learner.fast_params())  # the inner loop does not adapt them
+    _check_meta_gradient(learner, _image_batch())
+
+
+def test_per_step_batch_norm_weights_serve_their_step() -> None:
+    """Step k's weights normalize the support pass of step k and the query pass after it (the official code's
+    ``num_step``), written out with functional_call and autograd.grad."""
+    model = _standard_bn_model()
+    learner = _with_distinct_step_norms(fa.MAML(model, inner_lr=0.3, inner_steps=2, per_step_bn=True))
+    task = _image_batch(tasks=1)[0]
+    norms = [{name: learner.step_norms[name.replace(".", "__")][k] for name in learner.norm_names} for k in (0, 1)]
+    fast = {n: p for n, p in model.named_parameters() if n not in learner.norm_names}
+    for k in range(2):
+        out = torch.func.functional_call(model, {**fast, **norms[k]}, (task.support_x,))
+        grads = torch.autograd.grad(F.cross_entropy(out, task.support_y), list(fast.values()))
+        fast = {n: p - 0.3 * g for (n, p), g in zip(fast.items(), grads, strict=True)}
+        expected = torch.func.functional_call(model, {**fast, **norms[k]}, (task.query_x,))
+        ours = learner.adapt(task.support_x, task.support_y, steps=k + 1)(task.query_x)
+        torch.testing.assert_close(ours, expected, rtol=1e-10, atol=1e-12)
+    three = learner.adapt(task.support_x, task.support_y, steps=3)(task.query_x)  # beyond training: the last step's
+    assert torch.isfinite(three).all() and not torch.allclose(three, expected)
+
+
+def test_per_step_batch_norm_needs_batch_norm_and_plain_maml() -> None:
+    with pytest.raises(ConfigError, match="no batch-norm layer with weights"):
+        fa.MAML(fa.nn.MLP(1, 1), per_step_bn=True)
+    with pytest.raises(ConfigError, match="per_step_bn is an option of MAML"):
+        fa.ANIL(_standard_bn_model(), head="9", per_step_bn=True)
+
+
 def test_multi_step_loss_weights_anneal_onto_the_last_step() -> None:
     learner = fa.MAML(
         fa.nn.MLP(1, 1), inner_lr=0.01, inner_steps=4, multi_step_loss=True, multi_step_loss_steps=100, loss="mse"
@@ -92,8 +154,11 @@ def test_multi_step_loss_weights_anneal_onto_the_last_step() -> None:
     learner.set_step(50)
     halfway = learner.multi_step_weights()
     assert sum(halfway) == pytest.approx(1.0) and halfway[0] < 0.25 < halfway[-1]
-    learner.set_step(1000)
-    assert learner.multi_step_weights() == pytest.approx([0.0075] * 3 + [1 - 3 * 0.0075])
+    learner.set_step(99)
+    early = 0.25 - 0.99 * (0.25 - 0.03 / 4)  # 99% of the way from uniform to the floor of 0.03 / steps
+    assert learner.multi_step_weights() == pytest.approx([early] * 3 + [1 - 3 * early])
+    learner.set_step(100)
+    assert learner.multi_step_weights() == [0.0, 0.0, 0.0, 1.0]  # annealed: the official code's last step alone
 
 
 def test_multi_step_loss_is_the_weighted_sum_of_per_step_query_losses() -> None:
@@ -173,6 +238,7 @@ def test_reptile_sgd_meta_step_moves_towards_the_adapted_weights() -> None:
     lambda m: fa.MetaSGD(m, 0.3, 1),
     lambda m: fa.ANIL(m, 0.3, 2),
     lambda m: fa.Reptile(m, 0.1, 2),
+    lambda m: fa.MAML(m, 0.3, 2, per_step_bn=True, per_step_lr=True, multi_step_loss=True, multi_step_loss_steps=5),
 ])
 def test_every_gradient_learner_gives_the_same_numbers_with_vmap(make) -> None:
     batch = _image_batch(tasks=3)
@@ -182,7 +248,7 @@ def test_every_gradient_learner_gives_the_same_numbers_with_vmap(make) -> None:
         learner = make(fa.nn.Conv4(1, 4, hidden=6, image_size=16)).double()
         learner.vmap = vmap
         loss, metrics = learner.meta_loss(batch)
-        grads = torch.autograd.grad(loss, [p for p in learner.parameters() if p.requires_grad])
+        grads = _gradient(loss, learner)
         learner.eval()
         results[vmap] = (loss.item(), metrics, grads, learner.evaluate(batch))
     (loss_a, metrics_a, grads_a, eval_a), (loss_b, metrics_b, grads_b, eval_b) = results[False], results[True]
@@ -196,9 +262,11 @@ def test_every_gradient_learner_gives_the_same_numbers_with_vmap(make) -> None:
 @pytest.mark.parametrize("make", [
     lambda m, c: fa.MAML(m, 0.3, 3, checkpoint_inner=c),
     lambda m, c: fa.MAML(m, 0.3, 2, first_order=True, checkpoint_inner=c),
-    lambda m, c: fa.MAML(m, 0.3, 2, per_step_lr=True, multi_step_loss=True, checkpoint_inner=c),
+    lambda m, c: fa.MAML(m, 0.3, 2, per_step_lr=True, multi_step_loss=True, multi_step_loss_steps=5,
+                         checkpoint_inner=c),
     lambda m, c: fa.MetaSGD(m, 0.3, 2, checkpoint_inner=c),
     lambda m, c: fa.ANIL(m, 0.3, 2, checkpoint_inner=c),
+    lambda m, c: fa.MAML(m, 0.3, 2, per_step_bn=True, checkpoint_inner=c),
 ])
 def test_checkpointed_inner_loop_gives_the_same_meta_gradient(make) -> None:
     batch = _image_batch(tasks=2)
@@ -207,10 +275,7 @@ def test_checkpointed_inner_loop_gives_the_same_meta_gradient(make) -> None:
         torch.manual_seed(0)
         learner = make(fa.nn.Conv4(1, 4, hidden=6, image_size=16), checkpoint).double()
         loss, _ = learner.meta_loss(batch)
-        params = [p for p in learner.parameters() if p.requires_grad]
-        grads = torch.autograd.grad(loss, params, allow_unused=True)
-        dense = [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads, strict=True)]
-        results.append((loss.item(), dense))
+        results.append((loss.item(), _gradient(loss, learner)))
     (loss_a, grads_a), (loss_b, grads_b) = results
     assert loss_a == pytest.approx(loss_b, rel=1e-12)
     for a, b in zip(grads_a, grads_b, strict=True):
@@ -230,7 +295,7 @@ def test_checkpointing_runs_the_loop_and_refuses_vmap() -> None:
 
 @pytest.mark.parametrize("make", [
     lambda m: fa.MAML(m, 0.3, 2),
-    lambda m: fa.MAML(m, 0.3, 2, multi_step_loss=True),
+    lambda m: fa.MAML(m, 0.3, 2, multi_step_loss=True, multi_step_loss_steps=5),
     lambda m: fa.Reptile(m, 0.1, 2),
     lambda m: fa.ProtoNet(fa.nn.Conv4(1, None, hidden=6, image_size=16)),
 ])

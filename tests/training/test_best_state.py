@@ -6,7 +6,7 @@ import torch
 
 from fastadapt.evaluate import EvalResult
 from fastadapt.training.metrics import MetricWindow, train_record
-from fastadapt.training.validation import Best, validation_record
+from fastadapt.training.validation import Best, Ranking, validation_record
 
 
 def _result(metric: str, mean: float) -> EvalResult:
@@ -37,6 +37,21 @@ def test_errors_are_better_lower() -> None:
     assert best.consider(_result("mse", 0.3), 3, model) and best.record == {
         "step": 3, "score": -0.3, **_result("mse", 0.3).to_dict()
     }
+
+
+def test_the_ranking_keeps_the_best_few_best_first() -> None:
+    ranking = Ranking(keep=3)
+    offers = [(1, 0.5), (2, 0.7), (3, float("nan")), (4, 0.5), (5, 0.6), (6, 0.4), (7, 0.9)]
+    entered = [ranking.offer(_result("accuracy", mean), step) for step, mean in offers]
+    assert entered == [True, True, False, True, True, False, True]
+    assert ranking.steps == [7, 2, 5]  # 0.9, 0.7, 0.6: the two 0.5s (steps 1 and 4) fell out
+    tie = Ranking(keep=2)
+    assert [tie.offer(_result("accuracy", 0.5), step) for step in (1, 2, 3)] == [True, True, False]
+    assert tie.steps == [1, 2]  # of equal scores the earlier ranks first
+    errors = Ranking(keep=2)
+    for step, mse in ((1, 0.3), (2, 0.1), (3, 0.2)):
+        errors.offer(_result("mse", mse), step)
+    assert errors.steps == [2, 3]
 
 
 def test_the_window_of_train_metrics_and_its_record() -> None:

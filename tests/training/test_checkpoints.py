@@ -16,7 +16,7 @@ from fastadapt.training.folder import RunFolder
 from fastadapt.training.schedule import make_scheduler
 
 KEYS = ["format", "schema", "fastadapt_version", "algorithm", "config", "metadata", "model", "optimizer", "scheduler",
-        "sampler", "rng", "step", "elapsed_s", "best", "path"]
+        "sampler", "rng", "step", "elapsed_s", "best", "top", "path"]
 
 
 def _state(seed: int) -> TrainingState:

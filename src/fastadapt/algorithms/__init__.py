@@ -2,6 +2,7 @@
 
 from fastadapt.algorithms.anil import ANIL
 from fastadapt.algorithms.base import MetaLearner, Predictor, resolve_loss
+from fastadapt.algorithms.ensemble import Ensemble
 from fastadapt.algorithms.finetune import FineTune
 from fastadapt.algorithms.maml import MAML
 from fastadapt.algorithms.matchingnet import MatchingNet
@@ -19,5 +20,5 @@ EMBEDDING_ALGORITHMS = ("protonet", "matchingnet", "relationnet", "siamese", "fi
 
 __all__ = [
     "MetaLearner", "Predictor", "resolve_loss", "MAML", "MetaSGD", "ANIL", "Reptile", "ProtoNet", "MatchingNet",
-    "RelationNet", "Siamese", "FineTune", "ALGORITHMS", "EMBEDDING_ALGORITHMS",
+    "RelationNet", "Siamese", "FineTune", "Ensemble", "ALGORITHMS", "EMBEDDING_ALGORITHMS",
 ]

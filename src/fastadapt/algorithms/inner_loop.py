@@ -12,6 +12,11 @@ from fastadapt.nn.params import Params, detach_params, sgd_step
 
 Forward = Callable[[Params, Tensor], Tensor]
 LearningRates = Callable[[int], dict[str, Tensor | float]]
+Context = Callable[[int], Params]
+
+
+def _no_context(step: int) -> Params:
+    return {}
 
 
 def inner_loop(
@@ -24,6 +29,7 @@ def inner_loop(
     learning_rates: LearningRates,
     first_order: bool,
     checkpoint: bool = False,
+    context: Context = _no_context,
 ) -> list[Params]:
     """Take ``steps`` gradient steps on ``loss_fn(forward(params, x), y)``; return every iterate.
 
@@ -38,21 +44,24 @@ def inner_loop(
     backward pass (``torch.utils.checkpoint``), so that memory no longer grows with the activations
     of every step; it costs one more forward and backward of the support set per step, and runs
     in the per-task loop (torch.func transforms do not support its saved-tensor hooks).
+
+    ``context(step)`` gives parameters that the forward of step ``step`` also uses but that do not adapt (MAML++'s
+    per-step batch-norm weights); the meta-gradient reaches them through every step (first order: through none).
     """
     if checkpoint and torch.is_grad_enabled():
-        return _checkpointed(forward, params, x, y, loss_fn, steps, learning_rates, first_order)
-    grad = torch.func.grad(lambda p: loss_fn(forward(p, x), y))
+        return _checkpointed(forward, params, x, y, loss_fn, steps, learning_rates, first_order, context)
+    grad = torch.func.grad(lambda p, shared: loss_fn(forward({**p, **shared}, x), y))
     iterates = [params]
     for step in range(steps):
-        current = iterates[-1]
-        grads = grad(detach_params(current) if first_order else current)
+        current, shared = iterates[-1], context(step)
+        grads = grad(detach_params(current), detach_params(shared)) if first_order else grad(current, shared)
         iterates.append(sgd_step(current, grads, learning_rates(step)))
     return iterates
 
 
 def _checkpointed(
     forward: Forward, params: Params, x: Tensor, y: Tensor, loss_fn: Callable[[Tensor, Tensor], Tensor],
-    steps: int, learning_rates: LearningRates, first_order: bool,
+    steps: int, learning_rates: LearningRates, first_order: bool, context: Context,
 ) -> list[Params]:
     """``inner_loop`` with each step recomputed in the backward pass instead of stored."""
     names = list(params)
@@ -60,8 +69,10 @@ def _checkpointed(
     def one_step(step: int, *values: Tensor) -> tuple[Tensor, ...]:
         current = dict(zip(names, values, strict=True))
         at = {k: v.detach().requires_grad_() for k, v in current.items()} if first_order else current
+        shared = detach_params(context(step)) if first_order else context(step)
         raw = torch.autograd.grad(
-            loss_fn(forward(at, x), y), list(at.values()), create_graph=not first_order, allow_unused=True
+            loss_fn(forward({**at, **shared}, x), y), list(at.values()), create_graph=not first_order,
+            allow_unused=True,
         )
         grads = [torch.zeros_like(v) if g is None else g for v, g in zip(at.values(), raw, strict=True)]
         return tuple(sgd_step(current, dict(zip(names, grads, strict=True)), learning_rates(step)).values())

@@ -1,7 +1,7 @@
 """MAML (Finn et al. 2017): the meta-knowledge is an initialization that adapts in a few steps.
 
 Options add the MAML++ improvements (Antoniou et al. 2019): learned per-layer per-step learning
-rates, the multi-step loss and derivative-order annealing.
+rates, per-step batch-norm weights and biases, the multi-step loss and derivative-order annealing.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from fastadapt.algorithms.base import LossFn, MetaLearner, Predictor
 from fastadapt.algorithms.inner_loop import inner_loop
 from fastadapt.components import AlgorithmConfig, Run, option, register
 from fastadapt.errors import ConfigError
+from fastadapt.nn.batchnorm import batch_norm_parameters
 from fastadapt.nn.functional import call, math_attention
 from fastadapt.nn.params import Params, parameter_dict
 
@@ -36,9 +37,13 @@ class MAML(MetaLearner):
     is then fine-tuned at test time by ``test_inner_steps`` steps of ``inner_lr``.
 
     MAML++ options: ``per_step_lr`` learns one learning rate per parameter tensor and step;
-    ``multi_step_loss`` adds the query losses after every step, their weights annealed onto the last
-    step over ``multi_step_loss_steps`` meta-updates; ``first_order_until`` uses first-order
-    gradients for the first meta-updates (derivative-order annealing).
+    ``per_step_bn`` gives every batch-norm layer its own meta-learned weight and bias per inner step, which the
+    inner loop does not adapt (the official code's BNWB; step k's serve the support pass of step k and the query
+    pass after it); ``multi_step_loss`` adds the query losses after every step, their weights annealed onto the
+    last step over ``multi_step_loss_steps`` meta-updates, after which the last step's loss alone counts;
+    ``first_order_until`` uses first-order gradients for the first meta-updates (derivative-order annealing).
+    MAML++'s per-step running statistics need no option: the official code collects them but normalizes with
+    the batch's statistics (``training=True``), which is fastadapt's batch-norm policy.
 
     ``checkpoint_inner`` recomputes each inner step during the backward pass instead of storing its
     activations (see ``inner_loop``): second-order MAML with many inner steps in bounded memory,
@@ -61,17 +66,25 @@ class MAML(MetaLearner):
         multi_step_loss_steps: int = 0,
         first_order_until: int = 0,
         checkpoint_inner: bool = False,
+        per_step_bn: bool = False,
     ) -> None:
         if checkpoint_inner and vmap:
             raise ConfigError("checkpoint_inner runs the per-task loop: it cannot be combined with vmap=True")
         super().__init__(loss=loss, vmap=False if checkpoint_inner else vmap)
         if not isinstance(inner_steps, int) or inner_steps < 0:
             raise ConfigError(f"inner_steps must be a non-negative integer, got {inner_steps!r}")
-        if inner_steps == 0 and (per_step_lr or multi_step_loss or type(self) is not MAML):
+        if inner_steps == 0 and (per_step_lr or per_step_bn or multi_step_loss or type(self) is not MAML):
             raise ConfigError(
                 f"inner_steps=0 (pretraining without adaptation) is plain MAML's baseline: {self.name} "
-                "with per-step learning rates or the multi-step loss needs inner_steps >= 1"
+                "with per-step learning rates, per-step batch norm or the multi-step loss needs inner_steps >= 1"
             )
+        if multi_step_loss and multi_step_loss_steps < 1:
+            raise ConfigError(
+                "multi_step_loss anneals the per-step query losses onto the last step over multi_step_loss_steps "
+                f"meta-updates: set multi_step_loss_steps >= 1 (MAML++: 5000), got {multi_step_loss_steps!r}"
+            )
+        if per_step_bn and type(self) is not MAML:
+            raise ConfigError(f"per_step_bn is an option of MAML (MAML++), not of {self.name}")
         if test_inner_steps is not None and (not isinstance(test_inner_steps, int) or test_inner_steps < 0):
             raise ConfigError(f"test_inner_steps must be a non-negative integer, got {test_inner_steps!r}")
         if inner_lr <= 0:
@@ -86,6 +99,7 @@ class MAML(MetaLearner):
         self.first_order_until = first_order_until
         self.checkpoint_inner = checkpoint_inner
         self.step = 0
+        self.step_norms, self.norm_names = self._init_step_norms(per_step_bn)
         self.learned_lrs = self._init_learned_lrs(per_step_lr)
 
     def _init_learned_lrs(self, per_step_lr: bool) -> nn.ParameterDict | None:
@@ -95,10 +109,39 @@ class MAML(MetaLearner):
             {_key(name): nn.Parameter(torch.full((self.inner_steps,), self.inner_lr)) for name in self.fast_params()}
         )
 
+    def _init_step_norms(self, per_step_bn: bool) -> tuple[nn.ParameterDict | None, tuple[str, ...]]:
+        """MAML++'s per-step batch-norm weights: each layer's, copied once per inner step, and their names."""
+        if not per_step_bn:
+            return None, ()
+        norms = batch_norm_parameters(self.model)
+        if not norms:
+            raise ConfigError(
+                "per_step_bn gives batch-norm layers a weight and bias per inner step, but the model has no "
+                "batch-norm layer with weights: build it with BatchNorm (affine=True) or drop per_step_bn"
+            )
+        steps = self.inner_steps
+        per_step = {_key(name): nn.Parameter(p.detach().unsqueeze(0).repeat(steps, *[1] * p.dim()))
+                    for name, p in norms.items()}
+        return nn.ParameterDict(per_step), tuple(norms)
+
     # What adapts, and how it is applied: ANIL overrides these two.
     def fast_params(self) -> Params:
-        """The parameters the inner loop adapts."""
-        return parameter_dict(self.model)
+        """The parameters the inner loop adapts (all the model's, but the batch-norm weights MAML++ keeps per step)."""
+        params = parameter_dict(self.model)
+        return {name: p for name, p in params.items() if name not in self.norm_names}
+
+    def norms_at(self, step: int) -> Params:
+        """The batch-norm weights of inner step ``step`` (the last step's beyond ``inner_steps``) with
+        ``per_step_bn``; else none (the model's own serve every step)."""
+        if self.step_norms is None:
+            return {}
+        index = min(step, self.inner_steps - 1)
+        return {name: self.step_norms[_key(name)][index] for name in self.norm_names}
+
+    def predict_with(self, params: Params, steps: int, features: Tensor) -> Tensor:
+        """The adapted network's outputs after ``steps`` inner steps ended at ``params``: with the batch-norm weights
+        of the last step taken (of the first, if none was)."""
+        return self.apply_fast({**params, **self.norms_at(max(steps - 1, 0))}, features)
 
     def features(self, x: Tensor) -> Tensor:
         """The input of the adapted part of the network."""
@@ -134,6 +177,7 @@ class MAML(MetaLearner):
                 self.learning_rates,
                 first_order,
                 self.checkpoint_inner,
+                self.norms_at,
             )
 
     def _check_ways(self, ways: int | None) -> None:
@@ -151,17 +195,17 @@ class MAML(MetaLearner):
         if steps is None:
             steps = self.inner_steps if self.training else self.test_inner_steps
         params = self._adapted(support_x, support_y, steps)[-1]
-        return lambda x: self.apply_fast(params, self.features(x))
+        return lambda x: self.predict_with(params, steps, self.features(x))
 
     def task_objective(
         self, support_x: Tensor, support_y: Tensor, query_x: Tensor, query_y: Tensor, ways: int | None
     ) -> tuple[Tensor, Tensor]:
-        if not self.multi_step_loss:
+        if not self.multi_step_loss or self.step >= self.multi_step_loss_steps:  # annealed: the last step's loss
             return super().task_objective(support_x, support_y, query_x, query_y, ways)
         self._check_ways(ways)
-        iterates = self._adapted(support_x, support_y, self.inner_steps)[1:]
+        iterates = self._adapted(support_x, support_y, self.inner_steps)
         query_features = self.features(query_x)
-        outputs = [self.apply_fast(params, query_features) for params in iterates]
+        outputs = [self.predict_with(iterates[k], k, query_features) for k in range(1, len(iterates))]
         weights = self.multi_step_weights()
         objective = torch.stack([w * self.loss_fn(out, query_y) for w, out in zip(weights, outputs, strict=True)]).sum()
         return objective, outputs[-1]
@@ -171,12 +215,13 @@ class MAML(MetaLearner):
 
         Uniform at first; the weights of the earlier steps decay linearly to a floor of
         ``0.03 / inner_steps`` over ``multi_step_loss_steps`` meta-updates, the last step taking
-        the rest, after which only the last step counts (up to the floor).
+        the rest; from then on only the last step counts, as in the official code.
         """
         n = self.inner_steps
+        if self.step >= self.multi_step_loss_steps:
+            return [0.0] * (n - 1) + [1.0]
         floor = 0.03 / n
-        progress = 1.0 if self.multi_step_loss_steps <= 0 else min(self.step / self.multi_step_loss_steps, 1.0)
-        early = max(1.0 / n - progress * (1.0 / n - floor), floor)
+        early = max(1.0 / n - self.step / self.multi_step_loss_steps * (1.0 / n - floor), floor)
         return [early] * (n - 1) + [1.0 - early * (n - 1)]
 
 
@@ -215,3 +260,4 @@ class MAMLConfig(MAMLPlusPlusKeys):
 
     inner_steps: int = option(1, minimum=0)
     per_step_lr: bool = False
+    per_step_bn: bool = False

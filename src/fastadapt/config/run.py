@@ -65,7 +65,7 @@ class TrainSection:
 
     ``retrain_on_trainval`` is Snell et al.'s procedure: after training with early stopping (``patience``), train a
     fresh model on the training and validation classes together for the best step plus ``patience`` updates, and
-    test that one."""
+    test that one. ``keep_best`` keeps the checkpoints of that many best validations (for ``test.ensemble``)."""
 
     steps: int = option(1000, minimum=1)
     meta_batch: int = option(32, minimum=1)
@@ -85,6 +85,7 @@ class TrainSection:
     tensorboard: bool = False
     patience: int | None = option(None, minimum=1)
     retrain_on_trainval: bool = False
+    keep_best: int = option(1, minimum=1)
 
     def settings(self, **runtime: Any) -> TrainConfig:
         """The trainer's settings (``runtime`` adds those of this process, e.g. ``progress``)."""
@@ -95,12 +96,14 @@ class TrainSection:
 class TestSection:
     """Meta-testing: ``episodes`` fixed tasks drawn with ``seed``, ``inner_steps`` adaptation steps (``None``: the
     algorithm's own), and which statistics batch norm uses for the queries (``query``: transductive, the
-    convention of MAML's code; ``support``: non-transductive)."""
+    convention of MAML's code; ``support``: non-transductive). ``ensemble`` tests the mean output of the checkpoints
+    of that many best validations (MAML++'s top-5 ensemble; 1: the best checkpoint alone)."""
 
     episodes: int = option(600, minimum=1)
     inner_steps: int | None = option(None, minimum=0)
     seed: int = 2024
     statistics: Literal["query", "support", "support_and_query"] = "query"
+    ensemble: int = option(1, minimum=1)
 
 
 RUN_SECTIONS: dict[str, type] = {
@@ -213,11 +216,27 @@ def check_run(run: RunConfig) -> None:
     if run.train.retrain_on_trainval and (run.train.patience is None or not data.has_validation()):
         raise ConfigError("train.retrain_on_trainval retrains for the best step plus train.patience: it needs "
                           "train.patience and a dataset with a validation split")
+    if run.test.ensemble > 1:
+        check_ensemble(run)
     if run.train.augment != "none" and data.inputs != "images":
         raise ConfigError(f"train.augment transforms images of the built-in datasets, not {data.name} data: transform "
                           "it in your dataset (its factory is told the split)")
     for part in (data, model, algorithm):
         part.check(run)
+
+
+def check_ensemble(run: RunConfig) -> None:
+    """A top-k ensemble averages checkpoints of the best validations of a supervised run that kept them."""
+    k = run.test.ensemble
+    if run.train.keep_best < k:
+        raise ConfigError(f"test.ensemble={k} averages the checkpoints of the {k} best validations: set "
+                          f"train.keep_best >= {k} (it is {run.train.keep_best})")
+    if not run.dataset.has_validation() or run.train.retrain_on_trainval:
+        raise ConfigError("test.ensemble averages checkpoints chosen on validation: it needs a dataset with a "
+                          "validation split and no train.retrain_on_trainval")
+    if run.dataset.problem == "rl":
+        raise ConfigError("test.ensemble averages the outputs of few-shot models; meta-RL policies are tested alone: "
+                          "set test.ensemble=1")
 
 
 def _model_mismatch(data: DatasetConfig) -> str:

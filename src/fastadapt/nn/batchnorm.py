@@ -27,3 +27,14 @@ class BatchNorm(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.weight.numel()}, eps={self.eps}"
+
+
+def batch_norm_parameters(module: nn.Module) -> dict[str, nn.Parameter]:
+    """The trainable weights and biases of every batch-norm layer of ``module`` (standard and fastadapt's own), by
+    their names in ``module``: what MAML++ gives a copy per inner step."""
+    found: dict[str, nn.Parameter] = {}
+    for prefix, layer in module.named_modules():
+        if isinstance(layer, BatchNorm | nn.modules.batchnorm._BatchNorm):
+            dot = f"{prefix}." if prefix else ""
+            found.update({dot + name: p for name, p in layer.named_parameters(recurse=False) if p.requires_grad})
+    return found

@@ -16,7 +16,7 @@ from fastadapt.training.progress import ProgressBar
 from fastadapt.training.settings import TrainConfig
 from fastadapt.training.signals import StopRequest, TrainingInterrupted
 from fastadapt.training.update import Update
-from fastadapt.training.validation import Best, validation_record
+from fastadapt.training.validation import Best, Ranking, validation_record
 
 
 @dataclass
@@ -45,6 +45,7 @@ class Trainer:
         self.device = next(state.model.parameters()).device
         self.step = standing.step
         self.best = Best(standing.best, checkpoints.best_model() if standing.best is not None else None)
+        self.ranking = Ranking(settings.keep_best, list(standing.top))
         self.window = MetricWindow()
         self.divergence = DivergencePolicy(skip=settings.skip_nonfinite)
         self.stop = StopRequest()
@@ -106,14 +107,22 @@ class Trainer:
             if result is None:
                 return
             self.folder.log(validation_record(result, self.step))
+            if self.settings.keep_best > 1 and self.ranking.offer(result, self.step):
+                self.checkpoints.save_top(self.step, self._standing())
             if self.best.consider(result, self.step, self.learner):
                 self._save("best.pt")
             self.bar.show(self.window.means, f"val {result}")
 
+    def _standing(self) -> Standing:
+        return Standing(self.step, self.clock.elapsed_s, self.best.record, tuple(self.ranking.entries))
+
     def _save(self, name: str) -> None:
-        """Bring ``metrics.csv`` up to date and write checkpoint ``name`` of the run as it stands."""
+        """Bring ``metrics.csv`` up to date and write checkpoint ``name`` of the run as it stands (after ``last.pt``,
+        the checkpoints of validations that left the best few go)."""
         self.folder.write_csv()
-        self.checkpoints.save(name, Standing(self.step, self.clock.elapsed_s, self.best.record))
+        self.checkpoints.save(name, self._standing())
+        if name == "last.pt":
+            self.checkpoints.prune_top(self.ranking.steps)
 
     def _honour_stop(self) -> None:
         """After a signal to any process: save ``last.pt`` and stop with ``TrainingInterrupted``."""

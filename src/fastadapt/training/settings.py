@@ -22,7 +22,9 @@ class TrainConfig:
     meta-batch with a non-finite loss or gradient instead of stopping; ``restore_best`` ends with the best
     validation state; ``max_minutes`` ends training once that much training time is spent; ``progress``
     shows a progress bar and ``tensorboard`` also logs TensorBoard event files. ``patience`` stops early once that
-    many meta-updates have passed since the best validation (Snell et al.'s early stopping).
+    many meta-updates have passed since the best validation (Snell et al.'s early stopping). ``keep_best`` is how many
+    checkpoints of the best validations are kept (``best.pt`` and, beyond one, ``top/step-N.pt``), which a top-k
+    ensemble averages at test (MAML++: 5).
     """
 
     steps: int
@@ -42,9 +44,10 @@ class TrainConfig:
     max_minutes: float | None = None
     tensorboard: bool = False
     patience: int | None = None
+    keep_best: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("steps", "meta_batch", "val_every", "val_episodes", "log_every"):
+        for name in ("steps", "meta_batch", "val_every", "val_episodes", "log_every", "keep_best"):
             _check_integer(name, getattr(self, name), minimum=1)
         if self.checkpoint_every is not None:
             _check_integer("checkpoint_every", self.checkpoint_every, minimum=1)

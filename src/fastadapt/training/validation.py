@@ -1,9 +1,11 @@
-"""Validation records and best-state selection: which validation was best, and the model's state then."""
+"""Validation records and best-state selection: which validation was best, and the model's state then; which
+were the best few (for a top-k ensemble)."""
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -41,3 +43,26 @@ class Best:
         self.record = {"step": step, "score": new, **result.to_dict()}
         self.state = copy.deepcopy(model.state_dict())
         return True
+
+
+@dataclass
+class Ranking:
+    """The ``keep`` best validations so far (``entries``: their step and score), best first; of equal scores the
+    earlier ranks first."""
+
+    keep: int = 1
+    entries: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def steps(self) -> list[int]:
+        return [entry["step"] for entry in self.entries]
+
+    def offer(self, result: EvalResult, step: int) -> bool:
+        """Rank the validation at ``step``; say whether it is among the ``keep`` best (a NaN never is)."""
+        new = score(result)
+        if math.isnan(new):
+            return False
+        position = next((i for i, entry in enumerate(self.entries) if new > entry["score"]), len(self.entries))
+        self.entries.insert(position, {"step": step, "score": new})
+        del self.entries[self.keep:]
+        return position < self.keep

@@ -1,0 +1,54 @@
+"""Whole runs that test more than their best checkpoint: the top-k ensemble of ``test.ensemble``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import run_cli
+
+import fastadapt as fa
+from fastadapt import experiment
+from fastadapt.checkpoint import load_checkpoint
+from fastadapt.config import build_config
+from fastadapt.errors import ConfigError
+from fastadapt.experiment import load_learner
+
+
+def test_a_run_tests_the_ensemble_of_its_best_validations(
+    glyphs_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    code, out, _ = run_cli(capsys, "train", "--preset", "maml-glyphs-5w1s", "--run-dir", str(run), "--no-progress",
+                           f"dataset.data_dir={glyphs_root}", "model.hidden=8", "train.steps=8", "train.meta_batch=2",
+                           "train.val_every=2", "train.val_episodes=4", "train.keep_best=3", "test.ensemble=2",
+                           "test.episodes=6")
+    result = json.loads((run / "result.json").read_text())
+    assert code == 0 and result["ensemble"] == 2 and "the mean of the 2 best checkpoints" in out
+    learner, resolved = load_learner(run, str(glyphs_root))
+    assert isinstance(learner, fa.Ensemble) and len(learner.members) == 2
+    ranked = [entry["step"] for entry in load_checkpoint(run / "last.pt")["top"]]
+    assert len(ranked) == 3 and ranked[0] == result["best_step"]
+    for member, step in zip(learner.members, ranked[:2], strict=True):  # the two best, best first
+        saved = load_checkpoint(run / "top" / f"step-{step}.pt")["model"]
+        assert all(torch.equal(a, saved[name]) for name, a in member.state_dict().items())
+    assert experiment.test_learner(learner, resolved).mean == pytest.approx(result["test"]["accuracy"])
+    single, _ = load_learner(run / "best.pt", str(glyphs_root))  # a checkpoint file is one model
+    assert isinstance(single, fa.MAML)
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["test.ensemble=5"], "set train.keep_best >= 5 \\(it is 1\\)"),
+    (["test.ensemble=2", "train.keep_best=2", "train.patience=4", "train.retrain_on_trainval=true"],
+     "needs a dataset with a validation split and no train.retrain_on_trainval"),
+])
+def test_an_ensemble_needs_the_checkpoints_it_averages(overrides: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        build_config("maml-glyphs-5w1s", overrides)
+
+
+def test_meta_rl_policies_are_not_ensembled() -> None:
+    with pytest.raises(ConfigError, match="meta-RL policies are tested alone"):
+        build_config("maml-rl-nav2d", ["test.ensemble=2", "train.keep_best=2"])
