@@ -22,6 +22,9 @@ MAMLPP = {"train.meta_batch": 8, "model.pool": "max", "algorithm.multi_step_loss
           "algorithm.multi_step_loss_steps": 5000, "algorithm.first_order": False, "algorithm.first_order_until": 0,
           "algorithm.inner_steps": 5, "algorithm.per_step_lr": True, "algorithm.per_step_bn": True, "task.queries": 1,
           "train.val_every": 500, "train.val_episodes": 600, "train.keep_best": 5, "test.ensemble": 5}
+CHEN_FITTING = {"algorithm.finetune_lr": 0.01, "algorithm.finetune_momentum": 0.9,
+                "algorithm.finetune_dampening": 0.9, "algorithm.finetune_weight_decay": 0.001,
+                "algorithm.finetune_batch": 4, "algorithm.finetune_epochs": 100}
 MAML_RL = {"model.activation": "relu", "model.layers": [100, 100], "algorithm.inner_lr": 0.1,
            "algorithm.later_inner_lr": 0.05, "algorithm.inner_steps": 1}
 
@@ -52,6 +55,8 @@ SETTINGS: list[tuple[str, dict[str, Any]]] = [
                              "train.meta_batch": 8}),
     ("protonet-cub-5w1s", {"task.queries": 15, "train_task.queries": 16}),
     ("baseline-cub-5w1s", {"task.queries": 15}),
+    *[(name, CHEN_FITTING) for name in ("finetune-omniglot-5w1s", "finetune-omniglot-20w1s", "baselinepp-omniglot-5w1s",
+                                        "baselinepp-omniglot-20w1s", "baseline-cub-5w1s")],
 ]
 
 

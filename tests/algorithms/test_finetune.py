@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import random_dataset
+from helpers import random_dataset, to_double
 
 import fastadapt as fa
+from fastadapt.algorithms.minibatches import epoch_batches, task_key
 from fastadapt.errors import ConfigError
 
 
@@ -75,3 +76,36 @@ def test_tasks_without_dataset_classes_or_beyond_the_head_are_refused() -> None:
     batch.classes[:] = 7
     with pytest.raises(ConfigError, match="4 classes"):
         learner.meta_loss(batch)
+
+
+def test_chens_fitting_is_torch_sgd_on_fresh_passes_in_batches_of_four() -> None:
+    """Chen et al.'s fine-tuning (SGD 0.01, momentum 0.9, dampening 0.9, weight decay 1e-3, batches of 4), written
+    with torch.optim.SGD on a zero-started nn.Linear over the same mini-batches."""
+    torch.manual_seed(0)
+    encoder = fa.nn.Conv4(1, None, hidden=8, image_size=16).double()
+    learner = fa.FineTune(encoder, classes=8, finetune_lr=0.01, finetune_momentum=0.9, finetune_dampening=0.9,
+                          finetune_weight_decay=1e-3, finetune_batch=4, finetune_epochs=3).eval()
+    task = to_double(fa.FewShotTasks(random_dataset(size=16), ways=5, shots=2, queries=3, seed=4).sample(1))[0]
+    head = torch.nn.Linear(encoder.embedding_dim, 5).double()
+    torch.nn.init.zeros_(head.weight)
+    torch.nn.init.zeros_(head.bias)
+    optimizer = torch.optim.SGD(head.parameters(), lr=0.01, momentum=0.9, dampening=0.9, weight_decay=1e-3)
+    with torch.no_grad():
+        features = encoder(task.support_x)
+    batches = epoch_batches(task_key(task.support_x), 10, 4, 9)  # 3 epochs of batches 4, 4, 2
+    for batch in batches:
+        optimizer.zero_grad()
+        F.cross_entropy(head(features[batch]), task.support_y[batch]).backward()
+        optimizer.step()
+    expected = head(encoder(task.query_x))
+    torch.testing.assert_close(learner.adapt(task.support_x, task.support_y)(task.query_x), expected,
+                               rtol=1e-10, atol=1e-12)
+    shorter = learner.adapt(task.support_x, task.support_y, steps=2)(task.query_x)  # --inner-steps counts steps
+    assert not torch.allclose(shorter, expected)
+
+
+@pytest.mark.parametrize("bad", [{"finetune_dampening": 1.5}, {"finetune_momentum": -0.1}, {"finetune_batch": 0},
+                                 {"finetune_epochs": -1}])
+def test_impossible_fitting_settings_are_one_line(bad: dict) -> None:
+    with pytest.raises(ConfigError, match="finetune_"):
+        fa.FineTune(_Identity(), classes=4, **bad)

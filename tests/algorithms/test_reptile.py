@@ -12,7 +12,7 @@ from helpers import random_dataset, to_double
 from torch import nn
 
 import fastadapt as fa
-from fastadapt.algorithms.reptile import minibatch_order, task_key
+from fastadapt.algorithms.minibatches import minibatch_order, task_key
 from fastadapt.config import build_config, build_learner
 from fastadapt.errors import ConfigError
 
@@ -59,27 +59,6 @@ def test_the_adam_inner_loop_is_torch_adam_with_beta1_zero_fresh_for_each_task(i
             adapted = learner._adapted(task.support_x, task.support_y, 4)[-1]
         for ours, theirs in zip(adapted.values(), expected, strict=True):
             torch.testing.assert_close(ours, theirs, rtol=1e-10, atol=1e-12)
-
-
-def test_minibatches_are_passes_over_fresh_shuffles_of_the_support_set() -> None:
-    key = task_key(torch.randn(12, 3))
-    order = minibatch_order(key, size=12, batch=5, steps=7)  # 35 examples: three passes, batches spanning them
-    assert order.shape == (7, 5)
-    passes = order.flatten()[:24].view(2, 12)
-    assert all(sorted(p.tolist()) == list(range(12)) for p in passes)
-    assert not torch.equal(passes[0], passes[1])  # each pass is shuffled afresh
-    assert len(set(order.flatten()[24:].tolist())) == 11  # the third pass, cut where the steps end
-    assert torch.equal(order, minibatch_order(key.clone(), size=12, batch=5, steps=7))  # the same task, the same order
-    assert not torch.equal(order, minibatch_order(task_key(torch.randn(12, 3)), size=12, batch=5, steps=7))
-    assert not torch.equal(passes[0], torch.arange(12))
-
-
-def test_the_keys_and_orders_of_a_loop_and_of_vmap_agree() -> None:
-    support = _batch(tasks=4).support_x
-    keys = torch.stack([task_key(x) for x in support])
-    assert torch.equal(torch.func.vmap(task_key)(support), keys) and len(set(keys.tolist())) == 4
-    orders = torch.func.vmap(lambda x: minibatch_order(task_key(x), 12, 5, 6))(support)
-    assert torch.equal(orders, torch.stack([minibatch_order(k, 12, 5, 6) for k in keys]))
 
 
 def test_by_default_the_inner_loop_is_unchanged_full_batch_sgd() -> None:

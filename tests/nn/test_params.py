@@ -1,10 +1,12 @@
-"""Parameter helpers: tensors flattened into one vector and shaped back, gradients flowing through both."""
+"""Parameter helpers: tensors flattened into one vector and shaped back, gradients flowing through both; the
+functional optimizer steps against torch's optimizers."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
-from fastadapt.nn.params import flatten, unflatten
+from fastadapt.nn.params import flatten, momentum_step, unflatten
 
 
 def test_flatten_and_unflatten_are_inverse_and_match_torch() -> None:
@@ -28,3 +30,25 @@ def test_gradients_flow_through_the_views() -> None:
     first, second = unflatten(vector, like)
     (2 * first.sum() + 3 * second.sum()).backward()
     assert vector.grad.tolist() == [2.0] * 6 + [3.0] * 4
+
+
+@pytest.mark.parametrize(("momentum", "dampening", "weight_decay"),
+                         [(0.9, 0.9, 1e-3), (0.5, 0.0, 0.0), (0.0, 0.7, 0.1)])
+def test_momentum_step_is_torch_sgd(momentum: float, dampening: float, weight_decay: float) -> None:
+    generator = torch.Generator().manual_seed(0)
+    start = {"w": torch.randn(3, 2, generator=generator, dtype=torch.float64),
+             "b": torch.randn(3, generator=generator, dtype=torch.float64)}
+    grads = [{k: torch.randn(v.shape, generator=generator, dtype=torch.float64) for k, v in start.items()}
+             for _ in range(4)]
+    reference = {k: v.clone().requires_grad_() for k, v in start.items()}
+    optimizer = torch.optim.SGD(reference.values(), lr=0.05, momentum=momentum, dampening=dampening,
+                                weight_decay=weight_decay)
+    ours, buffers = dict(start), {}
+    for g in grads:
+        for name, p in reference.items():
+            p.grad = g[name].clone()
+        optimizer.step()
+        ours, buffers = momentum_step(ours, g, buffers, dict.fromkeys(ours, 0.05), momentum, dampening, weight_decay)
+    for name, p in reference.items():
+        torch.testing.assert_close(ours[name], p.detach(), rtol=1e-14, atol=1e-15)
+    assert (buffers == {}) == (momentum == 0)  # without momentum torch keeps no buffer (and ignores dampening)

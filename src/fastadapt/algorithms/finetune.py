@@ -12,12 +12,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fastadapt.algorithms.base import MetaLearner, Predictor, embedding_size
-from fastadapt.algorithms.inner_loop import inner_loop
+from fastadapt.algorithms.inner_loop import first_order_loop
+from fastadapt.algorithms.minibatches import epoch_batches, task_key
 from fastadapt.algorithms.protonet import prototypes
 from fastadapt.components import AlgorithmConfig, Run, option, register
 from fastadapt.errors import ConfigError
 from fastadapt.nn.functional import call
-from fastadapt.nn.params import Params, parameter_dict
+from fastadapt.nn.params import Params, momentum_step, parameter_dict
 from fastadapt.tasks import TaskBatch, ways_of
 
 HEADS = ("linear", "cosine")
@@ -34,6 +35,12 @@ class FineTune(MetaLearner):
     learns from the images of the sampled tasks with their dataset classes (``TaskBatch.classes``),
     i.e. class-balanced mini-batches; ``classes`` is the number of meta-training classes.
     ``embedding_dim`` is the size of the encoder's output (read from fastadapt's backbones).
+
+    The fitting is ``torch.optim.SGD``'s arithmetic with ``finetune_momentum``, ``finetune_dampening`` and
+    ``finetune_weight_decay`` (plain gradient descent by default), each step on the whole support set or, with
+    ``finetune_batch``, on the next mini-batch of passes over it, each pass a fresh shuffle cut into batches (the
+    last one short), drawn from the task itself. ``finetune_epochs`` counts passes instead of steps: Chen et al.
+    fine-tune 100 epochs of mini-batches of 4 with SGD 0.01, momentum 0.9, dampening 0.9 and weight decay 1e-3.
     """
 
     name = "finetune"
@@ -49,6 +56,11 @@ class FineTune(MetaLearner):
         finetune_lr: float = 0.1,
         finetune_body: bool = False,
         embedding_dim: int | None = None,
+        finetune_momentum: float = 0.0,
+        finetune_dampening: float = 0.0,
+        finetune_weight_decay: float = 0.0,
+        finetune_batch: int | None = None,
+        finetune_epochs: int | None = None,
     ) -> None:
         super().__init__(loss="cross_entropy", vmap=vmap)
         if head not in HEADS:
@@ -60,12 +72,17 @@ class FineTune(MetaLearner):
             raise ConfigError(
                 f"finetune_steps must be >= 0 and finetune_lr > 0, got {finetune_steps!r} and {finetune_lr!r}"
             )
+        _check_fitting(finetune_momentum, finetune_dampening, finetune_weight_decay, finetune_batch, finetune_epochs)
         self.encoder = encoder
         self.head_kind = head
         self.scale = float(scale)
         self.finetune_steps = finetune_steps
         self.finetune_lr = float(finetune_lr)
         self.finetune_body = finetune_body
+        self.optimizer = {"momentum": float(finetune_momentum), "dampening": float(finetune_dampening),
+                          "weight_decay": float(finetune_weight_decay)}
+        self.finetune_batch = finetune_batch
+        self.finetune_epochs = finetune_epochs
         self.head = nn.Linear(dim, classes, bias=head == "linear")
 
     def head_logits(self, params: Params, features: Tensor) -> Tensor:
@@ -99,13 +116,16 @@ class FineTune(MetaLearner):
     ) -> Predictor:
         if ways is None:
             ways = ways_of(support_y)
-        steps = self.finetune_steps if steps is None else steps
+        size = len(support_y)
+        steps = self._steps(size) if steps is None else steps
+        batches = None if self.finetune_batch is None else epoch_batches(
+            task_key(support_x), size, self.finetune_batch, steps)
         with torch.no_grad():
             features = call(self.encoder, support_x)
         head = self._new_head(features, support_y, ways)
         if not self.finetune_body:
-            fitted = inner_loop(self.head_logits, head, features, support_y, self.loss_fn, steps,
-                                lambda _: dict.fromkeys(head, self.finetune_lr), first_order=True)[-1]
+            fitted = first_order_loop(self.head_logits, head, features, support_y, self.loss_fn, steps, batches,
+                                      self._step)[-1]
             return lambda x: self.head_logits(fitted, call(self.encoder, x))
         start = {**_prefixed("encoder.", parameter_dict(self.encoder)), **_prefixed("head.", head)}
 
@@ -113,14 +133,34 @@ class FineTune(MetaLearner):
             features = call(self.encoder, x, _unprefixed("encoder.", params))
             return self.head_logits(_unprefixed("head.", params), features)
 
-        fitted = inner_loop(forward, start, support_x, support_y, self.loss_fn, steps,
-                            lambda _: dict.fromkeys(start, self.finetune_lr), first_order=True)[-1]
+        fitted = first_order_loop(forward, start, support_x, support_y, self.loss_fn, steps, batches, self._step)[-1]
         return lambda x: forward(fitted, x)
+
+    def _steps(self, size: int) -> int:
+        """Fitting steps on a support set of ``size``: ``finetune_steps``, or ``finetune_epochs`` passes over it."""
+        if self.finetune_epochs is None:
+            return self.finetune_steps
+        return self.finetune_epochs * -(-size // (self.finetune_batch or size))
+
+    def _step(self, params: Params, grads: Params, buffers: Params, step: int) -> tuple[Params, Params]:
+        """One step of the fitting optimizer (SGD with the momentum, dampening and weight decay set)."""
+        return momentum_step(params, grads, buffers, dict.fromkeys(params, self.finetune_lr), **self.optimizer)
 
     def _new_head(self, features: Tensor, labels: Tensor, ways: int) -> Params:
         if self.head_kind == "cosine":
             return {"weight": prototypes(F.normalize(features, dim=-1), labels, ways)}
         return {"weight": features.new_zeros(ways, features.shape[-1]), "bias": features.new_zeros(ways)}
+
+
+def _check_fitting(momentum: float, dampening: float, weight_decay: float, batch: int | None,
+                   epochs: int | None) -> None:
+    """Refuse, in one line, fitting settings torch's SGD or the mini-batches cannot take."""
+    if momentum < 0 or not 0 <= dampening <= 1 or weight_decay < 0:
+        raise ConfigError("finetune_momentum and finetune_weight_decay must be >= 0 and finetune_dampening in [0, 1], "
+                          f"got {momentum!r}, {weight_decay!r} and {dampening!r}")
+    for name, value, least in (("finetune_batch", batch, 1), ("finetune_epochs", epochs, 0)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
+            raise ConfigError(f"{name} must be an integer >= {least} (or None), got {value!r}")
 
 
 def _prefixed(prefix: str, params: Params) -> Params:
@@ -135,8 +175,10 @@ def _unprefixed(prefix: str, params: Params) -> Params:
 @dataclass
 class FineTuneConfig(AlgorithmConfig):
     """The transfer baseline: the ``head`` (``linear``: Baseline; ``cosine``: Baseline++ with ``scale``), fine-tuned
-    by ``finetune_steps`` of ``finetune_lr`` (with the body if ``finetune_body``); ``classes`` is the number of
-    meta-training classes, filled in from the training data when a run starts."""
+    by ``finetune_steps`` of ``finetune_lr`` (with the body if ``finetune_body``), SGD with the momentum, dampening
+    and weight decay given, on mini-batches of ``finetune_batch`` (``None``: the whole support set) for
+    ``finetune_epochs`` passes if given; ``classes`` is the number of meta-training classes, filled in from the
+    training data when a run starts."""
 
     learner = FineTune
     head: Literal["linear", "cosine"] = "linear"
@@ -144,6 +186,11 @@ class FineTuneConfig(AlgorithmConfig):
     finetune_steps: int = option(100, minimum=0)
     finetune_lr: float = option(0.1, minimum=1e-9)
     finetune_body: bool = False
+    finetune_momentum: float = option(0.0, minimum=0)
+    finetune_dampening: float = option(0.0, minimum=0)
+    finetune_weight_decay: float = option(0.0, minimum=0)
+    finetune_batch: int | None = option(None, minimum=1)
+    finetune_epochs: int | None = option(None, minimum=0)
     classes: int | None = option(None, minimum=2)
 
     def build(self, model: nn.Module, run: Run) -> nn.Module:

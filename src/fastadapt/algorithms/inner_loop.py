@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.utils.checkpoint
@@ -13,6 +13,7 @@ from fastadapt.nn.params import Params, detach_params, sgd_step
 Forward = Callable[[Params, Tensor], Tensor]
 LearningRates = Callable[[int], dict[str, Tensor | float]]
 Context = Callable[[int], Params]
+OptimizerStep = Callable[[Params, Params, Params, int], tuple[Params, Params]]  # (params, grads, state, step)
 
 
 def _no_context(step: int) -> Params:
@@ -81,4 +82,31 @@ def _checkpointed(
     for step in range(steps):
         values = torch.utils.checkpoint.checkpoint(one_step, step, *iterates[-1].values(), use_reentrant=False)
         iterates.append(dict(zip(names, values, strict=True)))
+    return iterates
+
+
+def first_order_loop(
+    forward: Forward,
+    params: Params,
+    x: Tensor,
+    y: Tensor,
+    loss_fn: Callable[[Tensor, Tensor], Tensor],
+    steps: int,
+    batches: Tensor | Sequence[Tensor] | None,
+    optimizer_step: OptimizerStep,
+) -> list[Params]:
+    """``steps`` steps of an optimizer with a state (Adam's moments, momentum buffers; fresh here) on the gradient at
+    the detached iterate, each on the examples ``batches[step]`` (all of them when ``None``); return every iterate.
+
+    The first-order loop of Reptile and of fine-tuning: no meta-gradient flows through it. ``optimizer_step(params,
+    grads, state, step)`` gives the new parameters and state (``fastadapt.nn.params``: ``adam_step``,
+    ``momentum_step``). Pure tensor arithmetic, so it runs under ``torch.func.vmap``.
+    """
+    grad = torch.func.grad(lambda p, xb, yb: loss_fn(forward(p, xb), yb))
+    iterates = [params]
+    state: Params = {}
+    for step in range(steps):
+        xb, yb = (x, y) if batches is None else (x[batches[step]], y[batches[step]])
+        new, state = optimizer_step(iterates[-1], grad(detach_params(iterates[-1]), xb, yb), state, step)
+        iterates.append(new)
     return iterates

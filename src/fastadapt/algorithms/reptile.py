@@ -2,61 +2,20 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 import torch
 from torch import Tensor
 
+from fastadapt.algorithms.inner_loop import first_order_loop
 from fastadapt.algorithms.maml import MAML, InnerLoopConfig
+from fastadapt.algorithms.minibatches import minibatch_order, task_key
 from fastadapt.components import option, register
 from fastadapt.errors import ConfigError
-from fastadapt.nn.params import Params, detach_params, sgd_step
+from fastadapt.nn.params import Params, adam_step, sgd_step
 
 INNER_OPTIMIZERS = ("sgd", "adam")
-_MASK = 0xFFFFFFFF  # hashes are 32-bit values held in int64, whose products with 31-bit multipliers never overflow
-_INTEGERS = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
-
-
-def _mix(x: Tensor) -> Tensor:
-    """A 32-bit integer hash of each element of an int64 tensor (xorshift-multiply rounds)."""
-    for multiplier in (0x7FEB352D, 0x2C1B3C6D):
-        x = ((x ^ (x >> 16)) * multiplier) & _MASK
-    return x ^ (x >> 16)
-
-
-def task_key(x: Tensor) -> Tensor:
-    """A 32-bit key of a tensor's bits: the seed of a task's mini-batches.
-
-    An integer sum, so the same bits give the same key in a per-task loop and under ``torch.func.vmap``.
-    """
-    bits = x.detach().reshape(-1).view(_INTEGERS[x.element_size()]).to(torch.int64)
-    return _mix(((bits ^ (bits >> 32)) & _MASK).sum() & _MASK)
-
-
-def minibatch_order(key: Tensor, size: int, batch: int, steps: int) -> Tensor:
-    """``[steps, batch]`` indices into ``range(size)``: consecutive runs of ``batch`` from passes over the examples,
-    each pass a fresh shuffle (so a batch may span two passes), as the official code's ``_mini_batches``.
-
-    The shuffles are drawn by a counter-based generator seeded by ``key`` (``task_key``): pure tensor arithmetic,
-    so the order is the same in a loop and under vmap, and a resumed run draws it again bit for bit.
-    """
-    passes = -(-steps * batch // size)
-    keys = _mix(_mix(torch.arange(passes * size, device=key.device)) ^ key)
-    order = keys.view(passes, size).argsort(dim=1, stable=True).flatten()
-    return order[: steps * batch].view(steps, batch)
-
-
-def adam_step(params: Params, grads: Params, moments: Params, step: int, lrs: dict[str, Tensor | float],
-              beta2: float = 0.999, eps: float = 1e-8) -> tuple[Params, Params]:
-    """One step of Adam with ``beta1 = 0`` (the first moment is the gradient), ``torch.optim.Adam(betas=(0, beta2))``'s
-    arithmetic on parameter dicts: the new parameters and second moments (absent ones are zero, a fresh state).
-    ``step`` counts from 0."""
-    moments = {name: beta2 * moments.get(name, 0.0) + (1 - beta2) * g * g for name, g in grads.items()}
-    correction = math.sqrt(1 - beta2 ** (step + 1))
-    new = {name: p - lrs[name] * grads[name] / (moments[name].sqrt() / correction + eps) for name, p in params.items()}
-    return new, moments
 
 
 class Reptile(MAML):
@@ -92,16 +51,9 @@ class Reptile(MAML):
 
     def _adapted(self, support_x: Tensor, support_y: Tensor, steps: int) -> list[Params]:
         """Every iterate of ``steps`` inner steps from the current weights, each on its mini-batch, first order."""
-        features = self.features(support_x)
         order = self._minibatches(support_x, len(support_y), steps)
-        grad = torch.func.grad(lambda p, x, y: self.loss_fn(self.apply_fast(p, x), y))
-        iterates = [self.fast_params()]
-        moments: Params = {}  # Adam's second moments, fresh for each task
-        for step in range(steps):
-            x, y = (features, support_y) if order is None else (features[order[step]], support_y[order[step]])
-            params, moments = self._step(iterates[-1], grad(detach_params(iterates[-1]), x, y), moments, step)
-            iterates.append(params)
-        return iterates
+        return first_order_loop(self.apply_fast, self.fast_params(), self.features(support_x), support_y, self.loss_fn,
+                                steps, order, self._step)
 
     def _step(self, params: Params, grads: Params, moments: Params, step: int) -> tuple[Params, Params]:
         """One step of the inner optimizer: the new parameters and Adam's second moments (SGD keeps none)."""

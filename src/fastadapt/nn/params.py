@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import torch
@@ -37,3 +38,26 @@ def unflatten(vector: Tensor, like: Iterable[Tensor]) -> list[Tensor]:
 def sgd_step(params: Params, grads: Params, lrs: dict[str, Tensor | float]) -> Params:
     """One gradient step ``p - lr * g`` with a learning rate per parameter name."""
     return {name: p - lrs[name] * grads[name] for name, p in params.items()}
+
+
+def momentum_step(params: Params, grads: Params, buffers: Params, lrs: dict[str, Tensor | float], momentum: float,
+                  dampening: float = 0.0, weight_decay: float = 0.0) -> tuple[Params, Params]:
+    """One step of ``torch.optim.SGD(momentum, dampening, weight_decay)``'s arithmetic on parameter dicts: the new
+    parameters and momentum buffers (absent ones: a fresh state, whose first buffer is the gradient, undamped).
+    Without momentum, as torch, it keeps no buffer and ignores ``dampening``."""
+    decayed = {name: g + weight_decay * params[name] for name, g in grads.items()} if weight_decay else grads
+    if momentum:
+        decayed = {name: d if name not in buffers else momentum * buffers[name] + (1 - dampening) * d
+                   for name, d in decayed.items()}
+    return {name: p - lrs[name] * decayed[name] for name, p in params.items()}, (decayed if momentum else {})
+
+
+def adam_step(params: Params, grads: Params, moments: Params, step: int, lrs: dict[str, Tensor | float],
+              beta2: float = 0.999, eps: float = 1e-8) -> tuple[Params, Params]:
+    """One step of Adam with ``beta1 = 0`` (the first moment is the gradient), ``torch.optim.Adam(betas=(0, beta2))``'s
+    arithmetic on parameter dicts: the new parameters and second moments (absent ones are zero, a fresh state).
+    ``step`` counts from 0."""
+    moments = {name: beta2 * moments.get(name, 0.0) + (1 - beta2) * g * g for name, g in grads.items()}
+    correction = math.sqrt(1 - beta2 ** (step + 1))
+    new = {name: p - lrs[name] * grads[name] / (moments[name].sqrt() / correction + eps) for name, p in params.items()}
+    return new, moments
