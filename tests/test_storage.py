@@ -12,7 +12,7 @@ import pytest
 
 from fastadapt.cli import main
 from fastadapt.errors import CheckpointError
-from fastadapt.storage import LOCK, exclusive
+from fastadapt.storage import LOCK, exclusive, holds_files
 
 TINY = ["--no-progress", "train.steps=2", "train.val_every=1", "train.val_episodes=2", "test.episodes=4"]
 
@@ -54,3 +54,14 @@ def test_training_into_a_held_run_folder_is_refused_and_leaves_it_alone(tmp_path
     assert [p.name for p in run.iterdir()] == [LOCK]  # nothing of a run was written
     assert main(["train", "--run-dir", str(run), "--data-dir", str(glyphs_root), *TINY]) == 0  # free now
     assert (run / "result.json").is_file()
+
+
+def test_a_folder_holding_only_its_lock_holds_nothing(tmp_path: Path) -> None:
+    folder = tmp_path / "run"
+    assert not holds_files(folder)  # absent
+    folder.mkdir()
+    assert not holds_files(folder)
+    with exclusive(folder):
+        assert (folder / LOCK).exists() and not holds_files(folder)
+    (folder / "metrics.jsonl").write_text("")
+    assert holds_files(folder)

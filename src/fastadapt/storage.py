@@ -89,3 +89,8 @@ def exclusive(folder: str | Path) -> Iterator[None]:
             yield
         finally:
             del _held[key]
+
+
+def holds_files(folder: Path) -> bool:
+    """Whether ``folder`` exists and holds anything besides the lock file of ``exclusive``."""
+    return folder.is_dir() and any(item.name != LOCK for item in folder.iterdir())

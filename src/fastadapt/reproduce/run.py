@@ -31,7 +31,7 @@ from fastadapt.experiment import (
 )
 from fastadapt.reproduce.compare import against, over_seeds
 from fastadapt.reproduce.registry import BUDGETS, Measure, Reproduction, Row, get
-from fastadapt.storage import LOCK, atomic_write_text
+from fastadapt.storage import atomic_write_text, holds_files
 
 MACHINE_KEYS = ("dataset.data_dir", "dataset.download")  # where the data is, not what is run
 
@@ -74,7 +74,7 @@ def train_or_reuse(config: RunConfig, run_dir: Path, progress: bool) -> dict[str
             return json.loads((run_dir / "result.json").read_text())
         if any(run_dir.glob("*.pt")) or (run_dir / "metrics.jsonl").is_file():
             return run_experiment(read_config(run_dir), run_dir, resume=True, progress=progress)
-    elif run_dir.exists() and any(item.name != LOCK for item in run_dir.iterdir()):
+    elif holds_files(run_dir):
         raise CheckpointError(f"{run_dir} exists and is not a run folder: remove it or give another --out")
     return run_experiment(config, run_dir, progress=progress)
 

@@ -12,7 +12,7 @@ import yaml
 
 from fastadapt.errors import CheckpointError
 from fastadapt.logs import TensorBoard, read_records, write_csv
-from fastadapt.storage import LOCK, atomic_write_text, exclusive
+from fastadapt.storage import atomic_write_text, exclusive, holds_files
 
 RUN_MARKERS = ("last.pt", "metrics.jsonl")  # files that say a folder already holds a run
 
@@ -54,7 +54,7 @@ class RunFolder:
 
     def reopen(self) -> None:
         """Continue the run here: it must exist; the temporary files of writes that a kill tore are removed."""
-        if self.path is None or not any(item.name != LOCK for item in self.path.glob("*")):
+        if self.path is None or not holds_files(self.path):
             raise CheckpointError(f"cannot resume: there is no run in {self.path}")
         self.remove_torn_writes()
 
