@@ -11,7 +11,7 @@ from helpers import basis_directions, directional_fd
 from fastadapt.nn.params import unflatten
 from fastadapt.rl import MAMLRL, GaussianPolicy, Navigation2D, RLTasks, advantages, linear_baseline, reinforce_loss
 from fastadapt.rl.episodes import Episodes, discounted_returns
-from fastadapt.rl.mamlrl import pack
+from fastadapt.rl.mamlrl import pack, step_to_kl_bound
 from fastadapt.rl.policy import kl_divergence, log_prob
 
 
@@ -169,3 +169,17 @@ def test_a_relu_policy_is_the_hand_built_network() -> None:
     tanh = GaussianPolicy(3, 2, hidden=(5, 4), log_std=-0.5)  # the default, as earlier runs were built
     tanh.load_state_dict(state)  # the same parameters: only the config tells the activations apart
     assert not torch.equal(tanh(obs), out)
+
+
+def test_trpos_first_candidate_puts_the_quadratic_kl_at_the_bound() -> None:
+    """rllab's initial step: sqrt(2 * max_kl / d'Fd) * d, so that 0.5 s'Fs = max_kl (not twice it)."""
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(4, 4, generator=generator, dtype=torch.float64)
+    fisher = a @ a.T + 0.1 * torch.eye(4, dtype=torch.float64)
+    direction = torch.randn(4, generator=generator, dtype=torch.float64)
+    step = step_to_kl_bound(direction, 0.5 * direction @ fisher @ direction, 0.01)
+    assert (0.5 * step @ fisher @ step).item() == pytest.approx(0.01, rel=1e-12)
+    expected = math.sqrt(2 * 0.01 / (direction @ fisher @ direction).item()) * direction
+    torch.testing.assert_close(step, expected, rtol=1e-12, atol=0)
+    assert torch.equal(step_to_kl_bound(direction, torch.tensor(0.0, dtype=torch.float64), 0.01),
+                       torch.zeros_like(direction))

@@ -61,6 +61,15 @@ def _conjugate_gradient(matvec: Callable[[Tensor], Tensor], b: Tensor, iteration
     return x
 
 
+def step_to_kl_bound(direction: Tensor, curvature: Tensor, max_kl: float) -> Tensor:
+    """``direction`` scaled so that the KL's quadratic model ``0.5 s^T F s`` equals ``max_kl`` (``curvature`` is
+    ``0.5 d^T F d``): TRPO's first line-search candidate, rllab's ``initial_step_size``; zero where the
+    curvature is not positive."""
+    if not curvature > 0:
+        return torch.zeros_like(direction)
+    return direction * torch.sqrt(max_kl / curvature)
+
+
 @dataclass
 class _OuterData:
     """What an outer update learns from: the inner steps' trajectories, the adapted policies' own episodes
@@ -290,9 +299,7 @@ class MAMLRL(RLMetaLearner):
             return flatten(hv).detach() + self.cg_damping * v
 
         direction = _conjugate_gradient(fisher, -g, self.cg_iters)
-        shs = 0.5 * direction @ fisher(direction)
-        scale = torch.sqrt(2 * self.max_kl / shs.clamp_min(1e-12))
-        full = direction * scale if shs > 0 else torch.zeros_like(direction)
+        full = step_to_kl_bound(direction, 0.5 * direction @ fisher(direction), self.max_kl)
         base_loss = loss.item()
         with torch.no_grad():
             for k in range(self.ls_steps):
