@@ -23,9 +23,9 @@ from fastadapt.reproduce.registry import parse
 TINY = ["train.steps=12", "train.val_every=6", "train.val_episodes=8", "test.episodes=16"]
 
 
-def _sinusoid(seeds: int = 2, steps: int = 12) -> registry.Reproduction:
+def _sinusoid(seeds: int = 2, steps: int = 12, extra: tuple[str, ...] = ()) -> registry.Reproduction:
     entry = yaml.safe_load((Path(registry.__file__).parent / "papers.yaml").read_text())["maml-sinusoid"]
-    entry["budgets"]["quick"] = {"overrides": [f"train.steps={steps}", *TINY[1:]], "seeds": seeds}
+    entry["budgets"]["quick"] = {"overrides": [f"train.steps={steps}", *TINY[1:], *extra], "seeds": seeds}
     return parse("maml-sinusoid", entry)
 
 
@@ -101,6 +101,25 @@ def test_a_second_call_reuses_finished_runs_and_resumes_a_broken_one(tmp_path: P
         reproduce(sinusoid, "full", tmp_path)
     with pytest.raises(ConfigError, match="holds a run with another config"):
         reproduce(_sinusoid(seeds=1, steps=13), "quick", tmp_path, progress=False, echo=lambda line: None)
+
+
+def test_an_unfinished_run_continues_under_a_time_budget_given_since(tmp_path: Path) -> None:
+    reproduce(_sinusoid(seeds=1), "quick", tmp_path, progress=False, echo=lambda line: None)
+    folder = tmp_path / "maml-sinusoid-quick"
+    runs = [folder / "maml-meta-trained-with-k-10-seed0", folder / "pretrained-on-all-tasks-seed0"]
+    runs[0].joinpath("result.json").unlink()  # unfinished: it continues under the budget
+    with pytest.raises(ConfigError, match="settings changed since: train.max_minutes"):  # finished: not reused
+        reproduce(_sinusoid(seeds=1, extra=("train.max_minutes=60",)), "quick", tmp_path, progress=False,
+                  echo=lambda line: None)
+    assert yaml.safe_load(runs[0].joinpath("config.yaml").read_text())["train"]["max_minutes"] == 60
+    runs[1].joinpath("result.json").unlink()
+    report = reproduce(_sinusoid(seeds=1, extra=("train.max_minutes=60",)), "quick", tmp_path, progress=False,
+                       echo=lambda line: None)
+    assert all(yaml.safe_load(run.joinpath("config.yaml").read_text())["train"]["max_minutes"] == 60 for run in runs)
+    assert [row["runs"][0]["train_steps"] for row in report["rows"]] == [12, 12]
+    with pytest.raises(ConfigError, match="settings changed since: train.steps"):  # what a step computes: refused
+        reproduce(_sinusoid(seeds=1, steps=13, extra=("train.max_minutes=60",)), "quick", tmp_path,
+                  progress=False, echo=lambda line: None)
 
 
 def test_metric_rows_get_an_embedding_figure_and_gradient_rows_a_steps_figure(

@@ -16,6 +16,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from fastadapt.config import RunConfig, build_config, flatten, merge, resolve, unflatten
 from fastadapt.errors import CheckpointError, ConfigError
 from fastadapt.evaluate import higher_is_better
@@ -34,6 +36,7 @@ from fastadapt.reproduce.registry import BUDGETS, Measure, Reproduction, Row, ge
 from fastadapt.storage import atomic_write_text, holds_files
 
 MACHINE_KEYS = ("dataset.data_dir", "dataset.download")  # where the data is, not what is run
+TIME_KEYS = ("train.max_minutes",)  # how long an unfinished run may still train, not what each step computes
 
 
 def slug(label: str) -> str:
@@ -54,26 +57,32 @@ def row_config(
     return build_config(row.preset, [*row.overrides, *reproduction.budgets[budget].overrides, *extra])
 
 
-def _same_run(stored: RunConfig, wanted: RunConfig) -> bool:
+def _differences(stored: RunConfig, wanted: RunConfig) -> set[str]:
+    """The keys whose values differ between two configs, but for where the data is."""
     a, b = flatten(stored.to_dict()), flatten(wanted.to_dict())
-    return (
-        {k: v for k, v in a.items() if k not in MACHINE_KEYS}
-        == {k: v for k, v in b.items() if k not in MACHINE_KEYS}
-    )
+    return {k for k in a.keys() | b.keys() if k not in MACHINE_KEYS and a.get(k) != b.get(k)}
 
 
 def train_or_reuse(config: RunConfig, run_dir: Path, progress: bool) -> dict[str, Any]:
-    """The run's ``result.json``: read if the run finished, else resumed or started."""
+    """The run's ``result.json``: read if the run finished, else resumed or started. An unfinished run whose
+    reproduction has since been given a time budget (``train.max_minutes``) continues under it, its
+    ``config.yaml`` saying so."""
     if (run_dir / "config.yaml").is_file():
-        if not _same_run(read_config(run_dir), config):
+        stored = read_config(run_dir)
+        differ = _differences(stored, config)
+        finished = (run_dir / "result.json").is_file()
+        if differ and (finished or not differ <= set(TIME_KEYS)):
             raise ConfigError(
-                f"{run_dir} holds a run with another config (the reproduction's settings changed since): "
-                "remove that folder or give another --out"
+                f"{run_dir} holds a run with another config (the reproduction's settings changed since: "
+                f"{', '.join(sorted(differ))}): remove that folder or give another --out"
             )
-        if (run_dir / "result.json").is_file():
+        if finished:
             return json.loads((run_dir / "result.json").read_text())
         if any(run_dir.glob("*.pt")) or (run_dir / "metrics.jsonl").is_file():
-            return run_experiment(read_config(run_dir), run_dir, resume=True, progress=progress)
+            if differ:
+                stored = stored.replace(train=config.train)
+                atomic_write_text(yaml.safe_dump(stored.to_dict(), sort_keys=False), run_dir / "config.yaml")
+            return run_experiment(stored, run_dir, resume=True, progress=progress)
     elif holds_files(run_dir):
         raise CheckpointError(f"{run_dir} exists and is not a run folder: remove it or give another --out")
     return run_experiment(config, run_dir, progress=progress)
