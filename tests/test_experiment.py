@@ -14,7 +14,7 @@ from fastadapt import experiment
 from fastadapt.checkpoint import load_checkpoint
 from fastadapt.config import build_config
 from fastadapt.errors import ConfigError
-from fastadapt.experiment import load_learner
+from fastadapt.experiment import learner_with, load_learner
 
 
 def test_a_run_tests_the_ensemble_of_its_best_validations(
@@ -37,6 +37,11 @@ def test_a_run_tests_the_ensemble_of_its_best_validations(
     assert experiment.test_learner(learner, resolved).mean == pytest.approx(result["test"]["accuracy"])
     single, _ = load_learner(run / "best.pt", str(glyphs_root))  # a checkpoint file is one model
     assert isinstance(single, fa.MAML)
+    changed, _ = learner_with(learner, resolved, {"algorithm.test_inner_steps": 2})  # e.g. reproduce's tuning
+    assert isinstance(changed, fa.Ensemble) and [m.test_inner_steps for m in changed.members] == [2, 2]
+    for old, new in zip(learner.members, changed.members, strict=True):
+        before, after = old.state_dict(), new.state_dict()
+        assert all(torch.equal(value, after[name]) for name, value in before.items())
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
