@@ -8,9 +8,19 @@ import pytest
 import torch
 from helpers import basis_directions, directional_fd
 
+from fastadapt.errors import ConfigError
 from fastadapt.nn.params import unflatten
-from fastadapt.rl import MAMLRL, GaussianPolicy, Navigation2D, RLTasks, advantages, linear_baseline, reinforce_loss
-from fastadapt.rl.episodes import Episodes, discounted_returns
+from fastadapt.rl import (
+    MAMLRL,
+    GaussianPolicy,
+    Navigation2D,
+    RLTasks,
+    advantages,
+    linear_baseline,
+    mamlrl,
+    reinforce_loss,
+)
+from fastadapt.rl.episodes import Episodes, baseline_fit, discounted_returns, unfitted_baseline
 from fastadapt.rl.mamlrl import pack, step_to_kl_bound
 from fastadapt.rl.policy import kl_divergence, log_prob
 
@@ -183,3 +193,43 @@ def test_trpos_first_candidate_puts_the_quadratic_kl_at_the_bound() -> None:
     torch.testing.assert_close(step, expected, rtol=1e-12, atol=0)
     assert torch.equal(step_to_kl_bound(direction, torch.tensor(0.0, dtype=torch.float64), 0.01),
                        torch.zeros_like(direction))
+
+
+def test_a_given_baseline_replaces_the_fitted_one() -> None:
+    steps, batch = 10, 4
+    generator = torch.Generator().manual_seed(3)
+    obs = torch.randn(steps, batch, 2, generator=generator, dtype=torch.float64)
+    rewards = torch.randn(steps, batch, generator=generator, dtype=torch.float64)
+    episodes = Episodes(obs, torch.zeros(steps, batch, 2, dtype=torch.float64), rewards,
+                        torch.ones(steps, batch, dtype=torch.float64), per_task=batch)
+    own = [baseline_fit(episodes, 0.9)]
+    torch.testing.assert_close(advantages(episodes, 0.9, baselines=own), advantages(episodes, 0.9))
+    unfitted = advantages(episodes, 0.9, normalize=False, baselines=[unfitted_baseline(episodes)])
+    torch.testing.assert_close(unfitted, discounted_returns(rewards, episodes.mask, 0.9))  # no baseline: returns
+
+
+def test_the_previous_steps_baseline_serves_each_test_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """rllab's order (the MAML code's test script): step k's advantages use the baseline fitted on step k-1's
+    trajectories, none before the first; training and the default fit each step's own."""
+    torch.manual_seed(0)
+    learner = MAMLRL(GaussianPolicy(2, 2, hidden=(8,)), Navigation2D(), trajectories=3, horizon=8,
+                     test_baseline="previous")
+    given: list[list[torch.Tensor] | None] = []
+    original = mamlrl.advantages
+
+    def recorded(episodes: Episodes, *args: object, baselines: list[torch.Tensor] | None = None) -> torch.Tensor:
+        given.append(baselines)
+        return original(episodes, *args, baselines=baselines)
+
+    monkeypatch.setattr(mamlrl, "advantages", recorded)
+    tasks = RLTasks(Navigation2D(), seed=1).sample(2).tasks
+    _, trajectories = learner.adapt(tasks, 2, torch.Generator().manual_seed(0))
+    first = trajectories[0][0]
+    assert given[0] is not None and all(not b.any() for b in given[0])
+    assert given[1] is not None and all(torch.equal(b, baseline_fit(first.task(i), learner.gamma))
+                                        for i, b in enumerate(given[1]))
+    given.clear()
+    learner._adapt(tasks, [0.1], torch.Generator().manual_seed(0))  # training's inner steps: their own fit
+    assert given == [None]
+    with pytest.raises(ConfigError, match="test_baseline must be one of"):
+        MAMLRL(GaussianPolicy(2, 2), Navigation2D(), test_baseline="next")

@@ -87,6 +87,7 @@ class MAMLRLConfig(AlgorithmConfig):
     ppo_clip: float = option(0.2, minimum=1e-9)
     ppo_epochs: int = option(5, minimum=1)
     ppo_lr: float = option(3e-4, minimum=1e-12)
+    test_baseline: Literal["fitted", "previous"] = "fitted"  # a test step's baseline: its own trajectories' or the last
 
     def check(self, run: Run) -> None:
         if run.model.name != "policy":

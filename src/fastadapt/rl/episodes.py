@@ -105,9 +105,22 @@ def discounted_returns(rewards: Tensor, mask: Tensor, gamma: float) -> Tensor:
     return out * mask
 
 
-def linear_baseline(episodes: Episodes, gamma: float, reg: float = 1e-5) -> Tensor:
-    """Values ``[T, B]`` from a linear regression of the discounted returns on ``_features``, fitted
-    on these episodes (one task's), with ridge regularisation raised until the solve succeeds."""
+def linear_baseline(episodes: Episodes, gamma: float, coefficients: Tensor | None = None) -> Tensor:
+    """Values ``[T, B]`` of a linear baseline on ``_features``: with ``coefficients`` (``baseline_fit``) given, those;
+    else fitted on these episodes (one task's)."""
+    if coefficients is None:
+        coefficients = baseline_fit(episodes, gamma)
+    return (_features(episodes) @ coefficients).squeeze(-1) * episodes.mask
+
+
+def unfitted_baseline(episodes: Episodes) -> Tensor:
+    """The coefficients of a baseline fitted on nothing: values of zero (rllab's before its first fit)."""
+    return torch.zeros(_features(episodes).shape[-1], 1, dtype=torch.float64)
+
+
+def baseline_fit(episodes: Episodes, gamma: float, reg: float = 1e-5) -> Tensor:
+    """The coefficients of a linear regression of the discounted returns on ``_features`` over these episodes (one
+    task's), with ridge regularisation raised until the solve succeeds."""
     features = _features(episodes)
     weights = episodes.mask.reshape(-1, 1)
     x = features.reshape(-1, features.shape[-1]) * weights
@@ -124,16 +137,20 @@ def linear_baseline(episodes: Episodes, gamma: float, reg: float = 1e-5) -> Tens
         reg *= 10
     else:
         coef = torch.zeros_like(target)
-    return (features @ coef).squeeze(-1) * episodes.mask
+    return coef
 
 
-def advantages(episodes: Episodes, gamma: float = 0.99, gae_lambda: float = 1.0, normalize: bool = True) -> Tensor:
-    """Generalized advantage estimates ``[T, B]`` against each task's own linear baseline, normalised
-    per task to zero mean and unit variance over its valid steps (as the MAML code does)."""
+def advantages(
+    episodes: Episodes, gamma: float = 0.99, gae_lambda: float = 1.0, normalize: bool = True,
+    baselines: list[Tensor] | None = None,
+) -> Tensor:
+    """Generalized advantage estimates ``[T, B]`` against each task's linear baseline, normalised
+    per task to zero mean and unit variance over its valid steps (as the MAML code does). The baseline is fitted on
+    the task's own episodes, or is ``baselines[i]`` (coefficients, ``baseline_fit``) where given."""
     out = torch.zeros_like(episodes.rewards)
     for i in range(episodes.n_tasks):
         part = episodes.task(i)
-        values = linear_baseline(part, gamma)
+        values = linear_baseline(part, gamma, None if baselines is None else baselines[i])
         next_mask = torch.cat([part.mask[1:], torch.zeros_like(part.mask[:1])])
         next_values = torch.cat([values[1:], torch.zeros_like(values[:1])]) * next_mask
         deltas = (part.rewards + gamma * next_values - values) * part.mask

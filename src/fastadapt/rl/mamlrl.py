@@ -23,7 +23,7 @@ from torch import Tensor
 from fastadapt.algorithms.inner_loop import inner_loop
 from fastadapt.errors import ConfigError
 from fastadapt.nn.params import Params, detach_params, flatten, unflatten
-from fastadapt.rl.episodes import Episodes, advantages, collect
+from fastadapt.rl.episodes import Episodes, advantages, baseline_fit, collect, unfitted_baseline
 from fastadapt.rl.families import TaskFamily
 from fastadapt.rl.learner import RLMetaLearner, Trajectories
 from fastadapt.rl.policy import GaussianPolicy, kl_divergence, log_prob
@@ -32,6 +32,7 @@ from fastadapt.rl.tasks import RLTaskBatch
 __all__ = ["MAMLRL", "OUTER", "pack", "reinforce_loss"]
 
 OUTER = ("trpo", "ppo")
+TEST_BASELINES = ("fitted", "previous")
 Objective = Callable[..., tuple[Tensor, list[Tensor], Params]]
 
 
@@ -90,7 +91,9 @@ class MAMLRL(RLMetaLearner):
     ``later_inner_lr`` (``None``: ``inner_lr`` too; the MAML paper tests with 0.1 then 0.05), each on
     ``test_trajectories`` episodes per task (``None``: ``trajectories``; the paper uses 40). ``inner_steps=0``
     trains a multi-task policy without adaptation (the MAML paper's "pretrained" comparison), which is then
-    fine-tuned at test time by the same steps.
+    fine-tuned at test time by the same steps. ``test_baseline`` says which trajectories fit the linear baseline of a
+    test-time step: its own (``"fitted"``, as in training), or the previous step's, none before the first
+    (``"previous"``: rllab's sampler, which predicts before it fits, as in the MAML code's test script).
     """
 
     name = "mamlrl"
@@ -118,10 +121,13 @@ class MAMLRL(RLMetaLearner):
         ppo_clip: float = 0.2,
         ppo_epochs: int = 5,
         ppo_lr: float = 3e-4,
+        test_baseline: str = "fitted",
     ) -> None:
         super().__init__()
         if outer not in OUTER:
             raise ConfigError(f"outer must be one of {OUTER}, got {outer!r}")
+        if test_baseline not in TEST_BASELINES:
+            raise ConfigError(f"test_baseline must be one of {TEST_BASELINES}, got {test_baseline!r}")
         if inner_steps < 0 or trajectories < 1:
             raise ConfigError(f"inner_steps must be >= 0 and trajectories >= 1, got {inner_steps} and {trajectories}")
         self.policy, self.family = policy, family
@@ -134,6 +140,7 @@ class MAMLRL(RLMetaLearner):
         self.outer, self.max_kl, self.cg_iters, self.cg_damping = outer, max_kl, cg_iters, cg_damping
         self.ls_steps, self.ls_backtrack = ls_steps, ls_backtrack
         self.ppo_clip, self.ppo_epochs, self.ppo_lr = ppo_clip, ppo_epochs, ppo_lr
+        self.test_baseline = test_baseline
 
     # -- rollouts and adaptation -------------------------------------------------------------------
 
@@ -189,9 +196,15 @@ class MAMLRL(RLMetaLearner):
         far; the adapted parameters (detached) and, per step, the trajectories and advantages."""
         current = [detach_params(self.params())] * tasks.shape[0]
         trajectories = []
+        previous = testing and self.test_baseline == "previous"
+        baselines: list[Tensor] | None = None
         for lr in rates:
             episodes = self.collect(tasks, current, generator, testing)
-            adv = advantages(episodes, self.gamma, self.gae_lambda)
+            if previous and baselines is None:
+                baselines = [unfitted_baseline(episodes)] * tasks.shape[0]
+            adv = advantages(episodes, self.gamma, self.gae_lambda, baselines=baselines)
+            if previous:
+                baselines = [baseline_fit(episodes.task(i), self.gamma) for i in range(tasks.shape[0])]
             trajectories.append((episodes, adv))
             current = [
                 detach_params(self._inner_step(p, *self._task_data(episodes, adv, i), first_order=True, lr=lr))
