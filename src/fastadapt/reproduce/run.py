@@ -16,8 +16,6 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from fastadapt.config import RunConfig, build_config, flatten, merge, resolve, unflatten
 from fastadapt.errors import CheckpointError, ConfigError
 from fastadapt.evaluate import higher_is_better
@@ -34,6 +32,7 @@ from fastadapt.experiment import (
 from fastadapt.reproduce.compare import against, over_seeds
 from fastadapt.reproduce.registry import BUDGETS, Measure, Reproduction, Row, get
 from fastadapt.storage import atomic_write_text, holds_files
+from fastadapt.training.folder import write_config
 
 MACHINE_KEYS = ("dataset.data_dir", "dataset.download")  # where the data is, not what is run
 TIME_KEYS = ("train.max_minutes",)  # how long an unfinished run may still train, not what each step computes
@@ -81,7 +80,7 @@ def train_or_reuse(config: RunConfig, run_dir: Path, progress: bool) -> dict[str
         if any(run_dir.glob("*.pt")) or (run_dir / "metrics.jsonl").is_file():
             if differ:
                 stored = stored.replace(train=config.train)
-                atomic_write_text(yaml.safe_dump(stored.to_dict(), sort_keys=False), run_dir / "config.yaml")
+                write_config(run_dir, stored.to_dict())
             return run_experiment(stored, run_dir, resume=True, progress=progress)
     elif holds_files(run_dir):
         raise CheckpointError(f"{run_dir} exists and is not a run folder: remove it or give another --out")

@@ -108,9 +108,10 @@ def discounted_returns(rewards: Tensor, mask: Tensor, gamma: float) -> Tensor:
 def linear_baseline(episodes: Episodes, gamma: float, coefficients: Tensor | None = None) -> Tensor:
     """Values ``[T, B]`` of a linear baseline on ``_features``: with ``coefficients`` (``baseline_fit``) given, those;
     else fitted on these episodes (one task's)."""
+    features = _features(episodes)
     if coefficients is None:
-        coefficients = baseline_fit(episodes, gamma)
-    return (_features(episodes) @ coefficients).squeeze(-1) * episodes.mask
+        coefficients = _regression(features, episodes, gamma)
+    return (features @ coefficients).squeeze(-1) * episodes.mask
 
 
 def unfitted_baseline(episodes: Episodes) -> Tensor:
@@ -118,10 +119,14 @@ def unfitted_baseline(episodes: Episodes) -> Tensor:
     return torch.zeros(_features(episodes).shape[-1], 1, dtype=torch.float64)
 
 
-def baseline_fit(episodes: Episodes, gamma: float, reg: float = 1e-5) -> Tensor:
+def baseline_fit(episodes: Episodes, gamma: float) -> Tensor:
     """The coefficients of a linear regression of the discounted returns on ``_features`` over these episodes (one
-    task's), with ridge regularisation raised until the solve succeeds."""
-    features = _features(episodes)
+    task's)."""
+    return _regression(_features(episodes), episodes, gamma)
+
+
+def _regression(features: Tensor, episodes: Episodes, gamma: float, reg: float = 1e-5) -> Tensor:
+    """``baseline_fit`` on the episodes' ``features``, with ridge regularisation raised until the solve succeeds."""
     weights = episodes.mask.reshape(-1, 1)
     x = features.reshape(-1, features.shape[-1]) * weights
     y = discounted_returns(episodes.rewards, episodes.mask, gamma).reshape(-1, 1) * weights

@@ -17,6 +17,11 @@ from fastadapt.storage import atomic_write_text, exclusive, holds_files
 RUN_MARKERS = ("last.pt", "metrics.jsonl")  # files that say a folder already holds a run
 
 
+def write_config(run_dir: Path, config: dict[str, Any]) -> None:
+    """Write ``config`` as the run folder's ``config.yaml`` (atomically, keys in their order)."""
+    atomic_write_text(yaml.safe_dump(config, sort_keys=False), run_dir / "config.yaml")
+
+
 class RunFolder:
     """The files of a run (none when training in memory, ``run_dir=None``).
 
@@ -50,7 +55,7 @@ class RunFolder:
                 f"{self.path} already holds a run: continue it with resume (--resume) or choose another run folder"
             )
         if config is not None and self.writer:
-            atomic_write_text(yaml.safe_dump(config, sort_keys=False), self.path / "config.yaml")
+            write_config(self.path, config)
 
     def reopen(self) -> None:
         """Continue the run here: it must exist; the temporary files of writes that a kill tore are removed."""
