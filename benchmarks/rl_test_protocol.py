@@ -2,10 +2,13 @@
 tasks, or on one goal repeated with fresh rollout noise. The MAML code's test script (cbfinn/maml_rl,
 maml_examples/test_maml_point.py) evaluates one goal, ``goals[6]`` of ``np.random.seed(1);
 np.random.uniform(-0.5, 0.5, size=(40, 2))``, which ``--maml-code-goal`` takes; ``--set`` changes a key of the
-run's config for the test (e.g. ``algorithm.test_baseline=previous``).
+run's config for the test (e.g. ``algorithm.test_baseline=previous``); ``--lengths`` adds each step's mean episode
+length on the test tasks (the MAML code's test sampler collects 4000 transitions per step, not a number of episodes,
+so how long the episodes are says how many it used).
 
     python benchmarks/rl_test_protocol.py runs/reproduce/maml-rl-nav2d-full/maml-rl-seed0 --maml-code-goal --threads 1
     python benchmarks/rl_test_protocol.py RUN --set algorithm.test_baseline=previous --threads 1 --json
+    python benchmarks/rl_test_protocol.py RUN --set algorithm.test_trajectories=80 --lengths --threads 1 --json
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ import torch
 import yaml
 from common import machine, parser
 
+from fastadapt.config import RunConfig, build_tasks
 from fastadapt.evaluate import EvalResult, mean_ci95
 from fastadapt.experiment import adaptation_test, learner_with, load_learner
 from fastadapt.rl.learner import RLMetaLearner
+from fastadapt.rl.tasks import RLTasks
 
 
 def maml_code_goal() -> tuple[float, float]:
@@ -45,7 +50,18 @@ def curve_on_goal(learner: RLMetaLearner, goal: tuple[float, float], repeats: in
     return curve
 
 
-def measure(run: Path, changes: dict[str, Any], goal: tuple[float, float] | None, repeats: int) -> dict[str, Any]:
+def episode_lengths(learner: RLMetaLearner, config: RunConfig, steps: int) -> list[float]:
+    """Mean episode length before and after each adaptation step over the run's test tasks, on the rollouts
+    ``adaptation_test`` averages (the same tasks and noise)."""
+    tasks = build_tasks(config, "test")
+    assert isinstance(tasks, RLTasks)
+    batches = [learner.adaptation_episodes(batch.tasks, steps) for batch in tasks.episodes(config.test.episodes)]
+    return [float(torch.cat([episodes[k].mask.sum(dim=0) for episodes in batches]).mean()) for k in range(steps + 1)]
+
+
+def measure(
+    run: Path, changes: dict[str, Any], goal: tuple[float, float] | None, repeats: int, lengths: bool
+) -> dict[str, Any]:
     learner, config = load_learner(run)
     if changes:
         learner, config = learner_with(learner, config, changes)
@@ -54,8 +70,11 @@ def measure(run: Path, changes: dict[str, Any], goal: tuple[float, float] | None
     steps = config.test.inner_steps if config.test.inner_steps is not None else learner.test_inner_steps
     curve = adaptation_test(learner, config, steps=steps) if goal is None else curve_on_goal(
         learner, goal, repeats, steps)
-    return {"run": str(run), "set": changes, "goal": None if goal is None else list(goal),
-            "curve": [{"steps": k, "return": r.mean, "ci95": r.ci95, "tasks": r.episodes} for k, r in enumerate(curve)]}
+    points = [{"steps": k, "return": r.mean, "ci95": r.ci95, "tasks": r.episodes} for k, r in enumerate(curve)]
+    if lengths and goal is None:
+        for point, length in zip(points, episode_lengths(learner, config, steps), strict=True):
+            point["episode_length"] = length
+    return {"run": str(run), "set": changes, "goal": None if goal is None else list(goal), "curve": points}
 
 
 def main() -> None:
@@ -65,18 +84,21 @@ def main() -> None:
     p.add_argument("--goal", default=None, help="x,y: one goal instead of the run's test tasks")
     p.add_argument("--maml-code-goal", action="store_true", help="the goal of the MAML code's test script")
     p.add_argument("--repeats", type=int, default=40, help="copies of the goal, each with its own rollout noise")
+    p.add_argument("--lengths", action="store_true", help="each step's mean episode length on the test tasks")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     changes = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.set)}
     goal = maml_code_goal() if args.maml_code_goal else (
         tuple(float(v) for v in args.goal.split(",")) if args.goal else None)
-    results = [measure(run, changes, goal, args.repeats) for run in args.runs]  # type: ignore[arg-type]
+    results = [measure(run, changes, goal, args.repeats, args.lengths) for run in args.runs]  # type: ignore[arg-type]
     if args.json:
         print(json.dumps({"machine": machine(), "results": results}, indent=2))
         return
     for result in results:
-        curve = ", ".join(f"{r['return']:.2f} ± {r['ci95']:.2f}" for r in result["curve"])
+        curve = ", ".join(f"{r['return']:.2f} ± {r['ci95']:.2f}" + (f" (length {r['episode_length']:.1f})"
+                                                                     if "episode_length" in r else "")
+                          for r in result["curve"])
         print(f"{result['run']} {result['set'] or ''} {result['goal'] or 'test tasks'}: {curve}")
 
 

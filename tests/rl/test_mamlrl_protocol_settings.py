@@ -26,6 +26,14 @@ def test_testing_collects_test_trajectories_and_training_its_own() -> None:
     assert _learner().test_trajectories == 3  # None: as many as in training
 
 
+def test_the_adaptation_curve_averages_the_episodes_before_and_after_each_step() -> None:
+    learner = _learner(test_trajectories=4)
+    tasks = torch.tensor([[0.1, -0.2], [0.3, 0.4]], dtype=torch.float64)
+    episodes = learner.adaptation_episodes(tasks, 2)
+    assert [e.per_task for e in episodes] == [4, 4, 4]
+    assert torch.equal(learner.adaptation_returns(tasks, 2), torch.stack([e.returns() for e in episodes], dim=1))
+
+
 def test_the_code_s_navigation_scales_the_policy_s_actions_before_the_clip() -> None:
     """rllab's ``normalize`` around the MAML code's point robot: the policy acts in [-1, 1], moved by 0.1 times
     that; actions beyond are clipped. ``action_scale=1`` moves by the actions themselves."""

@@ -53,10 +53,14 @@ class RLMetaLearner(nn.Module, ABC):
 
         The rollouts' randomness is fixed by the tasks, so methods compared on the same tasks see the same noise.
         """
+        return torch.stack([episodes.returns() for episodes in self.adaptation_episodes(tasks, steps)], dim=1)
+
+    def adaptation_episodes(self, tasks: Tensor, steps: int) -> list[Episodes]:
+        """The episodes ``adaptation_returns`` averages: before and after each adaptation step."""
         generator = torch.Generator().manual_seed(seed_of(tasks))
         adapted, trajectories = self.adapt(tasks, steps, generator)
         final = self.collect(tasks, adapted, generator, testing=True)
-        return torch.stack([episodes.returns() for episodes, _ in trajectories] + [final.returns()], dim=1)
+        return [episodes for episodes, _ in trajectories] + [final]
 
     def evaluate(self, batch: RLTaskBatch, steps: int | None = None) -> Tensor:
         """Each task's average return after ``steps`` (default ``test_inner_steps``) adaptation steps: ``[n]``."""
