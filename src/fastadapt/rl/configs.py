@@ -80,6 +80,8 @@ class MAMLRLConfig(AlgorithmConfig):
     first_order: bool = False
     trajectories: int = option(20, minimum=1)
     test_trajectories: int | None = option(None, minimum=1)  # per task and step when testing (None: trajectories)
+    transitions: int | None = option(None, minimum=1)  # per task and step: collect until this many (the MAML code)
+    test_transitions: int | None = option(None, minimum=1)  # the same when testing
     gamma: float = option(0.99, minimum=0)
     gae_lambda: float = option(1.0, minimum=0)
     outer: Literal["trpo", "ppo"] = "trpo"

@@ -55,9 +55,53 @@ class Episodes:
         )
 
     def returns(self) -> Tensor:
-        """Undiscounted return of each task, averaged over its episodes: ``[n_tasks]``."""
-        total = (self.rewards * self.mask).sum(dim=0)
-        return total.view(self.n_tasks, self.per_task).mean(dim=1)
+        """Undiscounted return of each task, averaged over its episodes (those not dropped by ``first_transitions``):
+        ``[n_tasks]``."""
+        total = (self.rewards * self.mask).sum(dim=0).view(self.n_tasks, self.per_task)
+        present = self.mask[0].view(self.n_tasks, self.per_task)
+        return total.sum(dim=1) / present.sum(dim=1)
+
+    def lengths(self) -> Tensor:
+        """Steps of each episode ``[B]`` (0 for an episode dropped by ``first_transitions``)."""
+        return self.mask.sum(dim=0)
+
+    def first_transitions(self, budget: int) -> Episodes:
+        """Each task's first episodes, in order, until they hold ``budget`` transitions (the one that reaches it
+        included), as a sampler that collects transitions rather than episodes keeps them (rllab's, the MAML
+        code's); the others are dropped (masked out), and the columns no task keeps are removed."""
+        lengths = self.lengths().view(self.n_tasks, self.per_task)
+        before = lengths.cumsum(dim=1) - lengths
+        keep = before < budget
+        width = int(keep.sum(dim=1).max())
+        keep = keep[:, :width].reshape(-1).to(self.mask.dtype)
+
+        def columns(t: Tensor) -> Tensor:
+            return t.view(t.shape[0], self.n_tasks, self.per_task, *t.shape[2:])[:, :, :width].reshape(
+                t.shape[0], self.n_tasks * width, *t.shape[2:])
+
+        return Episodes(columns(self.obs), columns(self.actions), columns(self.rewards) * keep,
+                        columns(self.mask) * keep, width)
+
+    @staticmethod
+    def join(parts: list[Episodes]) -> Episodes:
+        """The episodes of several collections of the same tasks, each task's in collection order (shorter
+        collections padded with masked-out steps)."""
+        steps = max(part.mask.shape[0] for part in parts)
+        n = parts[0].n_tasks
+
+        def joined(field: str) -> Tensor:
+            tensors = []
+            for part in parts:
+                t = getattr(part, field)
+                padding = t.new_zeros(steps - t.shape[0], *t.shape[1:])
+                if field == "obs" and padding.shape[0]:
+                    padding = t[-1:].expand_as(padding)  # steps after an episode's end repeat its last observation
+                t = torch.cat([t, padding])
+                tensors.append(t.view(steps, n, part.per_task, *t.shape[2:]))
+            return torch.cat(tensors, dim=2).reshape(steps, -1, *tensors[0].shape[3:])
+
+        return Episodes(joined("obs"), joined("actions"), joined("rewards"), joined("mask"),
+                        sum(part.per_task for part in parts))
 
 
 def collect(

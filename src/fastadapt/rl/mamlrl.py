@@ -94,6 +94,9 @@ class MAMLRL(RLMetaLearner):
     fine-tuned at test time by the same steps. ``test_baseline`` says which trajectories fit the linear baseline of a
     test-time step: its own (``"fitted"``, as in training), or the previous step's, none before the first
     (``"previous"``: rllab's sampler, which predicts before it fits, as in the MAML code's test script).
+    ``transitions`` (``test_transitions`` when testing) counts the sample in transitions instead, as the MAML code's
+    samplers do: episodes are collected until each task's hold that many, so episodes that end early at the goal make
+    more of them.
     """
 
     name = "mamlrl"
@@ -109,6 +112,8 @@ class MAMLRL(RLMetaLearner):
         first_order: bool = False,
         trajectories: int = 20,
         test_trajectories: int | None = None,
+        transitions: int | None = None,
+        test_transitions: int | None = None,
         horizon: int | None = None,
         gamma: float = 0.99,
         gae_lambda: float = 1.0,
@@ -130,12 +135,16 @@ class MAMLRL(RLMetaLearner):
             raise ConfigError(f"test_baseline must be one of {TEST_BASELINES}, got {test_baseline!r}")
         if inner_steps < 0 or trajectories < 1:
             raise ConfigError(f"inner_steps must be >= 0 and trajectories >= 1, got {inner_steps} and {trajectories}")
+        if any(budget is not None and budget < 1 for budget in (transitions, test_transitions)):
+            raise ConfigError(f"transitions and test_transitions must be >= 1 or None, got {transitions} and "
+                              f"{test_transitions}")
         self.policy, self.family = policy, family
         self.inner_lr, self.inner_steps, self.first_order = inner_lr, inner_steps, first_order
         self.test_inner_steps = test_inner_steps if test_inner_steps is not None else max(inner_steps, 1)
         self.later_inner_lr = later_inner_lr
         self.trajectories, self.horizon = trajectories, horizon or family.horizon
         self.test_trajectories = test_trajectories or trajectories
+        self.transitions, self.test_transitions = transitions, test_transitions
         self.gamma, self.gae_lambda = gamma, gae_lambda
         self.outer, self.max_kl, self.cg_iters, self.cg_damping = outer, max_kl, cg_iters, cg_damping
         self.ls_steps, self.ls_backtrack = ls_steps, ls_backtrack
@@ -155,8 +164,24 @@ class MAMLRL(RLMetaLearner):
         self, tasks: Tensor, params: list[Params], generator: torch.Generator | None = None, testing: bool = False
     ) -> Episodes:
         """``trajectories`` (``test_trajectories`` when ``testing``) episodes of each task, task ``i`` acting with
-        ``params[i]``."""
-        n, per = tasks.shape[0], self.test_trajectories if testing else self.trajectories
+        ``params[i]``; with a budget of ``transitions`` (``test_transitions``), more until each task's hold that
+        many, keeping each task's first episodes up to it (``Episodes.first_transitions``)."""
+        budget = self.test_transitions if testing else self.transitions
+        episodes = self._rollouts(tasks, params, self.test_trajectories if testing else self.trajectories, generator)
+        while budget is not None:
+            lengths = episodes.lengths().view(episodes.n_tasks, episodes.per_task)
+            missing = budget - lengths.sum(dim=1)
+            if not bool((missing > 0).any()):
+                return episodes.first_transitions(budget)
+            more = int((missing / lengths.mean(dim=1)).ceil().max())
+            episodes = Episodes.join([episodes, self._rollouts(tasks, params, more, generator)])
+        return episodes
+
+    def _rollouts(
+        self, tasks: Tensor, params: list[Params], per: int, generator: torch.Generator | None
+    ) -> Episodes:
+        """``per`` episodes of each task, task ``i`` acting with ``params[i]``."""
+        n = tasks.shape[0]
         stacked = {k: torch.stack([p[k].detach() for p in params]) for k in params[0]}
         batched = torch.func.vmap(self.forward_with)
 
