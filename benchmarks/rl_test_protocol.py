@@ -56,7 +56,8 @@ def episode_lengths(learner: RLMetaLearner, config: RunConfig, steps: int) -> li
     tasks = build_tasks(config, "test")
     assert isinstance(tasks, RLTasks)
     batches = [learner.adaptation_episodes(batch.tasks, steps) for batch in tasks.episodes(config.test.episodes)]
-    return [float(torch.cat([episodes[k].mask.sum(dim=0) for episodes in batches]).mean()) for k in range(steps + 1)]
+    lengths = [torch.cat([episodes[k].lengths() for episodes in batches]) for k in range(steps + 1)]
+    return [float(step[step > 0].mean()) for step in lengths]  # a transition budget's dropped episodes last 0
 
 
 def measure(
