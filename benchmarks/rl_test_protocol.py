@@ -8,7 +8,7 @@ so how long the episodes are says how many it used).
 
     python benchmarks/rl_test_protocol.py runs/reproduce/maml-rl-nav2d-full/maml-rl-seed0 --maml-code-goal --threads 1
     python benchmarks/rl_test_protocol.py RUN --set algorithm.test_baseline=previous --threads 1 --json
-    python benchmarks/rl_test_protocol.py RUN --set algorithm.test_trajectories=80 --lengths --threads 1 --json
+    python benchmarks/rl_test_protocol.py RUN --set algorithm.test_transitions=4000 --lengths --threads 1 --json
 """
 
 from __future__ import annotations

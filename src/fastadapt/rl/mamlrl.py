@@ -95,7 +95,7 @@ class MAMLRL(RLMetaLearner):
     test-time step: its own (``"fitted"``, as in training), or the previous step's, none before the first
     (``"previous"``: rllab's sampler, which predicts before it fits, as in the MAML code's test script).
     ``transitions`` (``test_transitions`` when testing) counts the sample in transitions instead, as the MAML code's
-    samplers do: episodes are collected until each task's hold that many, so episodes that end early at the goal make
+    samplers do: episodes are collected until each task holds that many, so episodes that end early at the goal make
     more of them.
     """
 
@@ -164,7 +164,7 @@ class MAMLRL(RLMetaLearner):
         self, tasks: Tensor, params: list[Params], generator: torch.Generator | None = None, testing: bool = False
     ) -> Episodes:
         """``trajectories`` (``test_trajectories`` when ``testing``) episodes of each task, task ``i`` acting with
-        ``params[i]``; with a budget of ``transitions`` (``test_transitions``), more until each task's hold that
+        ``params[i]``; with a budget of ``transitions`` (``test_transitions``), more until each task holds that
         many, keeping each task's first episodes up to it (``Episodes.first_transitions``)."""
         budget = self.test_transitions if testing else self.transitions
         episodes = self._rollouts(tasks, params, self.test_trajectories if testing else self.trajectories, generator)
