@@ -24,7 +24,8 @@ from common import machine, parser
 
 from fastadapt.config import RunConfig, build_tasks
 from fastadapt.evaluate import EvalResult, mean_ci95
-from fastadapt.experiment import adaptation_test, learner_with, load_learner
+from fastadapt.experiment import learner_with, load_learner
+from fastadapt.rl.episodes import Episodes
 from fastadapt.rl.learner import RLMetaLearner
 from fastadapt.rl.tasks import RLTasks
 
@@ -43,20 +44,30 @@ def maml_code_goal() -> tuple[float, float]:
 def curve_on_goal(learner: RLMetaLearner, goal: tuple[float, float], repeats: int, steps: int) -> list[EvalResult]:
     """The adaptation curve over ``repeats`` copies of one goal, each with its own rollout noise."""
     tasks = torch.tensor([goal], dtype=torch.float64).repeat(repeats, 1)
+    return curve_of([learner.adaptation_episodes(tasks, steps)])
+
+
+def test_rollouts(learner: RLMetaLearner, config: RunConfig, steps: int) -> list[list[Episodes]]:
+    """The episodes before and after each adaptation step on the run's test tasks, batch by batch: the rollouts
+    ``adaptation_test`` averages (the same tasks, batches and noise)."""
+    tasks = build_tasks(config, "test")
+    assert isinstance(tasks, RLTasks)
+    return [learner.adaptation_episodes(batch.tasks, steps) for batch in tasks.episodes(config.test.episodes)]
+
+
+def curve_of(batches: list[list[Episodes]]) -> list[EvalResult]:
+    """The mean return over the tasks before and after each adaptation step."""
     curve = []
-    for column in learner.adaptation_returns(tasks, steps).T.tolist():
+    for k in range(len(batches[0])):
+        column = torch.cat([episodes[k].returns() for episodes in batches]).tolist()
         mean, ci, std = mean_ci95(column)
-        curve.append(EvalResult("return", mean, ci, std, repeats, -mean, ci, column))
+        curve.append(EvalResult("return", mean, ci, std, len(column), -mean, ci, column))
     return curve
 
 
-def episode_lengths(learner: RLMetaLearner, config: RunConfig, steps: int) -> list[float]:
-    """Mean episode length before and after each adaptation step over the run's test tasks, on the rollouts
-    ``adaptation_test`` averages (the same tasks and noise)."""
-    tasks = build_tasks(config, "test")
-    assert isinstance(tasks, RLTasks)
-    batches = [learner.adaptation_episodes(batch.tasks, steps) for batch in tasks.episodes(config.test.episodes)]
-    lengths = [torch.cat([episodes[k].lengths() for episodes in batches]) for k in range(steps + 1)]
+def episode_lengths(batches: list[list[Episodes]]) -> list[float]:
+    """Mean episode length before and after each adaptation step."""
+    lengths = [torch.cat([episodes[k].lengths() for episodes in batches]) for k in range(len(batches[0]))]
     return [float(step[step > 0].mean()) for step in lengths]  # a transition budget's dropped episodes last 0
 
 
@@ -69,11 +80,14 @@ def measure(
     if not isinstance(learner, RLMetaLearner):
         raise SystemExit(f"{run} is not a meta-RL run")
     steps = config.test.inner_steps if config.test.inner_steps is not None else learner.test_inner_steps
-    curve = adaptation_test(learner, config, steps=steps) if goal is None else curve_on_goal(
-        learner, goal, repeats, steps)
+    if goal is not None:
+        curve = curve_on_goal(learner, goal, repeats, steps)
+    else:
+        batches = test_rollouts(learner, config, steps)
+        curve = curve_of(batches)
     points = [{"steps": k, "return": r.mean, "ci95": r.ci95, "tasks": r.episodes} for k, r in enumerate(curve)]
     if lengths and goal is None:
-        for point, length in zip(points, episode_lengths(learner, config, steps), strict=True):
+        for point, length in zip(points, episode_lengths(batches), strict=True):
             point["episode_length"] = length
     return {"run": str(run), "set": changes, "goal": None if goal is None else list(goal), "curve": points}
 
