@@ -93,6 +93,8 @@ def _supervised_parts(
     state."""
     tasks = _of_kind(tasks, TaskDistribution, learner, "tasks")
     val_tasks = None if val_tasks is None else _of_kind(val_tasks, TaskDistribution, learner, "val_tasks")
+    if world.distributed:
+        learner.check_distributable()
     optimizer = optimizer or torch.optim.Adam(learner.parameters(), lr=settings.lr)
     scheduler = make_scheduler(optimizer, settings.schedule, settings.steps, settings.lr_decay_every, settings.lr_decay)
     update = SupervisedUpdate(

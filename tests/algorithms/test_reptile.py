@@ -1,9 +1,11 @@
 """Reptile as its paper and official code run it: Adam with beta1 = 0 on mini-batches of the support set, fresh for
-each task, and the non-transductive evaluation on the support set plus one query."""
+each task or carried from task to task as the official code does, and the non-transductive evaluation on the support
+set plus one query."""
 
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,7 +16,10 @@ from torch import nn
 import fastadapt as fa
 from fastadapt.algorithms.minibatches import minibatch_order, task_key
 from fastadapt.config import build_config, build_learner
+from fastadapt.distributed import World
 from fastadapt.errors import ConfigError
+from fastadapt.nn.params import flatten
+from fastadapt.train import meta_train
 
 
 def _batch(tasks: int = 3) -> fa.TaskBatch:
@@ -38,12 +43,25 @@ def _bn_model() -> nn.Module:
 def _torch_adam(model: nn.Module, task: fa.Task, order: torch.Tensor, lr: float) -> nn.Module:
     """The reference: ``torch.optim.Adam(betas=(0, 0.999))`` stepping a copy of the model on each mini-batch."""
     model = copy.deepcopy(model).train()  # batch statistics, as fastadapt's policy
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.0, 0.999), eps=1e-8)
+    _adam_steps(model, torch.optim.Adam(model.parameters(), lr=lr, betas=(0.0, 0.999), eps=1e-8), task, order)
+    return model
+
+
+def _adam_steps(model: nn.Module, optimizer: torch.optim.Optimizer, task: fa.Task, order: torch.Tensor) -> None:
+    """One step of ``optimizer`` on each mini-batch of ``task``'s support set."""
     for batch in order:
         optimizer.zero_grad()
         F.cross_entropy(model(task.support_x[batch]), task.support_y[batch]).backward()
         optimizer.step()
-    return model
+
+
+def _order(task: fa.Task, batch: int, steps: int) -> torch.Tensor:
+    return minibatch_order(task_key(task.support_x), len(task.support_y), batch, steps)
+
+
+def _moments(optimizer: torch.optim.Optimizer) -> torch.Tensor:
+    """Adam's second moments of every parameter, in order, as one vector."""
+    return flatten(optimizer.state[p]["exp_avg_sq"] for group in optimizer.param_groups for p in group["params"])
 
 
 @pytest.mark.parametrize("inner_batch", [None, 5])
@@ -59,6 +77,103 @@ def test_the_adam_inner_loop_is_torch_adam_with_beta1_zero_fresh_for_each_task(i
             adapted = learner._adapted(task.support_x, task.support_y, 4)[-1]
         for ours, theirs in zip(adapted.values(), expected, strict=True):
             torch.testing.assert_close(ours, theirs, rtol=1e-10, atol=1e-12)
+
+
+def test_a_shared_state_is_the_official_code_one_adam_through_every_task_resetting_only_the_weights() -> None:
+    """The official code's loop, with meta-batches of one task: one ``torch.optim.Adam`` steps each task from the
+    initialization, the initialization moves epsilon of the way to the adapted weights, Adam's state stays; a test
+    task starts from that state and leaves it as it was."""
+    model, epsilon = _bn_model(), 0.5
+    learner = fa.Reptile(copy.deepcopy(model), inner_lr=0.01, inner_steps=3, test_inner_steps=4,
+                         inner_optimizer="adam", inner_batch=5, test_inner_batch=4, inner_state="shared")
+    meta_optimizer = torch.optim.SGD(learner.parameters(), lr=epsilon)
+    model.train()
+    adam = torch.optim.Adam(model.parameters(), lr=0.01, betas=(0.0, 0.999), eps=1e-8)
+    batch = _batch(tasks=3)
+    for i, task in enumerate(batch):
+        meta_optimizer.zero_grad()
+        learner.meta_backward(batch[i:i + 1])
+        meta_optimizer.step()
+        start = copy.deepcopy(model.state_dict())
+        _adam_steps(model, adam, task, _order(task, 5, 3))
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                p.copy_(start[name] + epsilon * (p - start[name]))
+    for ours, theirs in zip(learner.model.parameters(), model.parameters(), strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(learner.inner_moments, _moments(adam), rtol=1e-10, atol=1e-15)
+    assert int(learner.inner_count) == 9
+    task, trained = _batch(tasks=4)[3], learner.inner_moments.clone()
+    learner.eval()
+    with torch.no_grad():
+        predicted = learner.adapt(task.support_x, task.support_y)(task.query_x)
+    _adam_steps(model, adam, task, _order(task, 4, 4))
+    torch.testing.assert_close(predicted, model(task.query_x), rtol=1e-10, atol=1e-12)
+    assert torch.equal(learner.inner_moments, trained) and int(learner.inner_count) == 9
+
+
+def test_a_meta_batch_moves_the_shared_state_on_as_if_its_tasks_had_run_in_turn() -> None:
+    """Each task starts from the batch's state; afterwards the state is Adam's running average over every task's
+    gradients in turn: the reference feeds the recorded gradients, in order, to one ``torch.optim.Adam``."""
+    learner = fa.Reptile(_bn_model(), inner_lr=0.01, inner_steps=3, inner_optimizer="adam", inner_batch=5,
+                         inner_state="shared")
+    first, second = _batch(tasks=2), _batch(tasks=5)[2:]
+    learner.meta_loss(first)
+    start = (learner.inner_moments.clone(), int(learner.inner_count))
+    recorder = _bn_model()
+    recorder.load_state_dict(learner.model.state_dict())
+    recorded = []
+    for task in second:  # every task from the same weights: record the gradients of its Adam steps
+        model = copy.deepcopy(recorder).train()
+        adam = _start_adam(model, start)
+        for batch in _order(task, 5, 3):
+            adam.zero_grad()
+            F.cross_entropy(model(task.support_x[batch]), task.support_y[batch]).backward()
+            recorded.append([p.grad.clone() for p in model.parameters()])
+            adam.step()
+    accumulator = copy.deepcopy(recorder)
+    adam = _start_adam(accumulator, start)
+    for grads in recorded:
+        for p, g in zip(accumulator.parameters(), grads, strict=True):
+            p.grad = g
+        adam.step()
+    learner.meta_loss(second)
+    torch.testing.assert_close(learner.inner_moments, _moments(adam), rtol=1e-10, atol=1e-15)
+    assert int(learner.inner_count) == start[1] + 9 == 15
+
+
+def _start_adam(model: nn.Module, state: tuple[torch.Tensor, int]) -> torch.optim.Adam:
+    """``torch.optim.Adam(betas=(0, 0.999))`` over ``model`` with second moments and step count ``state``."""
+    adam = torch.optim.Adam(model.parameters(), lr=0.01, betas=(0.0, 0.999), eps=1e-8)
+    moments, count = state
+    offset = 0
+    for p in model.parameters():
+        squares = moments[offset:offset + p.numel()].view_as(p).clone()
+        adam.state[p] = {"step": torch.tensor(float(count)), "exp_avg": torch.zeros_like(p), "exp_avg_sq": squares}
+        offset += p.numel()
+    return adam
+
+
+def test_a_shared_state_resumes_exactly_and_is_refused_where_it_cannot_be_shared(tmp_path: Path) -> None:
+    def train(steps: int, resume: bool) -> fa.Reptile:
+        torch.manual_seed(0)
+        learner = fa.Reptile(fa.nn.Conv4(1, 4, hidden=6, image_size=16), inner_lr=0.01, inner_steps=2,
+                             inner_optimizer="adam", inner_batch=5, inner_state="shared")
+        tasks = fa.FewShotTasks(random_dataset(size=16), ways=4, shots=3, queries=2, seed=1)
+        run_dir = tmp_path / ("whole" if steps == 4 and not resume else "split")
+        meta_train(learner, tasks, steps, meta_batch=2, run_dir=run_dir, resume=resume, progress=False,
+                   optimizer=torch.optim.SGD(learner.parameters(), lr=1.0))
+        return learner
+
+    whole = train(4, resume=False)
+    train(2, resume=False)
+    resumed = train(4, resume=True)
+    for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    assert int(resumed.inner_count) == 4 * 2 * 2
+    with pytest.raises(ConfigError, match="inner_state=shared carries one Adam state"):
+        meta_train(whole, fa.FewShotTasks(random_dataset(size=16), ways=4, shots=3, queries=2), 1, meta_batch=2,
+                   world=World(rank=0, size=2), progress=False)
 
 
 def test_by_default_the_inner_loop_is_unchanged_full_batch_sgd() -> None:
@@ -82,24 +197,29 @@ def test_test_time_adaptation_takes_its_own_batch_and_steps() -> None:
     torch.testing.assert_close(predicted, expected, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("statistics", ["query", "support", "support_and_query"])
-def test_a_loop_and_vmap_give_the_same_numbers(statistics: str) -> None:
+@pytest.mark.parametrize(("statistics", "inner_state"), [
+    ("query", "task"), ("support", "task"), ("support_and_query", "task"), ("query", "shared"),
+])
+def test_a_loop_and_vmap_give_the_same_numbers(statistics: str, inner_state: str) -> None:
     batch = _batch()
     results = []
     for vmap in (False, True):
         learner = fa.Reptile(_conv4(), inner_lr=0.01, inner_steps=3, inner_optimizer="adam", inner_batch=5,
-                             test_inner_batch=4, vmap=vmap)
+                             test_inner_batch=4, vmap=vmap, inner_state=inner_state)
+        learner.meta_loss(batch[:1])  # a shared state moves on: the next batch starts from it
         loss, metrics = learner.meta_loss(batch)
         grads = torch.autograd.grad(loss, list(learner.parameters()))
         learner.eval()
-        results.append((loss, metrics, grads, learner.evaluate(batch, statistics=statistics)))
-    (loss_a, metrics_a, grads_a, eval_a), (loss_b, metrics_b, grads_b, eval_b) = results
+        results.append((loss, metrics, grads, learner.evaluate(batch, statistics=statistics), learner.state_dict()))
+    (loss_a, metrics_a, grads_a, eval_a, state_a), (loss_b, metrics_b, grads_b, eval_b, state_b) = results
     torch.testing.assert_close(loss_a, loss_b, rtol=1e-6, atol=1e-6)
     assert metrics_a == pytest.approx(metrics_b, rel=1e-6)
     for a, b in zip(grads_a, grads_b, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
     for key in eval_a:
         torch.testing.assert_close(eval_a[key], eval_b[key], rtol=1e-6, atol=1e-6)
+    for key in state_a:
+        torch.testing.assert_close(state_a[key], state_b[key], rtol=1e-6, atol=1e-9)
 
 
 def test_the_meta_step_with_sgd_of_rate_one_lands_on_the_mean_adapted_weights() -> None:
@@ -159,6 +279,8 @@ def test_the_config_keys_build_reptile_and_refuse_bad_values_in_one_line() -> No
     ({"inner_optimizer": "rmsprop"}, "inner_optimizer must be one of"),
     ({"inner_batch": 0}, "inner_batch must be a positive integer"),
     ({"test_inner_batch": 2.5}, "test_inner_batch must be a positive integer"),
+    ({"inner_state": "global"}, "inner_state must be one of"),
+    ({"inner_state": "shared"}, "inner_optimizer 'sgd' keeps none: use inner_optimizer=adam, or inner_state=task"),
 ])
 def test_the_constructor_refuses_bad_values(keys: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):

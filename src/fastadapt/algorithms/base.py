@@ -109,6 +109,10 @@ class MetaLearner(nn.Module):
     def set_step(self, step: int) -> None:
         """Told by the trainer before each meta-update, for schedules inside an algorithm (MAML++)."""
 
+    def check_distributable(self) -> None:
+        """Refuse, in one line, training split over processes that each see a slice of every meta-batch (every
+        learner allows it unless its training carries state from task to task)."""
+
     def training_batch(self, batch: TaskBatch) -> TaskBatch:
         """The batch that meta-training learns from: the sampled one, unless the method augments it
         (Siamese's affine distortions) or relabels it (FineTune's dataset classes)."""
@@ -137,17 +141,14 @@ class MetaLearner(nn.Module):
         return explained_errors(self.uses_vmap(batch))
 
     def _batch_loss(self, batch: TaskBatch) -> tuple[Tensor, dict[str, float]]:
-        ways = _ways(batch)
+        ways = batch_ways(batch)
 
         def one_task(sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor) -> tuple[Tensor, Tensor, Tensor]:
             objective, outputs = self.task_objective(sx, sy, qx, qy, ways)
-            return (objective, *_scores(self.loss_fn, outputs.detach(), qy))
+            return (objective, *task_scores(self.loss_fn, outputs.detach(), qy))
 
         objective, losses, accuracies = self._map_tasks(one_task, batch)
-        metrics = {"loss": losses.detach().mean().item()}
-        if is_classification(batch.query_y):
-            metrics["accuracy"] = accuracies.mean().item()
-        return objective.mean(), metrics
+        return objective.mean(), batch_metrics(losses, accuracies, batch.query_y)
 
     def meta_backward(self, batch: TaskBatch) -> tuple[float, dict[str, float]]:
         """Accumulate the gradient of ``meta_loss(batch)`` into ``.grad``; return its value and metrics.
@@ -166,18 +167,16 @@ class MetaLearner(nn.Module):
 
     def _loop_backward(self, batch: TaskBatch) -> tuple[float, dict[str, float]]:
         """``meta_backward`` as a per-task loop: each task's graph is freed before the next is built."""
-        ways = _ways(batch)
+        ways = batch_ways(batch)
         objectives, losses, accuracies = [], [], []
         for sx, sy, qx, qy in zip(batch.support_x, batch.support_y, batch.query_x, batch.query_y, strict=True):
             objective, outputs = self.task_objective(sx, sy, qx, qy, ways)
             (objective / len(batch)).backward()
             objectives.append(objective.detach())
-            loss, accuracy = _scores(self.loss_fn, outputs.detach(), qy)
+            loss, accuracy = task_scores(self.loss_fn, outputs.detach(), qy)
             losses.append(loss)
             accuracies.append(accuracy)
-        metrics = {"loss": torch.stack(losses).mean().item()}
-        if is_classification(batch.query_y):
-            metrics["accuracy"] = torch.stack(accuracies).mean().item()
+        metrics = batch_metrics(torch.stack(losses), torch.stack(accuracies), batch.query_y)
         return torch.stack(objectives).mean().item(), metrics
 
     def evaluate(self, batch: TaskBatch, steps: int | None = None, statistics: str = "query") -> dict[str, Tensor]:
@@ -189,11 +188,11 @@ class MetaLearner(nn.Module):
         ``fastadapt.nn.functional.with_statistics``.
         """
         check_statistics(statistics)
-        ways = _ways(batch)
+        ways = batch_ways(batch)
 
         def one_task(sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor) -> tuple[Tensor, Tensor]:
             predictor = with_statistics(self.adapt(sx, sy, steps=steps, ways=ways), sx, statistics)
-            return _scores(self.loss_fn, predictor(qx), qy)
+            return task_scores(self.loss_fn, predictor(qx), qy)
 
         with torch.no_grad(), self._running(batch):
             losses, accuracies = self._map_tasks(one_task, batch)
@@ -211,13 +210,21 @@ class MetaLearner(nn.Module):
         return tuple(torch.stack(column) for column in zip(*results, strict=True))
 
 
-def _ways(batch: TaskBatch) -> int | None:
+def batch_ways(batch: TaskBatch) -> int | None:
     if not is_classification(batch.support_y):
         return None
     return ways_of(batch.support_y)
 
 
-def _scores(loss_fn: LossFn, outputs: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+def batch_metrics(losses: Tensor, accuracies: Tensor, query_y: Tensor) -> dict[str, float]:
+    """The mean query ``loss`` of a batch's tasks, and their mean ``accuracy`` when they classify."""
+    metrics = {"loss": losses.detach().mean().item()}
+    if is_classification(query_y):
+        metrics["accuracy"] = accuracies.mean().item()
+    return metrics
+
+
+def task_scores(loss_fn: LossFn, outputs: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
     """Query loss and accuracy of one task (accuracy is 0 for regression, and not reported)."""
     loss = loss_fn(outputs, targets)
     if is_classification(targets):

@@ -125,7 +125,7 @@ class FineTune(MetaLearner):
         head = self._new_head(features, support_y, ways)
         if not self.finetune_body:
             fitted = first_order_loop(self.head_logits, head, features, support_y, self.loss_fn, steps, batches,
-                                      self._step)[-1]
+                                      self._step)[0][-1]
             return lambda x: self.head_logits(fitted, call(self.encoder, x))
         start = {**_prefixed("encoder.", parameter_dict(self.encoder)), **_prefixed("head.", head)}
 
@@ -133,7 +133,7 @@ class FineTune(MetaLearner):
             features = call(self.encoder, x, _unprefixed("encoder.", params))
             return self.head_logits(_unprefixed("head.", params), features)
 
-        fitted = first_order_loop(forward, start, support_x, support_y, self.loss_fn, steps, batches, self._step)[-1]
+        fitted = first_order_loop(forward, start, support_x, support_y, self.loss_fn, steps, batches, self._step)[0][-1]
         return lambda x: forward(fitted, x)
 
     def _steps(self, size: int) -> int:

@@ -94,19 +94,22 @@ def first_order_loop(
     steps: int,
     batches: Tensor | Sequence[Tensor] | None,
     optimizer_step: OptimizerStep,
-) -> list[Params]:
-    """``steps`` steps of an optimizer with a state (Adam's moments, momentum buffers; fresh here) on the gradient at
-    the detached iterate, each on the examples ``batches[step]`` (all of them when ``None``); return every iterate.
+    state: Params | None = None,
+) -> tuple[list[Params], Params]:
+    """``steps`` steps of an optimizer with a state (Adam's moments, momentum buffers) on the gradient at the
+    detached iterate, each on the examples ``batches[step]`` (all of them when ``None``); return every iterate and
+    the optimizer's final state.
 
     The first-order loop of Reptile and of fine-tuning: no meta-gradient flows through it. ``optimizer_step(params,
     grads, state, step)`` gives the new parameters and state (``fastadapt.nn.params``: ``adam_step``,
-    ``momentum_step``). Pure tensor arithmetic, so it runs under ``torch.func.vmap``.
+    ``momentum_step``); the state starts as ``state`` (default: fresh). Pure tensor arithmetic, so it runs under
+    ``torch.func.vmap``.
     """
     grad = torch.func.grad(lambda p, xb, yb: loss_fn(forward(p, xb), yb))
     iterates = [params]
-    state: Params = {}
+    state = {} if state is None else state
     for step in range(steps):
         xb, yb = (x, y) if batches is None else (x[batches[step]], y[batches[step]])
         new, state = optimizer_step(iterates[-1], grad(detach_params(iterates[-1]), xb, yb), state, step)
         iterates.append(new)
-    return iterates
+    return iterates, state

@@ -8,14 +8,17 @@ from typing import Any, Literal, cast
 import torch
 from torch import Tensor
 
+from fastadapt.algorithms.base import batch_metrics, batch_ways, task_scores
 from fastadapt.algorithms.inner_loop import first_order_loop
 from fastadapt.algorithms.maml import MAML, InnerLoopConfig
 from fastadapt.algorithms.minibatches import minibatch_order, task_key
 from fastadapt.components import option, register
 from fastadapt.errors import ConfigError
-from fastadapt.nn.params import Params, adam_step, sgd_step
+from fastadapt.nn.params import ADAM_BETA2, Params, adam_step, flatten, sgd_step, unflatten
+from fastadapt.tasks import TaskBatch
 
 INNER_OPTIMIZERS = ("sgd", "adam")
+INNER_STATES = ("task", "shared")
 
 
 class Reptile(MAML):
@@ -23,11 +26,15 @@ class Reptile(MAML):
 
     ``theta'_i`` is the result of ``inner_steps`` steps of the inner optimizer on task i's support
     set: SGD of size ``inner_lr`` (``inner_optimizer="sgd"``), or Adam with ``beta1 = 0``,
-    ``beta2 = 0.999`` and learning rate ``inner_lr``, its state fresh for each task (``"adam"``, the
-    paper's choice). Each step sees the whole support set (``inner_batch=None``) or the next
-    ``inner_batch`` examples of passes over it, each pass a fresh shuffle seeded by the task's support
-    set; ``test_inner_batch`` is the batch when not training (default: ``inner_batch``), for
-    ``test_inner_steps`` steps.
+    ``beta2 = 0.999`` and learning rate ``inner_lr`` (``"adam"``, the paper's choice). Each step sees the whole
+    support set (``inner_batch=None``) or the next ``inner_batch`` examples of passes over it, each pass a fresh
+    shuffle seeded by the task's support set; ``test_inner_batch`` is the batch when not training (default:
+    ``inner_batch``), for ``test_inner_steps`` steps.
+
+    Adam's second moments start fresh for each task (``inner_state="task"``), or are one state carried from
+    training task to training task (``"shared"``, what Reptile's code does: it resets only the weights between
+    tasks), from which every test task starts. The tasks of a meta-batch all start from the batch's state, and
+    the state moves on as if they had run one after the other (``carry``); it is saved with the weights.
 
     The update is expressed as a pseudo-gradient: the meta-objective
     ``0.5 * ||theta - stopgrad(theta'_i)||^2`` has gradient ``theta - theta'_i``, so plain SGD with
@@ -35,31 +42,64 @@ class Reptile(MAML):
     """
 
     name = "reptile"
+    inner_moments: Tensor
+    inner_count: Tensor
 
     def __init__(self, *args: Any, inner_optimizer: str = "sgd", inner_batch: int | None = None,
-                 test_inner_batch: int | None = None, **kwargs: Any) -> None:
+                 test_inner_batch: int | None = None, inner_state: str = "task", **kwargs: Any) -> None:
         kwargs["first_order"] = True
         super().__init__(*args, **kwargs)
         if inner_optimizer not in INNER_OPTIMIZERS:
             raise ConfigError(f"inner_optimizer must be one of {INNER_OPTIMIZERS}, got {inner_optimizer!r}")
+        if inner_state not in INNER_STATES:
+            raise ConfigError(f"inner_state must be one of {INNER_STATES}, got {inner_state!r}")
+        if inner_state == "shared" and inner_optimizer != "adam":
+            raise ConfigError("inner_state='shared' carries Adam's moments from task to task, and inner_optimizer "
+                              f"{inner_optimizer!r} keeps none: use inner_optimizer=adam, or inner_state=task")
         for key, value in (("inner_batch", inner_batch), ("test_inner_batch", test_inner_batch)):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ConfigError(f"{key} must be a positive integer (or None: the whole support set), got {value!r}")
         self.inner_optimizer = inner_optimizer
         self.inner_batch = inner_batch
         self.test_inner_batch = inner_batch if test_inner_batch is None else test_inner_batch
+        self.inner_state = inner_state
+        if inner_state == "shared":
+            params = list(self.fast_params().values())
+            size = sum(p.numel() for p in params)
+            self.register_buffer("inner_moments", params[0].new_zeros(size))
+            self.register_buffer("inner_count", torch.zeros((), dtype=torch.long))
 
     def _adapted(self, support_x: Tensor, support_y: Tensor, steps: int) -> list[Params]:
         """Every iterate of ``steps`` inner steps from the current weights, each on its mini-batch, first order."""
+        return self._inner_run(support_x, support_y, steps)[0]
+
+    def _inner_run(self, support_x: Tensor, support_y: Tensor, steps: int) -> tuple[list[Params], Params]:
+        """The iterates of the inner loop and the inner optimizer's final state."""
         order = self._minibatches(support_x, len(support_y), steps)
-        return first_order_loop(self.apply_fast, self.fast_params(), self.features(support_x), support_y, self.loss_fn,
-                                steps, order, self._step)
+        params = self.fast_params()
+        count, state = 0, {}
+        if self.inner_state == "shared":
+            count = int(self.inner_count)
+            state = dict(zip(params, unflatten(self.inner_moments, params.values()), strict=True))
+
+        def step(params: Params, grads: Params, moments: Params, index: int) -> tuple[Params, Params]:
+            return self._step(params, grads, moments, count + index)
+
+        return first_order_loop(self.apply_fast, params, self.features(support_x), support_y, self.loss_fn, steps,
+                                order, step, state)
 
     def _step(self, params: Params, grads: Params, moments: Params, step: int) -> tuple[Params, Params]:
-        """One step of the inner optimizer: the new parameters and Adam's second moments (SGD keeps none)."""
+        """One step of the inner optimizer (``step``: Adam's steps before it): the new parameters and Adam's second
+        moments (SGD keeps none)."""
         if self.inner_optimizer == "adam":
             return adam_step(params, grads, moments, step, self.learning_rates(step))
         return sgd_step(params, grads, self.learning_rates(step)), moments
+
+    def check_distributable(self) -> None:
+        if self.inner_state == "shared":
+            raise ConfigError("inner_state=shared carries one Adam state through every training task, which "
+                              "processes holding slices of the meta-batch cannot share: train in one process, or "
+                              "use inner_state=task")
 
     def _minibatches(self, support_x: Tensor, size: int, steps: int) -> Tensor | None:
         """The examples of each inner step (``[steps, batch]``), or ``None``: the whole support set every step."""
@@ -69,22 +109,66 @@ class Reptile(MAML):
     def task_objective(
         self, support_x: Tensor, support_y: Tensor, query_x: Tensor, query_y: Tensor, ways: int | None
     ) -> tuple[Tensor, Tensor]:
+        objective, outputs, _ = self._task_terms(support_x, support_y, query_x, ways)
+        return objective, outputs
+
+    def _task_terms(
+        self, support_x: Tensor, support_y: Tensor, query_x: Tensor, ways: int | None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """The task's objective, its query outputs, and the inner optimizer's final state as one vector."""
         self._check_ways(ways)
         initial = self.fast_params()
         with torch.no_grad():
-            adapted = self._adapted(support_x, support_y, self.inner_steps)[-1]
-            outputs = self.apply_fast(adapted, self.features(query_x))
-        objective = sum(0.5 * (p - adapted[name]).pow(2).sum() for name, p in initial.items())
-        return cast(Tensor, objective), outputs
+            iterates, state = self._inner_run(support_x, support_y, self.inner_steps)
+            outputs = self.apply_fast(iterates[-1], self.features(query_x))
+        objective = sum(0.5 * (p - iterates[-1][name]).pow(2).sum() for name, p in initial.items())
+        final = flatten(state[name] for name in initial) if self.inner_state == "shared" else torch.zeros(0)
+        return cast(Tensor, objective), outputs, final
+
+    def meta_backward(self, batch: TaskBatch) -> tuple[float, dict[str, float]]:
+        if self.inner_state == "task":
+            return super().meta_backward(batch)
+        loss, metrics = self.meta_loss(batch)  # a shared state needs every task's; each graph is small
+        loss.backward()
+        return loss.item(), metrics
+
+    def _batch_loss(self, batch: TaskBatch) -> tuple[Tensor, dict[str, float]]:
+        """The batch's objective and metrics; with a shared inner state, in training, the state moves on."""
+        if self.inner_state == "task":
+            return super()._batch_loss(batch)
+        ways = batch_ways(batch)
+
+        def one_task(sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+            objective, outputs, final = self._task_terms(sx, sy, qx, ways)
+            return (objective, *task_scores(self.loss_fn, outputs.detach(), qy), final)
+
+        objective, losses, accuracies, finals = self._map_tasks(one_task, batch)
+        if self.training:
+            self.carry(finals)
+        return objective.mean(), batch_metrics(losses, accuracies, batch.query_y)
+
+    @torch.no_grad()
+    def carry(self, finals: Tensor) -> None:
+        """Move the shared state on by a meta-batch whose tasks each started from it and ended at ``finals[i]``:
+        Adam's moments are a running average, so the state after the tasks in turn is the start decayed by all
+        their steps plus each task's own increment decayed by the steps of the tasks after it."""
+        steps, tasks, start = self.inner_steps, len(finals), self.inner_moments
+        increments = finals - ADAM_BETA2**steps * start
+        later = torch.arange(tasks - 1, -1, -1, device=finals.device, dtype=finals.dtype)
+        decays = (ADAM_BETA2 ** (steps * later)).unsqueeze(1)
+        self.inner_moments.copy_(ADAM_BETA2 ** (steps * tasks) * start + (decays * increments).sum(0))
+        self.inner_count += steps * tasks
 
 
 @register("algorithm", "reptile")
 @dataclass
 class ReptileConfig(InnerLoopConfig):
     """Reptile: the inner loop's keys (it is first order by construction), the inner optimizer and its mini-batches
-    (``None``: the whole support set; ``test_inner_batch`` ``None``: as in training)."""
+    (``None``: the whole support set; ``test_inner_batch`` ``None``: as in training), and whether Adam's state is
+    fresh for each task (``task``) or carried across the training tasks (``shared``, as Reptile's code)."""
 
     learner = Reptile
     inner_optimizer: Literal["sgd", "adam"] = "sgd"
     inner_batch: int | None = option(None, minimum=1)
     test_inner_batch: int | None = option(None, minimum=1)
+    inner_state: Literal["task", "shared"] = "task"

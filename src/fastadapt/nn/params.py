@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 Params = dict[str, Tensor]
+ADAM_BETA2 = 0.999  # the decay of Adam's second moments: torch's and TensorFlow's default
 
 
 def parameter_dict(module: nn.Module, prefix: str = "") -> Params:
@@ -53,7 +54,7 @@ def momentum_step(params: Params, grads: Params, buffers: Params, lrs: dict[str,
 
 
 def adam_step(params: Params, grads: Params, moments: Params, step: int, lrs: dict[str, Tensor | float],
-              beta2: float = 0.999, eps: float = 1e-8) -> tuple[Params, Params]:
+              beta2: float = ADAM_BETA2, eps: float = 1e-8) -> tuple[Params, Params]:
     """One step of Adam with ``beta1 = 0`` (the first moment is the gradient), ``torch.optim.Adam(betas=(0, beta2))``'s
     arithmetic on parameter dicts: the new parameters and second moments (absent ones are zero, a fresh state).
     ``step`` counts from 0."""
