@@ -76,18 +76,20 @@ class Episodes:
         keep = keep[:, :width].reshape(-1).to(self.mask.dtype)
 
         def columns(t: Tensor) -> Tensor:
-            return t.view(t.shape[0], self.n_tasks, self.per_task, *t.shape[2:])[:, :, :width].reshape(
-                t.shape[0], self.n_tasks * width, *t.shape[2:])
+            return _episode_major(self.by_task(t)[:, :, :width])
 
         return Episodes(columns(self.obs), columns(self.actions), columns(self.rewards) * keep,
                         columns(self.mask) * keep, width)
+
+    def by_task(self, t: Tensor) -> Tensor:
+        """One of these episodes' time-major fields (``[T, B, ...]``) as ``[T, n_tasks, per_task, ...]``."""
+        return t.view(t.shape[0], self.n_tasks, self.per_task, *t.shape[2:])
 
     @staticmethod
     def join(parts: list[Episodes]) -> Episodes:
         """The episodes of several collections of the same tasks, each task's in collection order (shorter
         collections padded with masked-out steps)."""
         steps = max(part.mask.shape[0] for part in parts)
-        n = parts[0].n_tasks
 
         def joined(field: str) -> Tensor:
             tensors = []
@@ -96,12 +98,16 @@ class Episodes:
                 padding = t.new_zeros(steps - t.shape[0], *t.shape[1:])
                 if field == "obs" and padding.shape[0]:
                     padding = t[-1:].expand_as(padding)  # steps after an episode's end repeat its last observation
-                t = torch.cat([t, padding])
-                tensors.append(t.view(steps, n, part.per_task, *t.shape[2:]))
-            return torch.cat(tensors, dim=2).reshape(steps, -1, *tensors[0].shape[3:])
+                tensors.append(part.by_task(torch.cat([t, padding])))
+            return _episode_major(torch.cat(tensors, dim=2))
 
         return Episodes(joined("obs"), joined("actions"), joined("rewards"), joined("mask"),
                         sum(part.per_task for part in parts))
+
+
+def _episode_major(t: Tensor) -> Tensor:
+    """``[T, n_tasks, per_task, ...]`` back to ``[T, B, ...]``: the inverse of ``Episodes.by_task``."""
+    return t.reshape(t.shape[0], -1, *t.shape[3:])
 
 
 def collect(
