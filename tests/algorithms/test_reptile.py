@@ -176,6 +176,21 @@ def test_a_shared_state_resumes_exactly_and_is_refused_where_it_cannot_be_shared
                    world=World(rank=0, size=2), progress=False)
 
 
+def test_weights_trained_with_either_inner_state_load_into_a_learner_with_the_other() -> None:
+    shared = fa.Reptile(_bn_model(), inner_lr=0.01, inner_steps=3, inner_optimizer="adam", inner_state="shared")
+    shared.meta_loss(_batch(tasks=2))
+    fresh = fa.Reptile(_bn_model(), inner_lr=0.01, inner_steps=3, inner_optimizer="adam")
+    fresh.load_state_dict(shared.state_dict())  # the carried state is not used by a fresh-state learner
+    assert set(fresh.state_dict()) == set(shared.state_dict()) - {"inner_moments", "inner_count"}
+    carried = fa.Reptile(_bn_model(), inner_lr=0.01, inner_steps=3, inner_optimizer="adam", inner_state="shared")
+    carried.load_state_dict(fresh.state_dict())  # a task-trained model: its test tasks start from a fresh state
+    assert int(carried.inner_count) == 0 and not carried.inner_moments.any()
+    task = _batch()[0]
+    with torch.no_grad():
+        ours, theirs = (m.eval().adapt(task.support_x, task.support_y)(task.query_x) for m in (carried, fresh))
+    torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-12)
+
+
 def test_by_default_the_inner_loop_is_unchanged_full_batch_sgd() -> None:
     task = _batch()[0]
     reptile = fa.Reptile(_conv4(), inner_lr=0.1, inner_steps=3)

@@ -68,6 +68,7 @@ class Reptile(MAML):
             size = sum(p.numel() for p in params)
             self.register_buffer("inner_moments", params[0].new_zeros(size))
             self.register_buffer("inner_count", torch.zeros((), dtype=torch.long))
+        self.register_load_state_dict_pre_hook(_adopt_inner_state)
 
     def _adapted(self, support_x: Tensor, support_y: Tensor, steps: int) -> list[Params]:
         """Every iterate of ``steps`` inner steps from the current weights, each on its mini-batch, first order."""
@@ -158,6 +159,16 @@ class Reptile(MAML):
         decays = (ADAM_BETA2 ** (steps * later)).unsqueeze(1)
         self.inner_moments.copy_(ADAM_BETA2 ** (steps * tasks) * start + (decays * increments).sum(0))
         self.inner_count += steps * tasks
+
+
+def _adopt_inner_state(learner: Reptile, state: dict[str, Tensor], prefix: str, *_: Any) -> None:
+    """Let weights trained with either ``inner_state`` load into a learner with the other: one that starts each task
+    fresh ignores a carried state, and one that carries a state starts a task-trained model's from fresh."""
+    for name in ("inner_moments", "inner_count"):
+        if learner.inner_state == "task":
+            state.pop(prefix + name, None)
+        elif prefix + name not in state:
+            state[prefix + name] = getattr(learner, name).clone()
 
 
 @register("algorithm", "reptile")
