@@ -284,7 +284,8 @@ def test_the_config_keys_build_reptile_and_refuse_bad_values_in_one_line() -> No
     assert (learner.inner_batch, learner.test_inner_batch, run.test.statistics) == (10, 5, "support_and_query")
     for override, message in [("algorithm.inner_batch=0", "algorithm.inner_batch must be at least 1, got 0"),
                               ("algorithm.test_inner_batch=0", "algorithm.test_inner_batch must be at least 1, got 0"),
-                              ("algorithm.inner_optimizer=rmsprop", "algorithm.inner_optimizer must be one of")]:
+                              ("algorithm.inner_optimizer=rmsprop", "algorithm.inner_optimizer must be one of"),
+                              ("algorithm.inner_optimizer=sgd", "inner_optimizer 'sgd' keeps none")]:
         with pytest.raises(ConfigError, match=message) as caught:
             build_config("reptile-omniglot-5w1s", [override])
         assert "\n" not in str(caught.value)

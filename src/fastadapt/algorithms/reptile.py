@@ -53,9 +53,7 @@ class Reptile(MAML):
             raise ConfigError(f"inner_optimizer must be one of {INNER_OPTIMIZERS}, got {inner_optimizer!r}")
         if inner_state not in INNER_STATES:
             raise ConfigError(f"inner_state must be one of {INNER_STATES}, got {inner_state!r}")
-        if inner_state == "shared" and inner_optimizer != "adam":
-            raise ConfigError("inner_state='shared' carries Adam's moments from task to task, and inner_optimizer "
-                              f"{inner_optimizer!r} keeps none: use inner_optimizer=adam, or inner_state=task")
+        check_inner_state(inner_optimizer, inner_state)
         for key, value in (("inner_batch", inner_batch), ("test_inner_batch", test_inner_batch)):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ConfigError(f"{key} must be a positive integer (or None: the whole support set), got {value!r}")
@@ -161,6 +159,13 @@ class Reptile(MAML):
         self.inner_count += steps * tasks
 
 
+def check_inner_state(inner_optimizer: str, inner_state: str) -> None:
+    """Refuse, in one line, a shared inner state for an inner optimizer that keeps none."""
+    if inner_state == "shared" and inner_optimizer != "adam":
+        raise ConfigError("inner_state='shared' carries Adam's moments from task to task, and inner_optimizer "
+                          f"{inner_optimizer!r} keeps none: use inner_optimizer=adam, or inner_state=task")
+
+
 def _adopt_inner_state(learner: Reptile, state: dict[str, Tensor], prefix: str, *_: Any) -> None:
     """Let weights trained with either ``inner_state`` load into a learner with the other: one that starts each task
     fresh ignores a carried state, and one that carries a state starts a task-trained model's from fresh."""
@@ -183,3 +188,6 @@ class ReptileConfig(InnerLoopConfig):
     inner_batch: int | None = option(None, minimum=1)
     test_inner_batch: int | None = option(None, minimum=1)
     inner_state: Literal["task", "shared"] = "task"
+
+    def validate(self) -> None:
+        check_inner_state(self.inner_optimizer, self.inner_state)
