@@ -176,6 +176,32 @@ def test_a_shared_state_resumes_exactly_and_is_refused_where_it_cannot_be_shared
                    world=World(rank=0, size=2), progress=False)
 
 
+def test_a_shared_state_counts_adam_steps_across_tasks_but_takes_each_inner_step_its_own_learning_rate() -> None:
+    """Learned per-step rates are indexed by the step within the task, Adam's bias correction by its running count:
+    the reference is ``torch.optim.Adam`` from the carried state, one parameter group per tensor, its rate set to
+    that tensor's learned rate of each step."""
+    learner = fa.Reptile(_bn_model(), inner_lr=0.01, inner_steps=3, inner_optimizer="adam", inner_state="shared",
+                         per_step_lr=True)
+    with torch.no_grad():
+        for i, rates in enumerate(learner.learned_lrs.values()):
+            rates.copy_(torch.tensor([0.03, 0.01, 0.002]) * (i + 1))
+    learner.meta_loss(_batch(tasks=2))  # the count moves on to 6
+    task, start = _batch()[0], (learner.inner_moments.clone(), int(learner.inner_count))
+    with torch.no_grad():
+        adapted = learner._adapted(task.support_x, task.support_y, 3)[-1]
+    model = copy.deepcopy(learner.model).train()
+    adam = _start_adam(model, start)
+    adam.param_groups = [{**adam.param_groups[0], "params": [p]} for p in model.parameters()]
+    rates = [learner.learned_lrs[name.replace(".", "__")] for name, _ in model.named_parameters()]
+    for step in range(3):
+        for group, rate in zip(adam.param_groups, rates, strict=True):
+            group["lr"] = float(rate[step].detach())
+        _adam_steps(model, adam, task, torch.arange(len(task.support_y))[None])
+    assert start[1] == 6
+    for ours, theirs in zip(adapted.values(), model.parameters(), strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=1e-10, atol=1e-12)
+
+
 def test_weights_trained_with_either_inner_state_load_into_a_learner_with_the_other() -> None:
     shared = fa.Reptile(_bn_model(), inner_lr=0.01, inner_steps=3, inner_optimizer="adam", inner_state="shared")
     shared.meta_loss(_batch(tasks=2))

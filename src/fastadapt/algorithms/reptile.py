@@ -82,17 +82,15 @@ class Reptile(MAML):
             state = dict(zip(params, unflatten(self.inner_moments, params.values()), strict=True))
 
         def step(params: Params, grads: Params, moments: Params, index: int) -> tuple[Params, Params]:
-            return self._step(params, grads, moments, count + index)
+            """Inner step ``index`` of the task, at its learning rates; Adam's bias correction counts the steps of
+            its state, ``count`` before this task (SGD keeps no state)."""
+            rates = self.learning_rates(index)
+            if self.inner_optimizer == "adam":
+                return adam_step(params, grads, moments, count + index, rates)
+            return sgd_step(params, grads, rates), moments
 
         return first_order_loop(self.apply_fast, params, self.features(support_x), support_y, self.loss_fn, steps,
                                 order, step, state)
-
-    def _step(self, params: Params, grads: Params, moments: Params, step: int) -> tuple[Params, Params]:
-        """One step of the inner optimizer (``step``: Adam's steps before it): the new parameters and Adam's second
-        moments (SGD keeps none)."""
-        if self.inner_optimizer == "adam":
-            return adam_step(params, grads, moments, step, self.learning_rates(step))
-        return sgd_step(params, grads, self.learning_rates(step)), moments
 
     def check_distributable(self) -> None:
         if self.inner_state == "shared":
