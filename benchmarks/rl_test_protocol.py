@@ -23,9 +23,10 @@ import yaml
 from common import machine, parser
 
 from fastadapt.config import RunConfig, build_tasks
-from fastadapt.evaluate import EvalResult, mean_ci95
+from fastadapt.evaluate import EvalResult
 from fastadapt.experiment import learner_with, load_learner
 from fastadapt.rl.episodes import Episodes
+from fastadapt.rl.evaluate import returns_curve
 from fastadapt.rl.learner import RLMetaLearner
 from fastadapt.rl.tasks import RLTasks
 
@@ -57,12 +58,7 @@ def test_rollouts(learner: RLMetaLearner, config: RunConfig, steps: int) -> list
 
 def curve_of(batches: list[list[Episodes]]) -> list[EvalResult]:
     """The mean return over the tasks before and after each adaptation step."""
-    curve = []
-    for k in range(len(batches[0])):
-        column = torch.cat([episodes[k].returns() for episodes in batches]).tolist()
-        mean, ci, std = mean_ci95(column)
-        curve.append(EvalResult("return", mean, ci, std, len(column), -mean, ci, column))
-    return curve
+    return returns_curve(torch.cat([torch.stack([e.returns() for e in episodes], dim=1) for episodes in batches]))
 
 
 def episode_lengths(batches: list[list[Episodes]]) -> list[float]:

@@ -4,6 +4,7 @@ of a few policy-gradient steps, with 95% confidence intervals over the tasks."""
 from __future__ import annotations
 
 import torch
+from torch import Tensor
 
 from fastadapt.evaluate import EvalResult, mean_ci95
 from fastadapt.rl.learner import RLMetaLearner
@@ -18,11 +19,15 @@ def adaptation_curve(
     ``meta_test`` draws them (so its figure equals this curve's last point); the rollout noise of a
     batch is fixed by its tasks, so two learners are compared on the same draws."""
     rows = [learner.adaptation_returns(batch.tasks, steps) for batch in tasks.episodes(episodes, batch_size, seed)]
-    values = torch.cat(rows)
+    return returns_curve(torch.cat(rows))
+
+
+def returns_curve(returns: Tensor) -> list[EvalResult]:
+    """One ``EvalResult`` (metric ``return``) per column of ``returns [tasks, steps + 1]``, over the tasks."""
     curve = []
-    for column in values.T.tolist():
+    for column in returns.T.tolist():
         mean, ci, std = mean_ci95(column)
-        curve.append(EvalResult("return", mean, ci, std, episodes, -mean, ci, column))
+        curve.append(EvalResult("return", mean, ci, std, len(column), -mean, ci, column))
     return curve
 
 
