@@ -2,8 +2,8 @@
 
 The matrix of the issue "your own model": standard batch norm with running statistics, a
 torchvision-style ResNet-18, a Transformer encoder (embeddings, attention, LayerNorm, dropout), an
-LSTM and an MLP, under MAML (second order), FOMAML, Meta-SGD, ANIL, Reptile and ProtoNet, in the
-per-task loop and under vmap.
+LSTM and an MLP, under MAML (second order), FOMAML, Meta-SGD, ANIL, Reptile (SGD, and Adam with a carried
+state) and ProtoNet, in the per-task loop and under vmap.
 """
 
 from __future__ import annotations
@@ -62,6 +62,8 @@ ALGORITHMS: dict[str, Callable[..., fa.MetaLearner]] = {
     "metasgd": lambda model, head, vmap: fa.MetaSGD(model, inner_lr=0.1, inner_steps=1, vmap=vmap),
     "anil": lambda model, head, vmap: fa.ANIL(model, inner_lr=0.1, inner_steps=2, vmap=vmap, head=head),
     "reptile": lambda model, head, vmap: fa.Reptile(model, inner_lr=0.1, inner_steps=2, vmap=vmap),
+    "reptile_shared_adam": lambda model, head, vmap: fa.Reptile(
+        model, inner_lr=0.01, inner_steps=2, inner_optimizer="adam", inner_state="shared", vmap=vmap),
     "protonet": lambda model, head, vmap: fa.ProtoNet(model, vmap=vmap),
 }
 
