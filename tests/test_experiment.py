@@ -1,4 +1,5 @@
-"""Whole runs that test more than their best checkpoint: the top-k ensemble of ``test.ensemble``."""
+"""Whole runs that test other than their best checkpoint: the last state (``test.checkpoint``) and the top-k
+ensemble of ``test.ensemble``."""
 
 from __future__ import annotations
 
@@ -15,6 +16,29 @@ from fastadapt.checkpoint import load_checkpoint
 from fastadapt.config import build_config
 from fastadapt.errors import ConfigError
 from fastadapt.experiment import learner_with, load_learner
+
+
+def _same_weights(learner: torch.nn.Module, checkpoint: Path) -> bool:
+    saved = load_checkpoint(checkpoint)["model"]
+    return all(torch.equal(value, saved[name]) for name, value in learner.state_dict().items())
+
+
+@pytest.mark.parametrize("tested", ["best", "last"])
+def test_a_run_tests_the_checkpoint_its_config_names(glyphs_root: Path, tmp_path: Path, tested: str) -> None:
+    config = build_config("maml-glyphs-5w1s", [
+        f"dataset.data_dir={glyphs_root}", "model.hidden=8", "train.steps=9", "train.meta_batch=2",
+        "train.val_every=3", "train.val_episodes=4", "test.episodes=6", "seed=1", f"test.checkpoint={tested}",
+    ])
+    run = tmp_path / "run"
+    result = experiment.run_experiment(config, run, progress=False)
+    assert result["best_step"] != 9  # this seed's best validation is not its last state, so the two differ
+    file = run / f"{tested}.pt"
+    assert result["tested_step"] == load_checkpoint(file)["step"] == (9 if tested == "last" else result["best_step"])
+    learner, _ = load_learner(run)  # the run folder: what its test tested
+    assert _same_weights(learner, file) and not _same_weights(learner, run / ("best.pt" if tested == "last" else
+                                                                            "last.pt"))
+    again = experiment.evaluate_run(file)  # the checkpoint file itself, tested again
+    assert again.mean == pytest.approx(result["test"]["accuracy"])
 
 
 def test_a_run_tests_the_ensemble_of_its_best_validations(
@@ -46,6 +70,7 @@ def test_a_run_tests_the_ensemble_of_its_best_validations(
 
 @pytest.mark.parametrize(("overrides", "message"), [
     (["test.ensemble=5"], "set train.keep_best >= 5 \\(it is 1\\)"),
+    (["test.ensemble=2", "train.keep_best=2", "test.checkpoint=last"], "not the last state: set test.checkpoint=best"),
     (["test.ensemble=2", "train.keep_best=2", "train.patience=4", "train.retrain_on_trainval=true"],
      "needs a dataset with a validation split and no train.retrain_on_trainval"),
 ])

@@ -136,7 +136,7 @@ def test_own_model_trains_evaluates_and_predicts_from_the_cli(
     assert code == 0, err
     recorded = {"name": "custom", **model}
     assert yaml.safe_load((run / "config.yaml").read_text())["model"] == recorded  # without the preset's conv4 keys
-    assert load_checkpoint(run)["config"]["model"] == recorded
+    assert load_checkpoint(run / "best.pt")["config"]["model"] == recorded
     stored = json.loads((run / "result.json").read_text())["test"]
     code, out, err = run_cli(capsys, "eval", str(run), "--json")
     assert code == 0 and json.loads(out)["accuracy"] == pytest.approx(stored["accuracy"]), err
@@ -159,7 +159,7 @@ def test_own_dataset_of_features_trains_with_an_own_mlp(
     code, _, err = run_cli(capsys, "train", "--config", str(config), "--run-dir", str(run), "--no-progress", "--json")
     assert code == 0, err
     assert read_config(run).to_dict()["dataset"] == {"name": "custom", "target": target, "kwargs": {"dims": 6}}
-    assert load_checkpoint(run)["metadata"] == {"preprocessing": None, "pixel_mean": None}
+    assert load_checkpoint(run / "best.pt")["metadata"] == {"preprocessing": None, "pixel_mean": None}
     code, out, err = run_cli(capsys, "eval", str(run), "--json", "--episodes", "5")
     assert code == 0 and json.loads(out)["episodes"] == 5, err
     line = _one_line_error(capsys, "predict", str(run), "--support", str(user_folder), "--query", str(user_folder))

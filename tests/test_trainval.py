@@ -46,7 +46,8 @@ def test_retraining_on_trainval_trains_best_plus_patience_and_tests_that_model(
     records = [json.loads(line) for line in (tmp_path / "run" / "trainval" / "metrics.jsonl").read_text().splitlines()]
     assert not [r for r in records if r["kind"] == "val"]  # nothing is left to validate on
     again = evaluate_run(tmp_path / "run" / "trainval" / "last.pt", episodes=6)  # the retrained model, tested again
-    assert again.mean == pytest.approx(result["test"]["accuracy"])
+    assert again.mean == pytest.approx(result["test"]["accuracy"]) and result["tested_step"] == retrained["steps"]
+    assert evaluate_run(tmp_path / "run").mean == again.mean  # the run folder stands for the model it tested
     trainval = build_tasks(config, "trainval").dataset.class_names
     train, val = Glyphs(glyphs_root, split="train").class_names, Glyphs(glyphs_root, "val").class_names
     assert set(trainval) == set(train) | set(val)

@@ -53,8 +53,6 @@ def load_checkpoint(path: str | Path, expect: str | None = None) -> dict[str, An
     refused with a message saying what it is.
     """
     path = Path(path)
-    if path.is_dir():
-        path = path / "best.pt" if (path / "best.pt").is_file() else path / "last.pt"
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}: give a run folder (with best.pt or last.pt) or a .pt file")
     try:

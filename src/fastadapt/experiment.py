@@ -26,6 +26,7 @@ from fastadapt.config import (
     Learner,
     RunConfig,
     Tasks,
+    TestSection,
     build_learner,
     build_tasks,
     check_model_fits,
@@ -95,7 +96,7 @@ def prepare(config: RunConfig, world: World | None = None, split: str = "train")
 def run_experiment(
     config: RunConfig | dict[str, Any], run_dir: str | Path, resume: bool = False, progress: bool = True
 ) -> dict[str, Any]:
-    """Meta-train as ``config`` says, then meta-test the best state; return (and store) the result.
+    """Meta-train as ``config`` says, then meta-test the state ``test.checkpoint`` names; return (and store) the result.
 
     The run folder gets ``config.yaml``, ``metrics.jsonl`` and ``metrics.csv``, ``last.pt``,
     ``best.pt``, ``result.json`` and the plots ``curves.png`` (``adaptation.png`` for RL); ``resume=True``
@@ -116,8 +117,10 @@ def _run(run: RunConfig, run_dir: Path, resume: bool, progress: bool, world: Wor
     """``run_experiment`` once the run folder is held: train (and retrain on train + val), test, store."""
     start = time.perf_counter()
     parts = prepare(run, world)
-    outcome = _train(parts, run_dir, resume, world, parts.config.train.settings(progress=progress))
-    learner, config, retrained = parts.learner, parts.config, None
+    config = parts.config
+    settings = config.train.settings(progress=progress, restore_best=_best(config))
+    outcome = _train(parts, run_dir, resume, world, settings)
+    learner, retrained = parts.learner, None
     if config.train.retrain_on_trainval:
         learner, retrained = _retrain_on_trainval(config, outcome, run_dir, world, progress)
     if not world.is_main:
@@ -135,6 +138,7 @@ def _run(run: RunConfig, run_dir: Path, resume: bool, progress: bool, world: Wor
         "train_steps": outcome.steps,
         "best_step": outcome.best_step,
         "best_validation": outcome.best_validation,
+        "tested_step": tested_step(run_dir, config),
         "train_time_s": outcome.elapsed_s + (retrained.elapsed_s if retrained is not None else 0.0),
         "wall_time_s": wall,
         "machine": machine(),
@@ -150,6 +154,11 @@ def _run(run: RunConfig, run_dir: Path, resume: bool, progress: bool, world: Wor
     atomic_write_text(json.dumps(result, indent=2) + "\n", run_dir / "result.json")
     plot_runs([run_dir])  # curves.png (and adaptation.png for RL) beside the result
     return result
+
+
+def _best(config: RunConfig) -> bool:
+    """Whether the run tests its state best on validation (``test.checkpoint``), rather than its last."""
+    return config.test.checkpoint == "best"
 
 
 def _train(parts: Prepared, run_dir: Path, resume: bool, world: World, settings: TrainConfig) -> TrainResult:
@@ -225,10 +234,39 @@ def adaptation_test(
     return adaptation_curve(learner, tasks, episodes or config.test.episodes, steps)
 
 
-def load_learner(path: str | Path, data_dir: str | None = None) -> tuple[Learner, RunConfig]:
-    """Rebuild the learner of a run folder or checkpoint file, with its trained weights: of a run folder whose
-    config asks for a ``test.ensemble``, the ensemble of its best validations' checkpoints."""
-    return learner_at(load_checkpoint(path), path, data_dir)
+def load_learner(
+    path: str | Path, data_dir: str | None = None, test: TestSection | None = None
+) -> tuple[Learner, RunConfig]:
+    """Rebuild the learner of a run folder or checkpoint file, with its trained weights: of a run folder, what its
+    test tested (``tested_checkpoint``; with a ``test.ensemble``, the ensemble of its best validations'
+    checkpoints), or with ``test`` what those test settings test, e.g. another ``checkpoint``."""
+    if test is None:
+        return learner_at(load_checkpoint(tested_checkpoint(path)), path, data_dir)
+    wanted = read_config(path).replace(test=test)
+    learner, config = learner_from_checkpoint(load_checkpoint(tested_checkpoint(path, wanted)), data_dir)
+    config = config.replace(test=test)
+    return tested_learner(learner, config, path), config
+
+
+def tested_step(path: str | Path, config: RunConfig | None = None) -> int:
+    """The meta-update whose state a run folder's test uses under ``config`` (default: the folder's own)."""
+    return int(load_checkpoint(tested_checkpoint(path, config))["step"])
+
+
+def tested_checkpoint(path: str | Path, config: RunConfig | None = None) -> Path:
+    """The checkpoint file a run folder's test uses under ``config`` (default: the folder's own): the retrained
+    model's ``trainval/last.pt`` after ``train.retrain_on_trainval``, else ``best.pt`` or ``last.pt`` as
+    ``test.checkpoint`` says (``last.pt`` where no validation wrote a ``best.pt``). A file is itself; a folder of
+    checkpoints without a config (``meta_train``'s) gives its ``best.pt``, else its ``last.pt``."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    if config is None and (path / "config.yaml").is_file():
+        config = read_config(path)
+    if config is not None and config.train.retrain_on_trainval:
+        return path / TRAINVAL / "last.pt"
+    best = path / "best.pt"
+    return best if (config is None or _best(config)) and best.is_file() else path / "last.pt"
 
 
 def learner_at(state: dict[str, Any], path: str | Path, data_dir: str | None = None) -> tuple[Learner, RunConfig]:
@@ -295,7 +333,7 @@ def evaluate_run(
     path: str | Path, episodes: int | None = None, inner_steps: int | None = None, split: str = "test",
     data_dir: str | None = None, progress: bool = False,
 ) -> EvalResult:
-    """Meta-test the checkpoint of a run folder (``best.pt``, else ``last.pt``) or a checkpoint file."""
+    """Meta-test what a run folder tested (``tested_checkpoint``) or a checkpoint file."""
     learner, config = load_learner(path, data_dir)
     return test_learner(learner, config, episodes, inner_steps, split, progress)
 

@@ -164,9 +164,9 @@ def predict_run(
     force: bool = False,
 ) -> PredictionReport:
     """``predict_files`` with the learner, config and preprocessing of a run folder or checkpoint."""
-    from fastadapt.experiment import learner_at
+    from fastadapt.experiment import learner_at, tested_checkpoint
 
-    state = load_checkpoint(checkpoint)
+    state = load_checkpoint(tested_checkpoint(checkpoint))
     learner, config = learner_at(state, checkpoint)
     metadata = state.get("metadata") or {}
     stored = metadata.get("preprocessing")

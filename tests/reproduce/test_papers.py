@@ -109,10 +109,16 @@ def _ours(row: Row, field: str) -> str:
 
 @pytest.mark.parametrize("name, row", EVERY_ROW, ids=[f"{n}/{r.label}" for n, r in EVERY_ROW])
 def test_our_protocol_says_what_the_preset_does(name: str, row: Row) -> None:
-    """``ours`` is kept in step with the presets: their test episodes, test queries and Omniglot protocol."""
+    """``ours`` is kept in step with the presets: their test episodes and checkpoint, test queries and Omniglot
+    protocol."""
     config = build_config(row.preset, list(row.overrides))
-    episodes = re.search(r"(\d[\d,]*) fixed test tasks", _ours(row, "evaluation"))
+    evaluation = _ours(row, "evaluation")
+    episodes = re.search(r"(\d[\d,]*) (fixed )?test tasks", evaluation)
     assert episodes is not None and int(episodes.group(1).replace(",", "")) == config.test.episodes
+    if re.search(r"the last (state|checkpoint)", evaluation):  # without validation a run has only its last state
+        assert config.test.checkpoint == "last" or not config.dataset.has_validation()
+    if "best on validation" in evaluation:
+        assert config.test.checkpoint == "best" and config.dataset.has_validation()
     queries = _ours(row, "queries")
     if "as many per class as the shots" in queries:
         assert config.task.queries == config.task.shots
@@ -197,5 +203,5 @@ def test_the_listing_names_numbers_tables_and_protocols(capsys: pytest.CaptureFi
     assert {"queries", "evaluation", "training"} == set(reptile["protocol"]["differs"])
     assert main(["reproduce", "--list"]) == 0
     text = capsys.readouterr().out
-    line = r"^maml-omniglot-5w1s +MAML, Omniglot 5-way 1-shot\n +protocol: ours differs from the paper's in split,"
+    line = r"^maml-omniglot-5w1s +MAML, Omniglot 5-way 1-shot\n +protocol: ours differs from the paper's in split$"
     assert re.search(line, text, re.MULTILINE)

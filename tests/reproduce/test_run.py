@@ -122,6 +122,29 @@ def test_an_unfinished_run_continues_under_a_time_budget_given_since(tmp_path: P
                   progress=False, echo=lambda line: None)
 
 
+def test_a_finished_run_is_tested_again_when_only_how_it_is_tested_changed(tmp_path: Path) -> None:
+    best = reproduce(_sinusoid(seeds=1, extra=("test.checkpoint=best",)), "quick", tmp_path, progress=False,
+                     echo=lambda line: None)
+    folder = tmp_path / "maml-sinusoid-quick"
+    maml, pretrained = folder / "maml-meta-trained-with-k-10-seed0", folder / "pretrained-on-all-tasks-seed0"
+    stamp = (maml / "result.json").stat().st_mtime_ns
+    (pretrained / "result.json").unlink()  # unfinished: it continues under the new test settings
+    last = reproduce(_sinusoid(seeds=1, extra=("test.checkpoint=last",)), "quick", tmp_path, progress=False,
+                     echo=lambda line: None)
+    assert (maml / "result.json").stat().st_mtime_ns == stamp  # reused as it was, not trained again
+    assert yaml.safe_load((pretrained / "config.yaml").read_text())["test"]["checkpoint"] == "last"
+    before, after = best["rows"][0]["runs"][0], last["rows"][0]["runs"][0]
+    assert before["best_step"] != 12 and before["tested_step"] == before["best_step"] and not before["retested"]
+    assert after["tested_step"] == 12 and after["retested"]
+    assert [r["runs"][0]["retested"] for r in last["rows"]] == [True, False]  # the resumed one is tested as it ends
+    learner, config = load_learner(maml / "last.pt")  # the reference: the last state, tested directly
+    five_shot = resolve(merge(config.to_dict(), {"task": {"shots": 5}}))
+    for k, steps in enumerate((1, 5, 10)):
+        direct = experiment.test_learner(learner, five_shot, inner_steps=steps).mean
+        assert last["rows"][0]["measures"][k]["ours"]["value"] == pytest.approx(direct)
+        assert best["rows"][0]["measures"][k]["ours"]["value"] != pytest.approx(direct)
+
+
 def test_metric_rows_get_an_embedding_figure_and_gradient_rows_a_steps_figure(
     glyphs_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

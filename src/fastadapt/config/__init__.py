@@ -31,11 +31,11 @@ from fastadapt.config.loading import (
     resolve_stored,
     unflatten,
 )
-from fastadapt.config.run import CUSTOM, SECTIONS, RunConfig, resolve
+from fastadapt.config.run import CUSTOM, SECTIONS, RunConfig, TestSection, resolve
 
 __all__ = [
-    "CUSTOM", "DEFAULT_PRESET", "SECTIONS", "Learner", "RunConfig", "Tasks", "build_config", "build_learner",
-    "build_tasks",
+    "CUSTOM", "DEFAULT_PRESET", "SECTIONS", "Learner", "RunConfig", "Tasks", "TestSection", "build_config",
+    "build_learner", "build_tasks",
     "check_model_fits", "device_of", "flatten", "load_config_file", "load_preset", "merge", "optimizer_for",
     "parse_overrides", "preset_names", "resolve", "resolve_stored", "unflatten",
 ]

@@ -96,13 +96,16 @@ class TrainSection:
 class TestSection:
     """Meta-testing: ``episodes`` fixed tasks drawn with ``seed``, ``inner_steps`` adaptation steps (``None``: the
     algorithm's own), and which statistics batch norm uses for the queries (``query``: transductive, the
-    convention of MAML's code; ``support``: non-transductive). ``ensemble`` tests the mean output of the checkpoints
-    of that many best validations (MAML++'s top-5 ensemble; 1: the best checkpoint alone)."""
+    convention of MAML's code; ``support``: non-transductive). ``checkpoint`` is the state tested: ``best`` on
+    validation, or ``last``, the state training ended in (what the MAML and Reptile code test); a run retrained on
+    train + val tests the retrained model. ``ensemble`` tests the mean output of the checkpoints of that many best
+    validations (MAML++'s top-5 ensemble; 1: one checkpoint)."""
 
     episodes: int = option(600, minimum=1)
     inner_steps: int | None = option(None, minimum=0)
     seed: int = 2024
     statistics: Literal["query", "support", "support_and_query"] = "query"
+    checkpoint: Literal["best", "last"] = "best"
     ensemble: int = option(1, minimum=1)
 
 
@@ -228,6 +231,9 @@ def check_run(run: RunConfig) -> None:
 def check_ensemble(run: RunConfig) -> None:
     """A top-k ensemble averages checkpoints of the best validations of a supervised run that kept them."""
     k = run.test.ensemble
+    if run.test.checkpoint != "best":
+        raise ConfigError(f"test.ensemble={k} averages the checkpoints of the best validations, not the last state: "
+                          "set test.checkpoint=best or test.ensemble=1")
     if run.train.keep_best < k:
         raise ConfigError(f"test.ensemble={k} averages the checkpoints of the {k} best validations: set "
                           f"train.keep_best >= {k} (it is {run.train.keep_best})")

@@ -28,6 +28,7 @@ from fastadapt.experiment import (
     read_config,
     run_experiment,
     test_learner,
+    tested_step,
 )
 from fastadapt.reproduce.compare import against, over_seeds
 from fastadapt.reproduce.registry import BUDGETS, Measure, Reproduction, Row, get
@@ -36,6 +37,7 @@ from fastadapt.training.folder import write_config
 
 MACHINE_KEYS = ("dataset.data_dir", "dataset.download")  # where the data is, not what is run
 TIME_KEYS = ("train.max_minutes",)  # how long an unfinished run may still train, not what each step computes
+TEST = "test."  # the prefix of the keys of how a trained model is tested, which training never reads
 
 
 def slug(label: str) -> str:
@@ -63,23 +65,24 @@ def _differences(stored: RunConfig, wanted: RunConfig) -> set[str]:
 
 
 def train_or_reuse(config: RunConfig, run_dir: Path, progress: bool) -> dict[str, Any]:
-    """The run's ``result.json``: read if the run finished, else resumed or started. An unfinished run whose
-    reproduction has since been given a time budget (``train.max_minutes``) continues under it, its
-    ``config.yaml`` saying so."""
+    """The run's ``result.json``: read if the run finished, else resumed or started. A finished run is reused when
+    only how it is tested changed since (``test.*``: the caller tests it again); an unfinished one continues under
+    the reproduction's new test settings and time budget (``train.max_minutes``), its ``config.yaml`` saying so."""
     if (run_dir / "config.yaml").is_file():
         stored = read_config(run_dir)
         differ = _differences(stored, config)
         finished = (run_dir / "result.json").is_file()
-        if differ and (finished or not differ <= set(TIME_KEYS)):
+        training = {key for key in differ if not key.startswith(TEST)}  # what changes the training
+        if training and (finished or not training <= set(TIME_KEYS)):
             raise ConfigError(
                 f"{run_dir} holds a run with another config (the reproduction's settings changed since: "
-                f"{', '.join(sorted(differ))}): remove that folder or give another --out"
+                f"{', '.join(sorted(training))}): remove that folder or give another --out"
             )
         if finished:
             return json.loads((run_dir / "result.json").read_text())
         if any(run_dir.glob("*.pt")) or (run_dir / "metrics.jsonl").is_file():
             if differ:
-                stored = stored.replace(train=config.train)
+                stored = stored.replace(train=config.train, test=config.test)
                 write_config(run_dir, stored.to_dict())
             return run_experiment(stored, run_dir, resume=True, progress=progress)
     elif holds_files(run_dir):
@@ -175,15 +178,17 @@ def reproduce(
         for seed in range(seeds):
             run_dir = folder / f"{slug(row.label)}-seed{seed}"
             echo(f"[{index + 1}/{len(reproduction.rows)}] {row.label}, seed {seed}: {row.preset} in {run_dir}")
-            result = train_or_reuse(
-                row_config(reproduction, index, budget, seed, data_dir, download), run_dir, progress
-            )
-            learner, config = load_learner(run_dir, data_dir)
+            wanted = row_config(reproduction, index, budget, seed, data_dir, download)
+            result = train_or_reuse(wanted, run_dir, progress)
+            retest = read_config(run_dir).test != wanted.test  # a finished run, now tested otherwise
+            learner, config = load_learner(run_dir, data_dir, wanted.test if retest else None)
             learner, config, tuned = tune(learner, config, row, reproduction.metric)
             for k, item in enumerate(row.measures):
-                per_measure[k].append(measure(learner, config, item, result if tuned is None else None))
+                own = None if tuned is not None or retest else result
+                per_measure[k].append(measure(learner, config, item, own))
             runs.append({"seed": seed, "run": str(run_dir), "train_steps": result["train_steps"],
-                         "best_step": result["best_step"], "train_time_s": result["train_time_s"], "tuned": tuned})
+                         "best_step": result["best_step"], "tested_step": tested_step(run_dir, config),
+                         "train_time_s": result["train_time_s"], "tuned": tuned, "retested": retest})
             if seed == 0:  # the figures show the first seed of each row
                 trained.append((row, seed, run_dir, learner, config))
         measures = []
