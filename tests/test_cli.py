@@ -64,6 +64,8 @@ def test_resuming_a_finished_run_trains_no_further_and_tests_it_again(
     assert after["step"] == before["step"] == 30 and run_records(run) == records  # no update, no new record
     assert all(torch.equal(value, after["model"][name]) for name, value in before["model"].items())
     assert f"test accuracy: {100 * stored['accuracy']:.2f}% ± {100 * stored['ci95']:.2f}%" in out
+    tested = json.loads((run / "result.json").read_text())["tested_step"]  # the best validation's (the default)
+    assert f"the state at step {tested}" in out and tested == load_checkpoint(run / "best.pt")["step"]
 
 
 def test_presets_lists_every_preset(capsys: pytest.CaptureFixture[str]) -> None:

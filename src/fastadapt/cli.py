@@ -55,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
         "train",
         help="meta-train a preset, then meta-test it",
         description=f"Meta-train a preset (default: {DEFAULT_PRESET}, on the embedded glyphs dataset), keep the "
-        "best validation checkpoint, and meta-test it on held-out classes.",
+        "best validation checkpoint, and meta-test it (or the last state: test.checkpoint=last) on held-out classes.",
         epilog=_keys_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -246,9 +246,10 @@ def _train(args: argparse.Namespace, overrides: list[str]) -> int:
     metric = test["metric"]
     value, ci = test[metric], test["ci95"]
     shown = f"{100 * value:.2f}% ± {100 * ci:.2f}%" if metric == "accuracy" else f"{value:.4f} ± {ci:.4f}"
-    tested = f"; the mean of the {result['ensemble']} best checkpoints" if "ensemble" in result else ""
+    tested = (f"the mean of the {result['ensemble']} best checkpoints" if "ensemble" in result
+              else f"the state at step {result['tested_step']}")
     print(
-        f"test {metric}: {shown} (95% CI, {test['episodes']} episodes{tested}; "
+        f"test {metric}: {shown} (95% CI, {test['episodes']} episodes; {tested}; "
         f"trained {result['train_time_s'] / 60:.1f} min)"
     )
     for row in result.get("adaptation", []):
