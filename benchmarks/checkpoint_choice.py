@@ -1,6 +1,7 @@
 """What choosing the checkpoint on validation changes: a reproduction row's measures on each run's
-checkpoint best on validation (what `fastadapt reproduce` tests) and on its last one (what the papers'
-code tests), on the same fixed test tasks and with the row's tuning, if any, done again on each.
+checkpoint best on validation and on its last one (what the MAML and Reptile code test; a run tests the
+one its `test.checkpoint` names), on the same fixed test tasks and with the row's tuning, if any, done
+again on each.
 
     python benchmarks/checkpoint_choice.py maml-sinusoid \
         runs/reproduce/maml-sinusoid-full/maml-meta-trained-with-k-10-seed0 --threads 1 \

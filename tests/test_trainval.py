@@ -12,7 +12,7 @@ from helpers import random_dataset
 import fastadapt as fa
 from fastadapt.config import build_config, build_tasks
 from fastadapt.datasets.glyphs import Glyphs
-from fastadapt.errors import ConfigError
+from fastadapt.errors import CheckpointError, ConfigError
 from fastadapt.experiment import evaluate_run, run_experiment
 
 
@@ -48,6 +48,9 @@ def test_retraining_on_trainval_trains_best_plus_patience_and_tests_that_model(
     again = evaluate_run(tmp_path / "run" / "trainval" / "last.pt", episodes=6)  # the retrained model, tested again
     assert again.mean == pytest.approx(result["test"]["accuracy"]) and result["tested_step"] == retrained["steps"]
     assert evaluate_run(tmp_path / "run").mean == again.mean  # the run folder stands for the model it tested
+    (tmp_path / "run" / "trainval" / "last.pt").unlink()  # as if stopped before retraining wrote a checkpoint
+    with pytest.raises(CheckpointError, match="retrained on train \\+ val, which has not been trained yet"):
+        evaluate_run(tmp_path / "run")
     trainval = build_tasks(config, "trainval").dataset.class_names
     train, val = Glyphs(glyphs_root, split="train").class_names, Glyphs(glyphs_root, "val").class_names
     assert set(trainval) == set(train) | set(val)

@@ -54,7 +54,7 @@ def load_checkpoint(path: str | Path, expect: str | None = None) -> dict[str, An
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}: give a run folder (with best.pt or last.pt) or a .pt file")
+        raise CheckpointError(f"no checkpoint at {path}: give a run folder or a .pt file that exists")
     try:
         with warnings.catch_warnings():  # torch warns about odd pickles before refusing them
             warnings.simplefilter("ignore")

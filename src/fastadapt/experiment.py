@@ -47,6 +47,7 @@ from fastadapt.rl.tasks import RLTasks
 from fastadapt.storage import atomic_write_text, exclusive
 from fastadapt.train import TrainConfig, TrainResult, meta_train
 from fastadapt.training.checkpoints import top_models
+from fastadapt.training.folder import write_config
 from fastadapt.version import __version__
 
 TRAINVAL = "trainval"  # the sub-folder of a run retrained on the training and validation classes
@@ -96,7 +97,7 @@ def prepare(config: RunConfig, world: World | None = None, split: str = "train")
 def run_experiment(
     config: RunConfig | dict[str, Any], run_dir: str | Path, resume: bool = False, progress: bool = True
 ) -> dict[str, Any]:
-    """Meta-train as ``config`` says, then meta-test the state ``test.checkpoint`` names; return (and store) the result.
+    """Meta-train as ``config`` says, then meta-test what ``test`` names; return (and store) the result.
 
     The run folder gets ``config.yaml``, ``metrics.jsonl`` and ``metrics.csv``, ``last.pt``,
     ``best.pt``, ``result.json`` and the plots ``curves.png`` (``adaptation.png`` for RL); ``resume=True``
@@ -125,35 +126,55 @@ def _run(run: RunConfig, run_dir: Path, resume: bool, progress: bool, world: Wor
         learner, retrained = _retrain_on_trainval(config, outcome, run_dir, world, progress)
     if not world.is_main:
         return {}
-    wall = time.perf_counter() - start
-    learner = tested_learner(learner, config, run_dir)
-    test = test_learner(learner, config, progress=progress)
-    curve = adaptation_test(learner, config) if is_rl(config) else None
     result = {
         "preset": config.name,
         "algorithm": config.algorithm.name,
         "dataset": config.dataset.name,
         "task": dataclasses.asdict(config.task),
-        "test": test.to_dict(),
         "train_steps": outcome.steps,
         "best_step": outcome.best_step,
         "best_validation": outcome.best_validation,
-        "tested_step": tested_step(run_dir, config),
         "train_time_s": outcome.elapsed_s + (retrained.elapsed_s if retrained is not None else 0.0),
-        "wall_time_s": wall,
+        "wall_time_s": time.perf_counter() - start,
         "machine": machine(),
         "processes": world.size,
     }
-    if isinstance(learner, Ensemble):
-        result["ensemble"] = len(learner.members)
     if retrained is not None:
         result["retrained_on_trainval"] = {"steps": retrained.steps, "run": str(retrained.run_dir),
                                            "train_time_s": retrained.elapsed_s}
-    if curve is not None:
-        result["adaptation"] = [{"steps": k, **r.to_dict()} for k, r in enumerate(curve)]
+    return _tested(tested_learner(learner, config, run_dir), config, run_dir, result, progress)
+
+
+def _tested(
+    learner: Learner, config: RunConfig, run_dir: Path, result: dict[str, Any], progress: bool
+) -> dict[str, Any]:
+    """``result`` with the run's test of ``learner`` (and for RL its adaptation curve), stored in ``result.json``
+    beside the plots."""
+    result = {key: value for key, value in result.items() if key not in ("test", "ensemble", "adaptation")}
+    result["test"] = test_learner(learner, config, progress=progress).to_dict()
+    if isinstance(learner, Ensemble):
+        result["ensemble"] = len(learner.members)
+    result["tested_step"] = None if isinstance(learner, Ensemble) else int(
+        load_checkpoint(tested_checkpoint(run_dir, config))["step"])
+    if is_rl(config):
+        result["adaptation"] = [{"steps": k, **r.to_dict()} for k, r in enumerate(adaptation_test(learner, config))]
     atomic_write_text(json.dumps(result, indent=2) + "\n", run_dir / "result.json")
     plot_runs([run_dir])  # curves.png (and adaptation.png for RL) beside the result
     return result
+
+
+def retest_run(
+    run_dir: str | Path, test: TestSection, data_dir: str | None = None, progress: bool = False
+) -> dict[str, Any]:
+    """Test a finished run again under other test settings (e.g. ``checkpoint="last"``), without training it: its
+    ``config.yaml`` and ``result.json`` say so afterwards. Returns the new result."""
+    run_dir = Path(run_dir)
+    with exclusive(run_dir):
+        result = json.loads((run_dir / "result.json").read_text())
+        checked = resolve(read_config(run_dir).replace(test=test).to_dict())  # e.g. an ensemble needs its checkpoints
+        write_config(run_dir, checked.to_dict())
+        learner, config = load_learner(run_dir, data_dir)
+        return _tested(learner, config, run_dir, result, progress)
 
 
 def _best(config: RunConfig) -> bool:
@@ -234,45 +255,47 @@ def adaptation_test(
     return adaptation_curve(learner, tasks, episodes or config.test.episodes, steps)
 
 
-def load_learner(
-    path: str | Path, data_dir: str | None = None, test: TestSection | None = None
-) -> tuple[Learner, RunConfig]:
-    """Rebuild the learner of a run folder or checkpoint file, with its trained weights: of a run folder, what its
-    test tested (``tested_checkpoint``; with a ``test.ensemble``, the ensemble of its best validations'
-    checkpoints), or with ``test`` what those test settings test, e.g. another ``checkpoint``."""
-    if test is None:
-        return learner_at(load_checkpoint(tested_checkpoint(path)), path, data_dir)
-    wanted = read_config(path).replace(test=test)
-    learner, config = learner_from_checkpoint(load_checkpoint(tested_checkpoint(path, wanted)), data_dir)
-    config = config.replace(test=test)
-    return tested_learner(learner, config, path), config
+def load_learner(path: str | Path, data_dir: str | None = None) -> tuple[Learner, RunConfig]:
+    """Rebuild the learner of a run folder or checkpoint file, with its trained weights (``load_tested``)."""
+    learner, config, _ = load_tested(path, data_dir)
+    return learner, config
 
 
-def tested_step(path: str | Path, config: RunConfig | None = None) -> int:
-    """The meta-update whose state a run folder's test uses under ``config`` (default: the folder's own)."""
-    return int(load_checkpoint(tested_checkpoint(path, config))["step"])
+def load_tested(path: str | Path, data_dir: str | None = None) -> tuple[Learner, RunConfig, dict[str, Any]]:
+    """The learner, config and checkpoint of a checkpoint file, or what a run folder's test tests under its
+    ``config.yaml``: the file ``tested_checkpoint`` names or, with a ``test.ensemble``, the ensemble of its best
+    validations' checkpoints. The folder's test settings are its ``config.yaml``'s, which a re-test
+    (``retest_run``) may have changed since the checkpoints were written."""
+    path = Path(path)
+    if not path.is_dir():
+        state = load_checkpoint(path)
+        return (*learner_from_checkpoint(state, data_dir), state)
+    own = read_config(path)
+    state = load_checkpoint(tested_checkpoint(path, own))
+    learner, config = learner_from_checkpoint(state, data_dir)
+    config = config.replace(test=own.test)
+    return tested_learner(learner, config, path), config, state
 
 
 def tested_checkpoint(path: str | Path, config: RunConfig | None = None) -> Path:
-    """The checkpoint file a run folder's test uses under ``config`` (default: the folder's own): the retrained
+    """The checkpoint file a run folder's test uses under ``config`` (default: its ``config.yaml``): the retrained
     model's ``trainval/last.pt`` after ``train.retrain_on_trainval``, else ``best.pt`` or ``last.pt`` as
-    ``test.checkpoint`` says (``last.pt`` where no validation wrote a ``best.pt``). A file is itself; a folder of
-    checkpoints without a config (``meta_train``'s) gives its ``best.pt``, else its ``last.pt``."""
+    ``test.checkpoint`` says (``last.pt`` where no validation wrote a ``best.pt``). A file is itself."""
     path = Path(path)
     if not path.is_dir():
         return path
-    if config is None and (path / "config.yaml").is_file():
-        config = read_config(path)
-    if config is not None and config.train.retrain_on_trainval:
-        return path / TRAINVAL / "last.pt"
+    if config is None and not (path / "config.yaml").is_file():
+        raise CheckpointError(f"{path} holds no run config (config.yaml): it was written by meta_train without "
+                              "config=...; rebuild the learner in Python and load its best.pt's or last.pt's 'model'")
+    config = config if config is not None else read_config(path)
+    if config.train.retrain_on_trainval:
+        retrained = path / TRAINVAL / "last.pt"
+        if not retrained.is_file():
+            raise CheckpointError(f"{path} tests the model retrained on train + val, which has not been trained yet: "
+                                  "continue the run with --resume")
+        return retrained
     best = path / "best.pt"
-    return best if (config is None or _best(config)) and best.is_file() else path / "last.pt"
-
-
-def learner_at(state: dict[str, Any], path: str | Path, data_dir: str | None = None) -> tuple[Learner, RunConfig]:
-    """The learner of checkpoint ``state``, loaded from ``path``: for a run folder, what the run tests."""
-    learner, config = learner_from_checkpoint(state, data_dir)
-    return (tested_learner(learner, config, path) if Path(path).is_dir() else learner), config
+    return best if _best(config) and best.is_file() else path / "last.pt"
 
 
 def tested_learner(learner: Learner, config: RunConfig, run_dir: str | Path) -> Learner:

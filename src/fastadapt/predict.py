@@ -20,7 +20,6 @@ import numpy as np
 import torch
 
 from fastadapt.algorithms.base import MetaLearner
-from fastadapt.checkpoint import load_checkpoint
 from fastadapt.config import RunConfig
 from fastadapt.datasets.imagefolder import class_images
 from fastadapt.datasets.images import Preprocessing, as_model_input, is_image_file, load_image, pixel_mean
@@ -164,10 +163,9 @@ def predict_run(
     force: bool = False,
 ) -> PredictionReport:
     """``predict_files`` with the learner, config and preprocessing of a run folder or checkpoint."""
-    from fastadapt.experiment import learner_at, tested_checkpoint
+    from fastadapt.experiment import load_tested
 
-    state = load_checkpoint(tested_checkpoint(checkpoint))
-    learner, config = learner_at(state, checkpoint)
+    learner, config, state = load_tested(checkpoint)
     metadata = state.get("metadata") or {}
     stored = metadata.get("preprocessing")
     preprocessing = Preprocessing.from_dict(stored) if stored is not None else config.dataset.preprocessing()

@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 import fastadapt.reproduce.registry as registry
@@ -36,7 +37,7 @@ def _glyphs_family() -> registry.Reproduction:
         "rows": [
             {"label": "ProtoNet", "preset": "protonet-glyphs-5w1s", "overrides": ["model.hidden=8"], **row},
             {"label": "MAML", "preset": "maml-glyphs-5w1s", "overrides": ["model.hidden=8", "train.meta_batch=2"],
-             **row},
+             "measures": [*row["measures"], {"label": "non-transductive", "set": {"test.statistics": "support"}}]},
         ],
         "budgets": {"quick": {"overrides": TINY, "seeds": 1}},
     })
@@ -127,17 +128,19 @@ def test_a_finished_run_is_tested_again_when_only_how_it_is_tested_changed(tmp_p
                      echo=lambda line: None)
     folder = tmp_path / "maml-sinusoid-quick"
     maml, pretrained = folder / "maml-meta-trained-with-k-10-seed0", folder / "pretrained-on-all-tasks-seed0"
-    stamp = (maml / "result.json").stat().st_mtime_ns
+    stamp = (maml / "last.pt").stat().st_mtime_ns
     (pretrained / "result.json").unlink()  # unfinished: it continues under the new test settings
     last = reproduce(_sinusoid(seeds=1, extra=("test.checkpoint=last",)), "quick", tmp_path, progress=False,
                      echo=lambda line: None)
-    assert (maml / "result.json").stat().st_mtime_ns == stamp  # reused as it was, not trained again
-    assert yaml.safe_load((pretrained / "config.yaml").read_text())["test"]["checkpoint"] == "last"
+    assert (maml / "last.pt").stat().st_mtime_ns == stamp  # tested again, not trained again
+    for run in (maml, pretrained):  # the folders say how they were tested
+        assert yaml.safe_load((run / "config.yaml").read_text())["test"]["checkpoint"] == "last"
+        assert json.loads((run / "result.json").read_text())["tested_step"] == 12
     before, after = best["rows"][0]["runs"][0], last["rows"][0]["runs"][0]
-    assert before["best_step"] != 12 and before["tested_step"] == before["best_step"] and not before["retested"]
-    assert after["tested_step"] == 12 and after["retested"]
-    assert [r["runs"][0]["retested"] for r in last["rows"]] == [True, False]  # the resumed one is tested as it ends
+    assert before["best_step"] != 12 and before["tested_step"] == before["best_step"] and after["tested_step"] == 12
     learner, config = load_learner(maml / "last.pt")  # the reference: the last state, tested directly
+    folder_learner = load_learner(maml)[0].state_dict()  # the folder now stands for its last state
+    assert all(torch.equal(value, folder_learner[name]) for name, value in learner.state_dict().items())
     five_shot = resolve(merge(config.to_dict(), {"task": {"shots": 5}}))
     for k, steps in enumerate((1, 5, 10)):
         direct = experiment.test_learner(learner, five_shot, inner_steps=steps).mean
@@ -151,7 +154,10 @@ def test_metric_rows_get_an_embedding_figure_and_gradient_rows_a_steps_figure(
     monkeypatch.setenv("FASTADAPT_DATA", str(glyphs_root))
     report = reproduce(_glyphs_family(), "quick", tmp_path, progress=False, echo=lambda line: None)
     assert [e["label"] for e in report["figures"]["embedding"]] == ["ProtoNet"]  # MAML has no encoder to project
-    assert [line["label"] for line in report["figures"]["steps"]] == ["MAML, 5-way 1-shot"]
+    lines = report["figures"]["steps"]
+    assert [line["label"] for line in lines] == ["MAML, 5-way 1-shot", "MAML, 5-way 1-shot, test.statistics=support"]
+    for line, measure in zip(lines, report["rows"][1]["measures"], strict=True):  # at the test's 3 steps: the table's
+        assert [p["value"] for p in line["points"] if p["steps"] == 3] == [pytest.approx(measure["ours"]["value"])]
     for row in report["rows"]:
         m = row["measures"][0]
         result = json.loads((Path(row["runs"][0]["run"]) / "result.json").read_text())

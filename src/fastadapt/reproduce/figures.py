@@ -45,9 +45,10 @@ def _settings(row: Row) -> list[dict[str, Any]]:
 def _label(row: Row, setting: dict[str, Any], config: RunConfig) -> str:
     task = config.task
     shots = setting.get("task.shots", task.shots)
+    statistics = f", test.statistics={setting['test.statistics']}" if "test.statistics" in setting else ""
     if config.dataset.name == "sinusoid":
-        return f"{row.label}, {shots}-shot"
-    return f"{row.label}, {task.ways}-way {shots}-shot"
+        return f"{row.label}, {shots}-shot{statistics}"
+    return f"{row.label}, {task.ways}-way {shots}-shot{statistics}"
 
 
 def steps_figure(trained: list[Trained], metric: str, path: Path) -> list[dict[str, Any]]:
@@ -59,7 +60,10 @@ def steps_figure(trained: list[Trained], metric: str, path: Path) -> list[dict[s
         for setting in _settings(row):
             tested = resolve(merge(config.to_dict(), unflatten(setting)))
             tasks = build_tasks(tested, "test")
-            points = [meta_test(learner, tasks, tested.test.episodes, inner_steps=k) for k in STEPS]
+            points = [
+                meta_test(learner, tasks, tested.test.episodes, inner_steps=k, statistics=tested.test.statistics)
+                for k in STEPS
+            ]
             lines.append({
                 "label": _label(row, setting, config),
                 "points": [

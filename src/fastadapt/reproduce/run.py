@@ -26,9 +26,9 @@ from fastadapt.experiment import (
     load_learner,
     machine,
     read_config,
+    retest_run,
     run_experiment,
     test_learner,
-    tested_step,
 )
 from fastadapt.reproduce.compare import against, over_seeds
 from fastadapt.reproduce.registry import BUDGETS, Measure, Reproduction, Row, get
@@ -37,7 +37,7 @@ from fastadapt.training.folder import write_config
 
 MACHINE_KEYS = ("dataset.data_dir", "dataset.download")  # where the data is, not what is run
 TIME_KEYS = ("train.max_minutes",)  # how long an unfinished run may still train, not what each step computes
-TEST = "test."  # the prefix of the keys of how a trained model is tested, which training never reads
+TEST = "test."  # the prefix of the keys of how a trained model is tested, which change no saved training state
 
 
 def slug(label: str) -> str:
@@ -64,10 +64,11 @@ def _differences(stored: RunConfig, wanted: RunConfig) -> set[str]:
     return {k for k in a.keys() | b.keys() if k not in MACHINE_KEYS and a.get(k) != b.get(k)}
 
 
-def train_or_reuse(config: RunConfig, run_dir: Path, progress: bool) -> dict[str, Any]:
-    """The run's ``result.json``: read if the run finished, else resumed or started. A finished run is reused when
-    only how it is tested changed since (``test.*``: the caller tests it again); an unfinished one continues under
-    the reproduction's new test settings and time budget (``train.max_minutes``), its ``config.yaml`` saying so."""
+def train_or_reuse(config: RunConfig, run_dir: Path, progress: bool, data_dir: str | None = None) -> dict[str, Any]:
+    """The run's ``result.json``: read if the run finished, else resumed or started. A finished run whose test
+    settings (``test.*``) changed since is tested again under them (``retest_run``), not trained; an unfinished
+    one continues under the reproduction's new test settings and time budget (``train.max_minutes``). Either
+    way its ``config.yaml`` says so."""
     if (run_dir / "config.yaml").is_file():
         stored = read_config(run_dir)
         differ = _differences(stored, config)
@@ -79,6 +80,8 @@ def train_or_reuse(config: RunConfig, run_dir: Path, progress: bool) -> dict[str
                 f"{', '.join(sorted(training))}): remove that folder or give another --out"
             )
         if finished:
+            if differ:
+                return retest_run(run_dir, config.test, data_dir, progress)
             return json.loads((run_dir / "result.json").read_text())
         if any(run_dir.glob("*.pt")) or (run_dir / "metrics.jsonl").is_file():
             if differ:
@@ -179,16 +182,14 @@ def reproduce(
             run_dir = folder / f"{slug(row.label)}-seed{seed}"
             echo(f"[{index + 1}/{len(reproduction.rows)}] {row.label}, seed {seed}: {row.preset} in {run_dir}")
             wanted = row_config(reproduction, index, budget, seed, data_dir, download)
-            result = train_or_reuse(wanted, run_dir, progress)
-            retest = read_config(run_dir).test != wanted.test  # a finished run, now tested otherwise
-            learner, config = load_learner(run_dir, data_dir, wanted.test if retest else None)
+            result = train_or_reuse(wanted, run_dir, progress, data_dir)
+            learner, config = load_learner(run_dir, data_dir)
             learner, config, tuned = tune(learner, config, row, reproduction.metric)
             for k, item in enumerate(row.measures):
-                own = None if tuned is not None or retest else result
-                per_measure[k].append(measure(learner, config, item, own))
+                per_measure[k].append(measure(learner, config, item, result if tuned is None else None))
             runs.append({"seed": seed, "run": str(run_dir), "train_steps": result["train_steps"],
-                         "best_step": result["best_step"], "tested_step": tested_step(run_dir, config),
-                         "train_time_s": result["train_time_s"], "tuned": tuned, "retested": retest})
+                         "best_step": result["best_step"], "tested_step": result.get("tested_step"),
+                         "train_time_s": result["train_time_s"], "tuned": tuned})
             if seed == 0:  # the figures show the first seed of each row
                 trained.append((row, seed, run_dir, learner, config))
         measures = []
