@@ -3,18 +3,20 @@ ensemble of ``test.ensemble``."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
-from helpers import run_cli
+from helpers import random_dataset, run_cli
 
 import fastadapt as fa
 from fastadapt import experiment
 from fastadapt.checkpoint import load_checkpoint
 from fastadapt.config import build_config
-from fastadapt.errors import ConfigError
+from fastadapt.errors import CheckpointError, ConfigError
 from fastadapt.experiment import learner_with, load_learner
 
 
@@ -82,3 +84,49 @@ def test_an_ensemble_needs_the_checkpoints_it_averages(overrides: list[str], mes
 def test_meta_rl_policies_are_not_ensembled() -> None:
     with pytest.raises(ConfigError, match="meta-RL policies are tested alone"):
         build_config("maml-rl-nav2d", ["test.ensemble=2", "train.keep_best=2"])
+
+
+def _finished_run(glyphs_root: Path, run: Path) -> dict[str, Any]:
+    config = build_config("maml-glyphs-5w1s", [
+        f"dataset.data_dir={glyphs_root}", "model.hidden=8", "train.steps=4", "train.meta_batch=2",
+        "train.val_every=2", "train.val_episodes=4", "test.episodes=6",
+    ])
+    return experiment.run_experiment(config, run, progress=False)
+
+
+def test_a_retest_stopped_half_way_leaves_the_old_test_settings_and_result(
+    glyphs_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = tmp_path / "run"
+    _finished_run(glyphs_root, run)
+    before = {name: (run / name).read_text() for name in ("config.yaml", "result.json")}
+    wanted = dataclasses.replace(experiment.read_config(run).test, episodes=8)
+
+    def interrupted(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(experiment, "test_learner", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        experiment.retest_run(run, wanted, str(glyphs_root))
+    assert {name: (run / name).read_text() for name in before} == before  # so reproduce tests it again
+    monkeypatch.undo()
+    result = experiment.retest_run(run, wanted, str(glyphs_root))
+    assert result["test"]["episodes"] == 8 and experiment.read_config(run).test.episodes == 8
+
+
+def test_only_a_finished_run_is_tested_again(glyphs_root: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    _finished_run(glyphs_root, run)
+    (run / "result.json").unlink()  # as if stopped before its test
+    with pytest.raises(CheckpointError, match="no finished run \\(no result.json\\) to test again: finish it first"):
+        experiment.retest_run(run, experiment.read_config(run).test, str(glyphs_root))
+
+
+def test_a_folder_of_meta_train_without_a_config_says_how_to_load_it(tmp_path: Path) -> None:
+    learner = fa.ProtoNet(fa.nn.Conv4(1, None, hidden=8, image_size=16))
+    tasks = fa.FewShotTasks(random_dataset(), ways=3, shots=1, queries=2, seed=0)
+    fa.meta_train(learner, tasks, 1, run_dir=tmp_path / "run", progress=False)
+    with pytest.raises(CheckpointError, match="written by meta_train without config=...; rebuild the learner"):
+        load_learner(tmp_path / "run")
+    with pytest.raises(CheckpointError, match="is not a run folder: it has no config.yaml"):
+        load_learner(tmp_path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import fastadapt as fa
 from fastadapt.config import build_config, build_tasks
 from fastadapt.datasets.glyphs import Glyphs
 from fastadapt.errors import CheckpointError, ConfigError
-from fastadapt.experiment import evaluate_run, run_experiment
+from fastadapt.experiment import evaluate_run, retest_run, run_experiment
 
 
 def _protonet() -> fa.ProtoNet:
@@ -48,6 +49,8 @@ def test_retraining_on_trainval_trains_best_plus_patience_and_tests_that_model(
     again = evaluate_run(tmp_path / "run" / "trainval" / "last.pt", episodes=6)  # the retrained model, tested again
     assert again.mean == pytest.approx(result["test"]["accuracy"]) and result["tested_step"] == retrained["steps"]
     assert evaluate_run(tmp_path / "run").mean == again.mean  # the run folder stands for the model it tested
+    retested = retest_run(tmp_path / "run", dataclasses.replace(config.test, episodes=4))
+    assert retested["tested_step"] == retrained["steps"] and retested["test"]["episodes"] == 4
     (tmp_path / "run" / "trainval" / "last.pt").unlink()  # as if stopped before retraining wrote a checkpoint
     with pytest.raises(CheckpointError, match="retrained on train \\+ val, which has not been trained yet"):
         evaluate_run(tmp_path / "run")

@@ -142,20 +142,21 @@ def _run(run: RunConfig, run_dir: Path, resume: bool, progress: bool, world: Wor
     if retrained is not None:
         result["retrained_on_trainval"] = {"steps": retrained.steps, "run": str(retrained.run_dir),
                                            "train_time_s": retrained.elapsed_s}
-    return _tested(tested_learner(learner, config, run_dir), config, run_dir, result, progress)
+    tested = tested_learner(learner, config, run_dir)
+    return _tested(tested, config, run_dir, result, progress, load_checkpoint(tested_checkpoint(run_dir, config)))
 
 
 def _tested(
-    learner: Learner, config: RunConfig, run_dir: Path, result: dict[str, Any], progress: bool
+    learner: Learner, config: RunConfig, run_dir: Path, result: dict[str, Any], progress: bool,
+    state: dict[str, Any],
 ) -> dict[str, Any]:
-    """``result`` with the run's test of ``learner`` (and for RL its adaptation curve), stored in ``result.json``
-    beside the plots."""
+    """``result`` with the run's test of ``learner``, loaded from the checkpoint ``state`` (and for RL its adaptation
+    curve), stored in ``result.json`` beside the plots."""
     result = {key: value for key, value in result.items() if key not in ("test", "ensemble", "adaptation")}
     result["test"] = test_learner(learner, config, progress=progress).to_dict()
     if isinstance(learner, Ensemble):
         result["ensemble"] = len(learner.members)
-    result["tested_step"] = None if isinstance(learner, Ensemble) else int(
-        load_checkpoint(tested_checkpoint(run_dir, config))["step"])
+    result["tested_step"] = None if isinstance(learner, Ensemble) else int(state["step"])
     if is_rl(config):
         result["adaptation"] = [{"steps": k, **r.to_dict()} for k, r in enumerate(adaptation_test(learner, config))]
     atomic_write_text(json.dumps(result, indent=2) + "\n", run_dir / "result.json")
@@ -167,14 +168,19 @@ def retest_run(
     run_dir: str | Path, test: TestSection, data_dir: str | None = None, progress: bool = False
 ) -> dict[str, Any]:
     """Test a finished run again under other test settings (e.g. ``checkpoint="last"``), without training it: its
-    ``config.yaml`` and ``result.json`` say so afterwards. Returns the new result."""
+    ``result.json`` and then its ``config.yaml`` say so afterwards (a re-test stopped half-way leaves the old test
+    settings, so it is re-tested again). Returns the new result."""
     run_dir = Path(run_dir)
     with exclusive(run_dir):
+        if not (run_dir / "result.json").is_file():
+            raise CheckpointError(f"{run_dir} holds no finished run (no result.json) to test again: finish it first "
+                                  f"with fastadapt train --resume {run_dir}")
         result = json.loads((run_dir / "result.json").read_text())
         checked = resolve(read_config(run_dir).replace(test=test).to_dict())  # e.g. an ensemble needs its checkpoints
+        learner, config, state = load_tested(run_dir, data_dir, checked)
+        result = _tested(learner, config, run_dir, result, progress, state)
         write_config(run_dir, checked.to_dict())
-        learner, config = load_learner(run_dir, data_dir)
-        return _tested(learner, config, run_dir, result, progress)
+        return result
 
 
 def _best(config: RunConfig) -> bool:
@@ -261,16 +267,18 @@ def load_learner(path: str | Path, data_dir: str | None = None) -> tuple[Learner
     return learner, config
 
 
-def load_tested(path: str | Path, data_dir: str | None = None) -> tuple[Learner, RunConfig, dict[str, Any]]:
+def load_tested(
+    path: str | Path, data_dir: str | None = None, own: RunConfig | None = None
+) -> tuple[Learner, RunConfig, dict[str, Any]]:
     """The learner, config and checkpoint of a checkpoint file, or what a run folder's test tests under its
-    ``config.yaml``: the file ``tested_checkpoint`` names or, with a ``test.ensemble``, the ensemble of its best
-    validations' checkpoints. The folder's test settings are its ``config.yaml``'s, which a re-test
-    (``retest_run``) may have changed since the checkpoints were written."""
+    config (``own``, default its ``config.yaml``): the file ``tested_checkpoint`` names or, with a
+    ``test.ensemble``, the ensemble of its best validations' checkpoints. The folder's test settings are its
+    config's, which a re-test (``retest_run``) may have changed since the checkpoints were written."""
     path = Path(path)
     if not path.is_dir():
         state = load_checkpoint(path)
         return (*learner_from_checkpoint(state, data_dir), state)
-    own = read_config(path)
+    own = own if own is not None else read_config(path)
     state = load_checkpoint(tested_checkpoint(path, own))
     learner, config = learner_from_checkpoint(state, data_dir)
     config = config.replace(test=own.test)
@@ -284,9 +292,6 @@ def tested_checkpoint(path: str | Path, config: RunConfig | None = None) -> Path
     path = Path(path)
     if not path.is_dir():
         return path
-    if config is None and not (path / "config.yaml").is_file():
-        raise CheckpointError(f"{path} holds no run config (config.yaml): it was written by meta_train without "
-                              "config=...; rebuild the learner in Python and load its best.pt's or last.pt's 'model'")
     config = config if config is not None else read_config(path)
     if config.train.retrain_on_trainval:
         retrained = path / TRAINVAL / "last.pt"
@@ -371,6 +376,9 @@ def with_data_dir(config: RunConfig, data_dir: str | None) -> RunConfig:
 def read_config(run_dir: str | Path) -> RunConfig:
     """The resolved config a run folder was started with."""
     file = Path(run_dir) / "config.yaml"
+    if not file.is_file() and (Path(run_dir) / "last.pt").is_file():
+        raise CheckpointError(f"{run_dir} holds no run config (config.yaml): it was written by meta_train without "
+                              "config=...; rebuild the learner in Python and load its best.pt's or last.pt's 'model'")
     if not file.is_file():
         raise CheckpointError(f"{run_dir} is not a run folder: it has no config.yaml")
     return resolve_stored(yaml.safe_load(file.read_text()))
