@@ -73,7 +73,8 @@ def measure(run: Path, shots: int, steps: int, episodes: int | None) -> dict[str
 
 def main() -> None:
     p = parser(__doc__ or "", data=False)
-    p.add_argument("run", type=Path, help="a regression run folder (e.g. a maml-sinusoid run)")
+    p.add_argument("run", type=Path, help="a regression run folder (the state its test tests) or one of its "
+                   "checkpoint files (e.g. a maml-sinusoid run's best.pt)")
     p.add_argument("--shots", type=int, default=5)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--episodes", type=int, default=None, help="test tasks (default: the run's test.episodes)")
