@@ -45,6 +45,11 @@ def test_bad_entries_are_named() -> None:
     with pytest.raises(ConfigError, match="paper must be"):
         row = {"label": "r", "preset": "protonet-glyphs-5w1s", "measures": [{"label": "m", "paper": 98.7}]}
         parse("x", {**good, "rows": [row]})
+    with pytest.raises(ConfigError, match="measure 'm': a measure sets only task.\\* and test.\\* keys .* not "
+                                          "algorithm.inner_lr: put those in the row's overrides"):
+        row = {"label": "r", "preset": "protonet-glyphs-5w1s",
+               "measures": [{"label": "m", "set": {"test.inner_steps": 1, "algorithm.inner_lr": 0.1}}]}
+        parse("x", {**good, "rows": [row]})
     with pytest.raises(ConfigError, match="no reproduction named 'maml-omniglot'.*--list"):
         get("maml-omniglot")
 

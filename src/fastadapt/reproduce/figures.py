@@ -42,13 +42,13 @@ def _settings(row: Row) -> list[dict[str, Any]]:
     return seen
 
 
-def _label(row: Row, setting: dict[str, Any], config: RunConfig) -> str:
-    task = config.task
-    shots = setting.get("task.shots", task.shots)
+def _label(row: Row, setting: dict[str, Any], tested: RunConfig) -> str:
+    """The row and the task it was tested on; the test statistics where the setting names them."""
+    task = tested.task
     statistics = f", test.statistics={setting['test.statistics']}" if "test.statistics" in setting else ""
-    if config.dataset.name == "sinusoid":
-        return f"{row.label}, {shots}-shot{statistics}"
-    return f"{row.label}, {task.ways}-way {shots}-shot{statistics}"
+    if tested.dataset.name == "sinusoid":
+        return f"{row.label}, {task.shots}-shot{statistics}"
+    return f"{row.label}, {task.ways}-way {task.shots}-shot{statistics}"
 
 
 def steps_figure(trained: list[Trained], metric: str, path: Path) -> list[dict[str, Any]]:
@@ -65,7 +65,7 @@ def steps_figure(trained: list[Trained], metric: str, path: Path) -> list[dict[s
                 for k in STEPS
             ]
             lines.append({
-                "label": _label(row, setting, config),
+                "label": _label(row, setting, tested),
                 "points": [
                     {"steps": k, "value": p.mean, "ci95": p.ci95, "episodes": p.episodes}
                     for k, p in zip(STEPS, points, strict=True)

@@ -52,6 +52,7 @@ class Protocol:
 REQUIRED = ("split", "rotations", "queries", "evaluation")
 OPTIONAL = ("training",)
 FIELDS = (*REQUIRED, *OPTIONAL)
+MEASURABLE = ("task.", "test.")  # what a measure may change on a trained model: how it is tested, not the model
 
 
 @dataclass(frozen=True)
@@ -249,6 +250,15 @@ def _tune(raw: Any, where: str, measures: tuple[Measure, ...]) -> Tune | None:
     return Tune(tuple(keys), tuple(float(v) for v in values), raw["measure"])
 
 
+def _measure(raw: dict[str, Any], where: str, table: str | None) -> Measure:
+    settings = dict(raw.get("set") or {})
+    other = sorted(key for key in settings if not key.startswith(MEASURABLE))
+    if other:
+        raise ConfigError(f"{where} measure {raw['label']!r}: a measure sets only task.* and test.* keys (how the "
+                          f"trained model is tested), not {', '.join(other)}: put those in the row's overrides")
+    return Measure(raw["label"], settings, _paper(raw.get("paper"), where, table))
+
+
 def _row(raw: dict[str, Any], where: str, table: str | None, protocol: Protocols | None) -> Row:
     label = _require(raw, "label", where)
     where = f"{where} row {label!r}"
@@ -256,10 +266,7 @@ def _row(raw: dict[str, Any], where: str, table: str | None, protocol: Protocols
     if preset not in preset_names():
         raise ConfigError(f"{where}: no preset named {preset!r}")
     table = raw.get("table", table)
-    measures = tuple(
-        Measure(m["label"], dict(m.get("set") or {}), _paper(m.get("paper"), where, table))
-        for m in _require(raw, "measures", where)
-    )
+    measures = tuple(_measure(m, where, table) for m in _require(raw, "measures", where))
     unmeasured = tuple(_unmeasured(u, where, table) for u in raw.get("unmeasured", ()))
     own = _protocol(raw.get("protocol"), where)
     tune = _tune(raw.get("tune"), where, measures)
