@@ -376,9 +376,10 @@ def with_data_dir(config: RunConfig, data_dir: str | None) -> RunConfig:
 def read_config(run_dir: str | Path) -> RunConfig:
     """The resolved config a run folder was started with."""
     file = Path(run_dir) / "config.yaml"
-    if not file.is_file() and (Path(run_dir) / "last.pt").is_file():
-        raise CheckpointError(f"{run_dir} holds no run config (config.yaml): it was written by meta_train without "
-                              "config=...; rebuild the learner in Python and load its best.pt's or last.pt's 'model'")
     if not file.is_file():
+        if (Path(run_dir) / "last.pt").is_file():
+            raise CheckpointError(f"{run_dir} holds no run config (config.yaml): it was written by meta_train without "
+                                  "config=...; rebuild the learner in Python and load its best.pt's or last.pt's "
+                                  "'model'")
         raise CheckpointError(f"{run_dir} is not a run folder: it has no config.yaml")
     return resolve_stored(yaml.safe_load(file.read_text()))

@@ -251,6 +251,8 @@ def _tune(raw: Any, where: str, measures: tuple[Measure, ...]) -> Tune | None:
 
 
 def _measure(raw: dict[str, Any], where: str, table: str | None) -> Measure:
+    """One measure of a row; its ``set`` may change only how the trained model is tested, which both the table's
+    test and the steps figure apply without rebuilding the model."""
     settings = dict(raw.get("set") or {})
     other = sorted(key for key in settings if not key.startswith(MEASURABLE))
     if other:
