@@ -33,6 +33,16 @@ def test_patience_stops_once_validation_stopped_improving_and_a_resume_adds_noth
     assert (resumed.steps, resumed.best_step) == (first.steps, first.best_step)
 
 
+def test_selecting_on_the_loss_stops_at_the_lowest_validation_loss(tmp_path: Path) -> None:
+    train = fa.FewShotTasks(random_dataset(seed=0), ways=3, shots=1, queries=2, seed=0)
+    val = fa.FewShotTasks(random_dataset(seed=1), ways=3, shots=1, queries=2, seed=1)
+    settings = {"meta_batch": 2, "val_every": 1, "val_episodes": 4, "patience": 3, "progress": False}
+    result = fa.meta_train(_protonet(), train, 60, val_tasks=val, run_dir=tmp_path, select="loss", **settings)
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    losses = [(r["val_loss"], r["step"]) for r in records if r["kind"] == "val"]
+    assert result.best_step == min(losses)[1] and result.steps - result.best_step == 3
+
+
 def test_retraining_on_trainval_trains_best_plus_patience_and_tests_that_model(
     glyphs_root: Path, tmp_path: Path
 ) -> None:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+import pytest
 import torch
 
+from fastadapt.errors import ConfigError
 from fastadapt.evaluate import EvalResult
 from fastadapt.training.metrics import MetricWindow, train_record
+from fastadapt.training.settings import TrainConfig
 from fastadapt.training.validation import Best, Ranking, validation_record
 
 
@@ -37,6 +42,25 @@ def test_errors_are_better_lower() -> None:
     assert best.consider(_result("mse", 0.3), 3, model) and best.record == {
         "step": 3, "score": -0.3, **_result("mse", 0.3).to_dict()
     }
+
+
+def test_selecting_on_the_loss_ranks_by_the_lower_query_loss_whatever_the_metric() -> None:
+    model, best = torch.nn.Linear(1, 1), Best(select="loss")
+    assert not best.consider(dataclasses.replace(_result("accuracy", 0.9), loss=float("nan")), 1, model)
+    assert best.record is None  # a NaN is never the best, not even the first
+    assert best.consider(dataclasses.replace(_result("accuracy", 0.5), loss=0.8), 2, model)
+    assert not best.consider(dataclasses.replace(_result("accuracy", 0.9), loss=0.9), 3, model)  # higher loss
+    assert best.consider(dataclasses.replace(_result("accuracy", 0.4), loss=0.7), 4, model)
+    assert best.record is not None and (best.step, best.record["score"]) == (4, -0.7)
+    ranking = Ranking(keep=2, select="loss")
+    for step, loss in ((1, 0.5), (2, 0.3), (3, 0.4)):
+        ranking.offer(dataclasses.replace(_result("accuracy", 1.0 - step / 10), loss=loss), step)
+    assert ranking.steps == [2, 3]
+
+
+def test_select_names_a_known_rule() -> None:
+    with pytest.raises(ConfigError, match="select must be one of metric, loss, got 'val_loss'"):
+        TrainConfig(steps=1, select="val_loss")
 
 
 def test_the_ranking_keeps_the_best_few_best_first() -> None:

@@ -65,7 +65,8 @@ class TrainSection:
 
     ``retrain_on_trainval`` is Snell et al.'s procedure: after training with early stopping (``patience``), train a
     fresh model on the training and validation classes together for the best step plus ``patience`` updates, and
-    test that one. ``keep_best`` keeps the checkpoints of that many best validations (for ``test.ensemble``)."""
+    test that one. ``select`` is what makes a validation the best (``metric`` or ``loss``: Snell et al. stop on the
+    validation loss). ``keep_best`` keeps the checkpoints of that many best validations (for ``test.ensemble``)."""
 
     steps: int = option(1000, minimum=1)
     meta_batch: int = option(32, minimum=1)
@@ -85,6 +86,7 @@ class TrainSection:
     tensorboard: bool = False
     patience: int | None = option(None, minimum=1)
     retrain_on_trainval: bool = False
+    select: Literal["metric", "loss"] = "metric"
     keep_best: int = option(1, minimum=1)
 
     def settings(self, **runtime: Any) -> TrainConfig:

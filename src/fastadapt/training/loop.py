@@ -44,8 +44,9 @@ class Trainer:
         self.checkpoints, self.folder, self.world = checkpoints, checkpoints.folder, world
         self.device = next(state.model.parameters()).device
         self.step = standing.step
-        self.best = Best(standing.best, checkpoints.best_model() if standing.best is not None else None)
-        self.ranking = Ranking(settings.keep_best, list(standing.top))
+        best_state = checkpoints.best_model() if standing.best is not None else None
+        self.best = Best(standing.best, best_state, settings.select)
+        self.ranking = Ranking(settings.keep_best, list(standing.top), settings.select)
         self.window = MetricWindow()
         self.divergence = DivergencePolicy(skip=settings.skip_nonfinite)
         self.stop = StopRequest()

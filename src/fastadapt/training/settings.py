@@ -9,6 +9,7 @@ from typing import Any
 
 from fastadapt.errors import ConfigError
 from fastadapt.training.schedule import check_schedule
+from fastadapt.training.validation import SELECTIONS
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,9 @@ class TrainConfig:
     meta-batch with a non-finite loss or gradient instead of stopping; ``restore_best`` ends with the best
     validation state; ``max_minutes`` ends training once that much training time is spent; ``progress``
     shows a progress bar and ``tensorboard`` also logs TensorBoard event files. ``patience`` stops early once that
-    many meta-updates have passed since the best validation (Snell et al.'s early stopping). ``keep_best`` is how many
+    many meta-updates have passed since the best validation (Snell et al.'s early stopping). ``select`` is what makes a
+    validation the best: the task metric (``metric``) or the query loss (``loss``, as Snell et al. chose both the
+    early-stopping step and the retraining length). ``keep_best`` is how many
     checkpoints of the best validations are kept (``best.pt`` and, beyond one, ``top/step-N.pt``), which a top-k
     ensemble averages at test (MAML++: 5).
     """
@@ -45,6 +48,7 @@ class TrainConfig:
     tensorboard: bool = False
     patience: int | None = None
     keep_best: int = 1
+    select: str = "metric"
 
     def __post_init__(self) -> None:
         for name in ("steps", "meta_batch", "val_every", "val_episodes", "log_every", "keep_best"):
@@ -59,6 +63,8 @@ class TrainConfig:
         _check_number("grad_clip", self.grad_clip, minimum=0.0, optional=True)
         _check_number("max_minutes", self.max_minutes, minimum=0.0, optional=True, exclusive=True)
         check_schedule(self.schedule, self.lr_decay_every)
+        if self.select not in SELECTIONS:
+            raise ConfigError(f"select must be one of {', '.join(SELECTIONS)}, got {self.select!r}")
 
     @property
     def checkpoint_interval(self) -> int:

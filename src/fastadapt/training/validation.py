@@ -19,17 +19,25 @@ def validation_record(result: EvalResult, step: int) -> dict[str, Any]:
             "val_loss": result.loss}
 
 
-def score(result: EvalResult) -> float:
-    """A validation result as a number that is higher when better."""
+SELECTIONS = ("metric", "loss")  # what makes one validation better than another
+
+
+def score(result: EvalResult, select: str = "metric") -> float:
+    """A validation result as a number that is higher when better: its task metric, or (``select="loss"``, Snell et
+    al.'s early stopping) its negated query loss."""
+    if select == "loss":
+        return -result.loss
     return result.mean if higher_is_better(result.metric) else -result.mean
 
 
 @dataclass
 class Best:
-    """The best validation so far (``record``: its step, score and result) and a copy of the model's state then."""
+    """The best validation so far (``record``: its step, score and result) and a copy of the model's state then;
+    ``select`` is what ranks validations (see ``score``)."""
 
     record: dict[str, Any] | None = None
     state: dict[str, torch.Tensor] | None = None
+    select: str = "metric"
 
     @property
     def step(self) -> int | None:
@@ -37,8 +45,8 @@ class Best:
 
     def consider(self, result: EvalResult, step: int, model: torch.nn.Module) -> bool:
         """Keep ``result`` and ``model``'s state if they beat the best so far (a NaN never does); say whether."""
-        new = score(result)
-        if self.record is not None and not new > self.record["score"]:
+        new = score(result, self.select)
+        if math.isnan(new) or (self.record is not None and not new > self.record["score"]):
             return False
         self.record = {"step": step, "score": new, **result.to_dict()}
         self.state = copy.deepcopy(model.state_dict())
@@ -48,10 +56,11 @@ class Best:
 @dataclass
 class Ranking:
     """The ``keep`` best validations so far (``entries``: their step and score), best first; of equal scores the
-    earlier ranks first."""
+    earlier ranks first; ``select`` is what ranks them (see ``score``)."""
 
     keep: int = 1
     entries: list[dict[str, Any]] = field(default_factory=list)
+    select: str = "metric"
 
     @property
     def steps(self) -> list[int]:
@@ -59,7 +68,7 @@ class Ranking:
 
     def offer(self, result: EvalResult, step: int) -> bool:
         """Rank the validation at ``step``; say whether it is among the ``keep`` best (a NaN never is)."""
-        new = score(result)
+        new = score(result, self.select)
         if math.isnan(new):
             return False
         position = next((i for i, entry in enumerate(self.entries) if new > entry["score"]), len(self.entries))
