@@ -11,6 +11,7 @@ import torch
 from helpers import random_dataset
 
 import fastadapt as fa
+from fastadapt.checkpoint import load_checkpoint
 from fastadapt.config import build_config, build_tasks
 from fastadapt.datasets.glyphs import Glyphs
 from fastadapt.errors import CheckpointError, ConfigError
@@ -61,6 +62,12 @@ def test_retraining_on_trainval_trains_best_plus_patience_and_tests_that_model(
     assert evaluate_run(tmp_path / "run").mean == again.mean  # the run folder stands for the model it tested
     retested = retest_run(tmp_path / "run", dataclasses.replace(config.test, episodes=4))
     assert retested["tested_step"] == retrained["steps"] and retested["test"]["episodes"] == 4
+    partial = load_checkpoint(tmp_path / "run" / "trainval" / "last.pt")
+    torch.save({**partial, "step": partial["step"] - 2}, tmp_path / "run" / "trainval" / "last.pt")
+    (tmp_path / "run" / "result.json").unlink()  # as if stopped two updates before retraining ended
+    with pytest.raises(CheckpointError, match=f"retrained on train \\+ val only to step {retrained['steps'] - 2} of "):
+        evaluate_run(tmp_path / "run")
+    assert evaluate_run(tmp_path / "run" / "trainval" / "last.pt", episodes=2).episodes == 2  # the file is its model
     (tmp_path / "run" / "trainval" / "last.pt").unlink()  # as if stopped before retraining wrote a checkpoint
     with pytest.raises(CheckpointError, match="retrained on train \\+ val, which has not been trained yet"):
         evaluate_run(tmp_path / "run")

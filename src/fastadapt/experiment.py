@@ -280,6 +280,8 @@ def load_tested(
         return (*learner_from_checkpoint(state, data_dir), state)
     own = own if own is not None else read_config(path)
     state = load_checkpoint(tested_checkpoint(path, own))
+    if own.train.retrain_on_trainval:
+        _check_retrained(path, state)
     learner, config = learner_from_checkpoint(state, data_dir)
     config = config.replace(test=own.test)
     return tested_learner(learner, config, path), config, state
@@ -301,6 +303,15 @@ def tested_checkpoint(path: str | Path, config: RunConfig | None = None) -> Path
         return retrained
     best = path / "best.pt"
     return best if _best(config) and best.is_file() else path / "last.pt"
+
+
+def _check_retrained(path: Path, state: dict[str, Any]) -> None:
+    """A run folder stands for its model retrained on train + val once retraining ended; before, the partial model
+    is tested only when asked for by its file."""
+    done, planned = int(state["step"]), int(state["config"]["train"]["steps"])
+    if done < planned and not (path / "result.json").is_file():
+        raise CheckpointError(f"{path} has retrained on train + val only to step {done} of {planned}: continue the run "
+                              f"with --resume, or give {path / TRAINVAL / 'last.pt'} to test the model as it stands")
 
 
 def tested_learner(learner: Learner, config: RunConfig, run_dir: str | Path) -> Learner:
