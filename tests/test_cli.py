@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from helpers import glyph_folders, run_cli, run_records
 
 from fastadapt.checkpoint import load_checkpoint
@@ -66,6 +67,19 @@ def test_resuming_a_finished_run_trains_no_further_and_tests_it_again(
     assert f"test accuracy: {100 * stored['accuracy']:.2f}% ± {100 * stored['ci95']:.2f}%" in out
     tested = json.loads((run / "result.json").read_text())["tested_step"]  # the best validation's (the default)
     assert f"the state at step {tested}" in out and tested == load_checkpoint(run / "best.pt")["step"]
+
+
+def test_a_run_resumes_on_a_machine_where_its_data_lies_elsewhere(
+    trained_run: Path, glyphs_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "moved"
+    shutil.copytree(trained_run, run)
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["dataset"]["data_dir"] = str(tmp_path / "where-the-data-was")
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    code, out, err = run_cli(capsys, "train", "--resume", str(run), "--no-progress", "--data-dir", str(glyphs_root))
+    assert code == 0 and "test accuracy" in out, err
+    assert not (tmp_path / "where-the-data-was").exists()  # the glyphs were read where given, not rendered again
 
 
 def test_presets_lists_every_preset(capsys: pytest.CaptureFixture[str]) -> None:

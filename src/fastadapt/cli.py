@@ -65,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--run-dir", type=Path,
                        help="folder for config, metrics, checkpoints and result (default runs/<preset>-<time>)")
     train.add_argument("--resume", type=Path, metavar="RUN_DIR",
-                       help="continue an interrupted run from its last checkpoint")
+                       help="continue an interrupted run from its last checkpoint (--data-dir: where its data is now)")
     _data_and_threads(train)
     train.add_argument("--tensorboard", action="store_true",
                        help="also log to TensorBoard (RUN_DIR/tensorboard; needs the tensorboard package)")
@@ -208,7 +208,7 @@ def _overrides(extra: Sequence[str], parser: argparse.ArgumentParser) -> list[st
 
 
 def _train(args: argparse.Namespace, overrides: list[str]) -> int:
-    from fastadapt.experiment import read_config, run_experiment
+    from fastadapt.experiment import read_config, run_experiment, with_data_dir
 
     if args.resume is not None:
         if args.preset or args.config or overrides or args.run_dir:
@@ -216,7 +216,7 @@ def _train(args: argparse.Namespace, overrides: list[str]) -> int:
                 "--resume continues a run with its own config: give no --preset, --config, --run-dir or key=value "
                 "overrides"
             )
-        config, run_dir = read_config(args.resume), args.resume
+        config, run_dir = with_data_dir(read_config(args.resume), args.data_dir), args.resume  # the data moved
     else:
         if args.data_dir:
             overrides.append(f"dataset.data_dir={args.data_dir}")

@@ -15,11 +15,12 @@ import yaml
 import fastadapt.reproduce.registry as registry
 from fastadapt import experiment
 from fastadapt.cli import main
-from fastadapt.config import merge, resolve
+from fastadapt.config import build_config, merge, resolve
 from fastadapt.errors import ConfigError
 from fastadapt.experiment import adaptation_test, learner_with, load_learner
 from fastadapt.reproduce import reproduce
 from fastadapt.reproduce.registry import parse
+from fastadapt.reproduce.run import train_or_reuse
 
 TINY = ["train.steps=12", "train.val_every=6", "train.val_episodes=8", "test.episodes=16"]
 
@@ -165,6 +166,20 @@ def test_metric_rows_get_an_embedding_figure_and_gradient_rows_a_steps_figure(
         assert m["gap"] == pytest.approx(m["ours"]["value"] - 0.99)
         assert m["overlap"] == (m["ours"]["value"] + m["ours"]["ci95"] >= 0.98)
     assert (tmp_path / "glyphs-family-quick" / "embedding.png").stat().st_size > 10_000
+
+
+def test_an_unfinished_run_resumes_reading_its_data_where_this_machine_has_it(
+    glyphs_root: Path, tmp_path: Path
+) -> None:
+    config = build_config("protonet-glyphs-5w1s", [f"dataset.data_dir={glyphs_root}", "model.hidden=8", *TINY])
+    run = tmp_path / "run"
+    experiment.run_experiment(config, run, progress=False)
+    (run / "result.json").unlink()  # as if stopped before its test, then carried to a machine with the data elsewhere
+    stored = yaml.safe_load((run / "config.yaml").read_text())
+    stored["dataset"]["data_dir"] = str(tmp_path / "where-the-data-was")
+    (run / "config.yaml").write_text(yaml.safe_dump(stored))
+    result = train_or_reuse(config, run, progress=False, data_dir=str(glyphs_root))
+    assert result["test"]["episodes"] == 16 and not (tmp_path / "where-the-data-was").exists()
 
 
 def test_the_command_prints_the_table(

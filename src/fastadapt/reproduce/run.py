@@ -29,6 +29,7 @@ from fastadapt.experiment import (
     retest_run,
     run_experiment,
     test_learner,
+    with_data_dir,
 )
 from fastadapt.reproduce.compare import against, over_seeds
 from fastadapt.reproduce.registry import BUDGETS, Measure, Reproduction, Row, get
@@ -87,7 +88,7 @@ def train_or_reuse(config: RunConfig, run_dir: Path, progress: bool, data_dir: s
             if differ:
                 stored = stored.replace(train=config.train, test=config.test)
                 write_config(run_dir, stored.to_dict())
-            return run_experiment(stored, run_dir, resume=True, progress=progress)
+            return run_experiment(with_data_dir(stored, data_dir), run_dir, resume=True, progress=progress)
     elif holds_files(run_dir):
         raise CheckpointError(f"{run_dir} exists and is not a run folder: remove it or give another --out")
     return run_experiment(config, run_dir, progress=progress)
