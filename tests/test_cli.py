@@ -77,9 +77,16 @@ def test_a_run_resumes_on_a_machine_where_its_data_lies_elsewhere(
     config = yaml.safe_load((run / "config.yaml").read_text())
     config["dataset"]["data_dir"] = str(tmp_path / "where-the-data-was")
     (run / "config.yaml").write_text(yaml.safe_dump(config))
+    for file in run.glob("*.pt"):  # the checkpoints name the old place too
+        state = load_checkpoint(file)
+        state["config"]["dataset"]["data_dir"] = config["dataset"]["data_dir"]
+        torch.save(state, file)
     code, out, err = run_cli(capsys, "train", "--resume", str(run), "--no-progress", "--data-dir", str(glyphs_root))
     assert code == 0 and "test accuracy" in out, err
     assert not (tmp_path / "where-the-data-was").exists()  # the glyphs were read where given, not rendered again
+    assert yaml.safe_load((run / "config.yaml").read_text())["dataset"]["data_dir"] == str(glyphs_root)
+    code, _, err = run_cli(capsys, "eval", str(run), "--episodes", "5")  # best.pt, from before, names the old place
+    assert code == 0 and not (tmp_path / "where-the-data-was").exists(), err
 
 
 def test_presets_lists_every_preset(capsys: pytest.CaptureFixture[str]) -> None:

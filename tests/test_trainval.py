@@ -42,6 +42,27 @@ def test_selecting_on_the_loss_stops_at_the_lowest_validation_loss(tmp_path: Pat
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     losses = [(r["val_loss"], r["step"]) for r in records if r["kind"] == "val"]
     assert result.best_step == min(losses)[1] and result.steps - result.best_step == 3
+    assert result.best_validation is not None and result.best_validation["score"] == -min(losses)[0]
+
+
+class _Broken(torch.nn.Module):
+    """An encoder whose every output is NaN: no validation is ever a number."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(16 * 16, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x.flatten(1)) * float("nan")
+
+
+def test_patience_counts_from_the_start_while_no_validation_is_a_number(tmp_path: Path) -> None:
+    train = fa.FewShotTasks(random_dataset(seed=0), ways=3, shots=1, queries=2, seed=0)
+    val = fa.FewShotTasks(random_dataset(seed=1), ways=3, shots=1, queries=2, seed=1)
+    settings = {"meta_batch": 2, "val_every": 1, "val_episodes": 4, "patience": 3, "progress": False,
+                "skip_nonfinite": True, "select": "loss"}  # the loss is NaN (the accuracy of argmax is not)
+    result = fa.meta_train(fa.ProtoNet(_Broken()), train, 60, val_tasks=val, run_dir=tmp_path, **settings)
+    assert (result.steps, result.best_step) == (3, None)
 
 
 def test_retraining_on_trainval_trains_best_plus_patience_and_tests_that_model(
@@ -64,6 +85,7 @@ def test_retraining_on_trainval_trains_best_plus_patience_and_tests_that_model(
     assert retested["tested_step"] == retrained["steps"] and retested["test"]["episodes"] == 4
     partial = load_checkpoint(tmp_path / "run" / "trainval" / "last.pt")
     torch.save({**partial, "step": partial["step"] - 2}, tmp_path / "run" / "trainval" / "last.pt")
+    assert evaluate_run(tmp_path / "run", episodes=2).episodes == 2  # tested, as when a time budget ended it
     (tmp_path / "run" / "result.json").unlink()  # as if stopped two updates before retraining ended
     with pytest.raises(CheckpointError, match=f"retrained on train \\+ val only to step {retrained['steps'] - 2} of "):
         evaluate_run(tmp_path / "run")

@@ -208,7 +208,7 @@ def _overrides(extra: Sequence[str], parser: argparse.ArgumentParser) -> list[st
 
 
 def _train(args: argparse.Namespace, overrides: list[str]) -> int:
-    from fastadapt.experiment import read_config, run_experiment, with_data_dir
+    from fastadapt.experiment import carried, read_config, run_experiment
 
     if args.resume is not None:
         if args.preset or args.config or overrides or args.run_dir:
@@ -216,7 +216,7 @@ def _train(args: argparse.Namespace, overrides: list[str]) -> int:
                 "--resume continues a run with its own config: give no --preset, --config, --run-dir or key=value "
                 "overrides"
             )
-        config, run_dir = with_data_dir(read_config(args.resume), args.data_dir), args.resume  # the data moved
+        config, run_dir = carried(args.resume, read_config(args.resume), args.data_dir), args.resume
     else:
         if args.data_dir:
             overrides.append(f"dataset.data_dir={args.data_dir}")
@@ -239,9 +239,8 @@ def _train(args: argparse.Namespace, overrides: list[str]) -> int:
         return 0
     best = result["best_validation"]
     if best is not None:
-        print(
-            f"best validation {best['metric']} {best[best['metric']]:.4f} ± {best['ci95']:.4f} at step {best['step']}"
-        )
+        print(f"best validation {best['metric']} {best[best['metric']]:.4f} ± {best['ci95']:.4f}, "
+              f"loss {best['loss']:.4f}, at step {best['step']}")
     test = result["test"]
     metric = test["metric"]
     value, ci = test[metric], test["ci95"]

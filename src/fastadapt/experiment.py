@@ -272,8 +272,9 @@ def load_tested(
 ) -> tuple[Learner, RunConfig, dict[str, Any]]:
     """The learner, config and checkpoint of a checkpoint file, or what a run folder's test tests under its
     config (``own``, default its ``config.yaml``): the file ``tested_checkpoint`` names or, with a
-    ``test.ensemble``, the ensemble of its best validations' checkpoints. The folder's test settings are its
-    config's, which a re-test (``retest_run``) may have changed since the checkpoints were written."""
+    ``test.ensemble``, the ensemble of its best validations' checkpoints. The folder's test settings and (without
+    ``data_dir``) the place of its data are its config's, which a re-test (``retest_run``) or a move
+    (``carried``) may have changed since the checkpoints were written."""
     path = Path(path)
     if not path.is_dir():
         state = load_checkpoint(path)
@@ -282,7 +283,8 @@ def load_tested(
     state = load_checkpoint(tested_checkpoint(path, own))
     if own.train.retrain_on_trainval:
         _check_retrained(path, state)
-    learner, config = learner_from_checkpoint(state, data_dir)
+    here = data_dir if data_dir is not None else getattr(own.dataset, "data_dir", None)  # the folder's place wins
+    learner, config = learner_from_checkpoint(state, here)
     config = config.replace(test=own.test)
     return tested_learner(learner, config, path), config, state
 
@@ -306,8 +308,9 @@ def tested_checkpoint(path: str | Path, config: RunConfig | None = None) -> Path
 
 
 def _check_retrained(path: Path, state: dict[str, Any]) -> None:
-    """A run folder stands for its model retrained on train + val once retraining ended; before, the partial model
-    is tested only when asked for by its file."""
+    """A run folder stands for its model retrained on train + val once retraining ended (all its steps, or a time
+    budget, after which the run tested it and wrote ``result.json``); before, the partial model is tested only when
+    asked for by its file."""
     done, planned = int(state["step"]), int(state["config"]["train"]["steps"])
     if done < planned and not (path / "result.json").is_file():
         raise CheckpointError(f"{path} has retrained on train + val only to step {done} of {planned}: continue the run "
@@ -382,6 +385,16 @@ def with_data_dir(config: RunConfig, data_dir: str | None) -> RunConfig:
     if data_dir is None or not hasattr(config.dataset, "data_dir"):
         return config
     return config.replace(dataset=dataclasses.replace(config.dataset, **{"data_dir": data_dir}))
+
+
+def carried(run_dir: Path, config: RunConfig, data_dir: str | None) -> RunConfig:
+    """The config ``config`` of the run in ``run_dir``, its data read from ``data_dir`` where given: the folder was
+    carried to a machine that keeps the data elsewhere. Its ``config.yaml`` records the new place, for a later
+    ``eval`` or ``predict`` too."""
+    moved = with_data_dir(config, data_dir)
+    if moved != config:
+        write_config(run_dir, moved.to_dict())
+    return moved
 
 
 def read_config(run_dir: str | Path) -> RunConfig:

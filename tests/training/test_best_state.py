@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import torch
 
-from fastadapt.errors import ConfigError
+from fastadapt.errors import CheckpointError, ConfigError
 from fastadapt.evaluate import EvalResult
 from fastadapt.training.metrics import MetricWindow, train_record
 from fastadapt.training.settings import TrainConfig
@@ -37,7 +37,7 @@ def test_best_keeps_the_highest_accuracy_and_a_copy_of_the_state() -> None:
 
 
 def test_errors_are_better_lower() -> None:
-    model, best = torch.nn.Linear(1, 1), Best({"step": 1, "score": -0.5}, None)
+    model, best = torch.nn.Linear(1, 1), Best({"step": 1, "score": -0.5, **_result("mse", 0.5).to_dict()}, None)
     assert not best.consider(_result("mse", 0.7), 2, model)
     assert best.consider(_result("mse", 0.3), 3, model) and best.record == {
         "step": 3, "score": -0.3, **_result("mse", 0.3).to_dict()
@@ -58,9 +58,26 @@ def test_selecting_on_the_loss_ranks_by_the_lower_query_loss_whatever_the_metric
     assert ranking.steps == [2, 3]
 
 
+def test_a_resumed_best_is_scored_again_under_the_runs_rule() -> None:
+    model, kept = torch.nn.Linear(1, 1), dataclasses.replace(_result("accuracy", 0.6), loss=0.5).to_dict()
+    best = Best({"step": 1, "score": 0.6, **kept}, None, select="loss")  # written while ranking by accuracy
+    assert best.record is not None and best.record["score"] == -0.5
+    assert best.consider(dataclasses.replace(_result("accuracy", 0.2), loss=0.01), 2, model)
+    assert Best({"step": 1, "score": float("nan"), **_result("accuracy", float("nan")).to_dict()}, None).step is None
+
+
+def test_a_ranking_resumed_under_another_rule_is_refused() -> None:
+    entries = [{"step": 4, "score": 0.7}]  # written before train.select: ranked by the metric
+    assert Ranking(2, list(entries)).steps == [4]
+    with pytest.raises(CheckpointError, match="ranked its best validations by the metric and cannot go on by the loss"):
+        Ranking(2, list(entries), select="loss")
+
+
 def test_select_names_a_known_rule() -> None:
     with pytest.raises(ConfigError, match="select must be one of metric, loss, got 'val_loss'"):
         TrainConfig(steps=1, select="val_loss")
+    with pytest.raises(ConfigError, match="got 'Loss'"):
+        Best(select="Loss")
 
 
 def test_the_ranking_keeps_the_best_few_best_first() -> None:

@@ -23,6 +23,7 @@ from fastadapt.components import (
 from fastadapt.config.sections import parse_section, section_dict, unknown_key
 from fastadapt.errors import ConfigError
 from fastadapt.training.settings import TrainConfig
+from fastadapt.training.validation import Selection
 
 CUSTOM = "custom"  # the `name` of a model or dataset that your own `target` builds
 DEFAULT_NAMES = {"dataset": "glyphs", "model": "conv4", "algorithm": "maml"}
@@ -86,7 +87,7 @@ class TrainSection:
     tensorboard: bool = False
     patience: int | None = option(None, minimum=1)
     retrain_on_trainval: bool = False
-    select: Literal["metric", "loss"] = "metric"
+    select: Selection = "metric"
     keep_best: int = option(1, minimum=1)
 
     def settings(self, **runtime: Any) -> TrainConfig:

@@ -21,6 +21,7 @@ from fastadapt.errors import CheckpointError, ConfigError
 from fastadapt.evaluate import higher_is_better
 from fastadapt.experiment import (
     adaptation_test,
+    carried,
     is_rl,
     learner_with,
     load_learner,
@@ -29,7 +30,6 @@ from fastadapt.experiment import (
     retest_run,
     run_experiment,
     test_learner,
-    with_data_dir,
 )
 from fastadapt.reproduce.compare import against, over_seeds
 from fastadapt.reproduce.registry import BUDGETS, Measure, Reproduction, Row, get
@@ -68,8 +68,9 @@ def _differences(stored: RunConfig, wanted: RunConfig) -> set[str]:
 def train_or_reuse(config: RunConfig, run_dir: Path, progress: bool, data_dir: str | None = None) -> dict[str, Any]:
     """The run's ``result.json``: read if the run finished, else resumed or started. A finished run whose test
     settings (``test.*``) changed since is tested again under them (``retest_run``), not trained; an unfinished
-    one continues under the reproduction's new test settings and time budget (``train.max_minutes``). Either
-    way its ``config.yaml`` says so."""
+    one continues under the reproduction's new test settings and time budget (``train.max_minutes``), reading its
+    data from ``data_dir`` where given (a folder carried from another machine). Either way its ``config.yaml``
+    says so."""
     if (run_dir / "config.yaml").is_file():
         stored = read_config(run_dir)
         differ = _differences(stored, config)
@@ -88,7 +89,7 @@ def train_or_reuse(config: RunConfig, run_dir: Path, progress: bool, data_dir: s
             if differ:
                 stored = stored.replace(train=config.train, test=config.test)
                 write_config(run_dir, stored.to_dict())
-            return run_experiment(with_data_dir(stored, data_dir), run_dir, resume=True, progress=progress)
+            return run_experiment(carried(run_dir, stored, data_dir), run_dir, resume=True, progress=progress)
     elif holds_files(run_dir):
         raise CheckpointError(f"{run_dir} exists and is not a run folder: remove it or give another --out")
     return run_experiment(config, run_dir, progress=progress)

@@ -138,11 +138,12 @@ class Trainer:
         raise TrainingInterrupted(f"stopped after step {self.step}")
 
     def _patience_spent(self) -> bool:
-        """Whether ``patience`` meta-updates have passed since the best validation (checked where validation ran)."""
+        """Whether ``patience`` meta-updates have passed since the best validation, or since the start while no
+        validation was a number (checked where validation ran)."""
         patience, best = self.settings.patience, self.best.step
         if patience is None or self.step % self.settings.val_every:
             return False
-        spent = best is not None and self.step - best >= patience  # rank 0 validates: it decides for all
+        spent = self.world.is_main and self.step - (best or 0) >= patience  # rank 0 validates: it decides for all
         return self.world.any(spent, self.device)
 
     def _out_of_time(self) -> bool:

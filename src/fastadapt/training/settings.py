@@ -9,7 +9,7 @@ from typing import Any
 
 from fastadapt.errors import ConfigError
 from fastadapt.training.schedule import check_schedule
-from fastadapt.training.validation import SELECTIONS
+from fastadapt.training.validation import check_selection
 
 
 @dataclass(frozen=True)
@@ -63,8 +63,7 @@ class TrainConfig:
         _check_number("grad_clip", self.grad_clip, minimum=0.0, optional=True)
         _check_number("max_minutes", self.max_minutes, minimum=0.0, optional=True, exclusive=True)
         check_schedule(self.schedule, self.lr_decay_every)
-        if self.select not in SELECTIONS:
-            raise ConfigError(f"select must be one of {', '.join(SELECTIONS)}, got {self.select!r}")
+        check_selection(self.select)
 
     @property
     def checkpoint_interval(self) -> int:

@@ -6,10 +6,11 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 
+from fastadapt.errors import CheckpointError, ConfigError
 from fastadapt.evaluate import EvalResult, higher_is_better
 
 
@@ -19,25 +20,46 @@ def validation_record(result: EvalResult, step: int) -> dict[str, Any]:
             "val_loss": result.loss}
 
 
-SELECTIONS = ("metric", "loss")  # what makes one validation better than another
+Selection = Literal["metric", "loss"]  # what makes one validation better than another
+SELECTIONS: tuple[str, ...] = get_args(Selection)
+
+
+def check_selection(select: str) -> None:
+    """Refuse, in one line, a validation ranking rule that is not one of ``SELECTIONS``."""
+    if select not in SELECTIONS:
+        raise ConfigError(f"select must be one of {', '.join(SELECTIONS)}, got {select!r}")
 
 
 def score(result: EvalResult, select: str = "metric") -> float:
     """A validation result as a number that is higher when better: its task metric, or (``select="loss"``, Snell et
     al.'s early stopping) its negated query loss."""
+    return _score(result.metric, result.mean, result.loss, select)
+
+
+def _score(metric: str, value: float, loss: float, select: str) -> float:
+    check_selection(select)
     if select == "loss":
-        return -result.loss
-    return result.mean if higher_is_better(result.metric) else -result.mean
+        return -loss
+    return value if higher_is_better(metric) else -value
 
 
 @dataclass
 class Best:
     """The best validation so far (``record``: its step, score and result) and a copy of the model's state then;
-    ``select`` is what ranks validations (see ``score``)."""
+    ``select`` is what ranks validations (see ``score``). A resumed record is scored again from its result under
+    ``select``, so it compares whatever rule wrote it; one whose score is not a number is no best."""
 
     record: dict[str, Any] | None = None
     state: dict[str, torch.Tensor] | None = None
     select: str = "metric"
+
+    def __post_init__(self) -> None:
+        check_selection(self.select)
+        if self.record is not None:
+            metric, loss = self.record["metric"], self.record["loss"]
+            self.record = {**self.record, "score": _score(metric, self.record[metric], loss, self.select)}
+        if self.record is not None and math.isnan(self.record["score"]):
+            self.record, self.state = None, None
 
     @property
     def step(self) -> int | None:
@@ -56,11 +78,19 @@ class Best:
 @dataclass
 class Ranking:
     """The ``keep`` best validations so far (``entries``: their step and score), best first; of equal scores the
-    earlier ranks first; ``select`` is what ranks them (see ``score``)."""
+    earlier ranks first; ``select`` is what ranks them (see ``score``), and resumed entries ranked by another rule
+    are refused (theirs is only a score: it cannot be scored again)."""
 
     keep: int = 1
     entries: list[dict[str, Any]] = field(default_factory=list)
     select: str = "metric"
+
+    def __post_init__(self) -> None:
+        check_selection(self.select)
+        ranked_by = {entry.get("select", "metric") for entry in self.entries}  # before train.select: by the metric
+        if ranked_by - {self.select}:
+            raise CheckpointError(f"this run ranked its best validations by the {ranked_by.pop()} and cannot go on "
+                                  f"by the {self.select}: resume it with that train.select")
 
     @property
     def steps(self) -> list[int]:
@@ -72,6 +102,6 @@ class Ranking:
         if math.isnan(new):
             return False
         position = next((i for i, entry in enumerate(self.entries) if new > entry["score"]), len(self.entries))
-        self.entries.insert(position, {"step": step, "score": new})
+        self.entries.insert(position, {"step": step, "score": new, "select": self.select})
         del self.entries[self.keep:]
         return position < self.keep
