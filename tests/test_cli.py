@@ -52,6 +52,28 @@ def test_eval_reproduces_the_test_result(
     assert code == 0 and "accuracy" in out and "20 episodes" in out
 
 
+@pytest.mark.parametrize("statistics", ["support", "population"])
+def test_eval_tests_again_under_another_batch_norm_protocol(
+    trained_run: Path, glyphs_root: Path, capsys: pytest.CaptureFixture[str], statistics: str
+) -> None:
+    from fastadapt.evaluate import meta_test
+    from fastadapt.experiment import build_tasks, load_learner
+
+    code, out, err = run_cli(
+        capsys, "eval", str(trained_run), "--json", "--data-dir", str(glyphs_root), "--statistics", statistics
+    )
+    assert code == 0, err
+    printed = json.loads(out)
+    learner, config = load_learner(trained_run, str(glyphs_root))
+    assert config.test.statistics == "query"  # the run's own protocol, which --statistics replaces
+    population = build_tasks(config, "train")  # population statistics: recorded on the training tasks
+    tests = build_tasks(config, "test")
+    expected = meta_test(learner, tests, episodes=60, statistics=statistics, population=population)
+    assert printed["loss"] == pytest.approx(expected.loss) and printed["accuracy"] == pytest.approx(expected.mean)
+    stored = json.loads((trained_run / "result.json").read_text())["test"]
+    assert printed["loss"] != pytest.approx(stored["loss"])  # the queries were normalized otherwise
+
+
 def test_resuming_a_finished_run_trains_no_further_and_tests_it_again(
     trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -103,7 +103,7 @@ def test_overrides_are_typed_by_yaml() -> None:
         (["algorithm.name=0"], "algorithm.name must be one of"),
         (
             ["test.statistics=mine"],
-            "test.statistics must be one of ['query', 'support', 'support_and_query'], got 'mine'",
+            "test.statistics must be one of ['query', 'support', 'support_and_query', 'population'], got 'mine'",
         ),
         (["dataset.split_fractions=[0.5, 0.5]"], "does not apply"),
     ],

@@ -9,7 +9,7 @@ import torch
 from helpers import raises_misuse, random_dataset
 
 import fastadapt as fa
-from fastadapt.evaluate import EvalResult, higher_is_better, mean_ci95, meta_test
+from fastadapt.evaluate import POPULATION_EPISODES, EvalResult, higher_is_better, mean_ci95, meta_test
 from fastadapt.reproduce.registry import METRICS
 from fastadapt.reproduce.report import sense
 from fastadapt.rl.evaluate import paired_gain
@@ -65,3 +65,23 @@ def test_meta_test_uses_the_requested_adaptation_steps() -> None:
             torch.nn.functional.mse_loss(learner.model(b.query_x), b.query_y).item() for b in tasks.episodes(20, 1)
         ]
     assert zero.values == pytest.approx(direct, rel=1e-5)
+
+
+def test_population_statistics_are_recorded_on_the_given_training_tasks() -> None:
+    """Moments from 100 tasks of ``population``: the same numbers from the same tasks, others from other tasks."""
+    from fastadapt.errors import ConfigError
+
+    torch.manual_seed(0)
+    learner = fa.ProtoNet(fa.nn.Conv4(1, hidden=8, image_size=16))
+    tests = fa.FewShotTasks(random_dataset(size=16), 4, 1, 3, seed=9)
+    population = fa.FewShotTasks(random_dataset(size=16, seed=1), 4, 1, 3, seed=3)
+    first, again = (meta_test(learner, tests, episodes=6, statistics="population", population=population)
+                    for _ in range(2))
+    moments = fa.population_moments(learner, population.episodes(POPULATION_EPISODES))
+    by_hand = learner.evaluate(next(tests.episodes(6)), statistics="population", population=moments)
+    assert first.values == again.values == pytest.approx(by_hand["accuracy"].tolist())
+    assert first.loss == pytest.approx(by_hand["loss"].mean().item())
+    other = fa.FewShotTasks(random_dataset(size=16, seed=2), 4, 1, 3, seed=4)
+    assert meta_test(learner, tests, episodes=6, statistics="population", population=other).loss != first.loss
+    with pytest.raises(ConfigError, match="records batch-norm statistics on training tasks"):
+        meta_test(learner, tests, episodes=6, statistics="population")

@@ -22,7 +22,7 @@ from fastadapt.algorithms import (
     Siamese,
 )
 from fastadapt.config import build_config
-from fastadapt.evaluate import EvalResult, meta_test
+from fastadapt.evaluate import EvalResult, meta_test, population_moments
 from fastadapt.experiment import evaluate_run, load_learner, run_experiment
 from fastadapt.regression import SinusoidTasks
 from fastadapt.tasks import FewShotTasks, Task, TaskBatch, TaskDistribution
@@ -53,6 +53,7 @@ __all__ = [
     "TrainResult",
     "TrainConfig",
     "meta_test",
+    "population_moments",
     "EvalResult",
     "build_config",
     "run_experiment",

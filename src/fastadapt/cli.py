@@ -16,6 +16,7 @@ from fastadapt.config import DEFAULT_PRESET, build_config, device_of, load_prese
 from fastadapt.config.keys import key_lines
 from fastadapt.distributed import current_world, leave_world
 from fastadapt.errors import ConfigError, FastAdaptError
+from fastadapt.nn.functional import STATISTICS
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -77,6 +78,9 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--episodes", type=int, help="number of test tasks (default: the run's test.episodes)")
     evaluate.add_argument("--inner-steps", type=int, help="adaptation steps of gradient-based methods")
     evaluate.add_argument("--split", choices=("test", "val"), default="test")
+    evaluate.add_argument("--statistics", choices=STATISTICS,
+                          help="batch-norm statistics for the queries (default: the run's test.statistics): query "
+                          "(transductive), support, support_and_query (each query with the support set)")
     evaluate.add_argument("--data-dir", help="dataset root, if not where the run found it")
     evaluate.add_argument("--threads", type=int, help="torch CPU threads")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object (accuracy, ci95, episodes, ...)")
@@ -265,6 +269,8 @@ def _eval(args: argparse.Namespace) -> int:
         raise ConfigError(f"--episodes must be at least 1, got {args.episodes}")
     learner, config = load_learner(args.checkpoint, args.data_dir)
     if is_rl(config):
+        if args.statistics is not None:
+            raise ConfigError("--statistics is a batch-norm protocol of few-shot classification, not of RL: drop it")
         curve = adaptation_test(learner, config, args.episodes, args.inner_steps, args.split)
         other = None
         if args.baseline is not None:
@@ -294,7 +300,8 @@ def _eval(args: argparse.Namespace) -> int:
             print(line + f" (95% CI, {row.episodes} tasks)")
         return 0
     result = evaluate_run(
-        args.checkpoint, args.episodes, args.inner_steps, args.split, args.data_dir, progress=not args.json
+        args.checkpoint, args.episodes, args.inner_steps, args.split, args.data_dir, progress=not args.json,
+        statistics=args.statistics,
     )
     print(json.dumps(result.to_dict()) if args.json else f"{args.split} {result}")
     return 0

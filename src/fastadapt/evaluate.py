@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from fastadapt.algorithms.base import MetaLearner
+from fastadapt.algorithms.base import MetaLearner, batch_ways
 from fastadapt.errors import ConfigError
+from fastadapt.nn.population import Moments, StatisticsRecorder
 from fastadapt.rl.learner import RLMetaLearner
 from fastadapt.rl.tasks import RLTasks
-from fastadapt.tasks import TaskDistribution
+from fastadapt.tasks import TaskBatch, TaskDistribution
 
+POPULATION_EPISODES = 100  # training tasks whose support and query sets fix the population statistics
 HIGHER_IS_BETTER = frozenset({"accuracy", "return"})  # every other metric (mse, loss) is an error
 
 
@@ -74,6 +76,7 @@ def meta_test(
     seed: int | None = None,
     progress: bool = False,
     statistics: str = "query",
+    population: TaskDistribution | RLTasks | None = None,
 ) -> EvalResult:
     """Adapt ``learner`` to ``episodes`` fixed tasks of ``tasks`` and score it on their query sets.
 
@@ -84,16 +87,19 @@ def meta_test(
     return after adaptation. ``statistics`` says which batch-norm statistics normalize the queries:
     their own batch's (``"query"``, transductive), the support set's (``"support"``) or the support set's
     plus each query on its own (``"support_and_query"``, Reptile's non-transductive protocol); with the last
-    two each query is classified independently of the others.
+    two each query is classified independently of the others. ``"population"`` normalizes support and queries with
+    fixed moments recorded first on ``POPULATION_EPISODES`` tasks of ``population`` (the training tasks): the
+    non-transductive test of code that tests with batch norm in eval mode.
     """
     was_training = learner.training
     learner.eval()
     scores: dict[str, list[float]] = {}
     try:
+        moments = _population(learner, population, inner_steps) if statistics == "population" else None
         with tqdm(
             total=episodes, desc="meta-test", unit="task", disable=None if progress else True, leave=False
         ) as bar:
-            for batch_scores in _scores(learner, tasks, episodes, inner_steps, batch_size, seed, statistics):
+            for batch_scores in _scores(learner, tasks, episodes, inner_steps, batch_size, seed, statistics, moments):
                 for key, values in batch_scores.items():
                     scores.setdefault(key, []).extend(values.tolist())
                 bar.update(len(batch_scores["loss"]))
@@ -104,7 +110,7 @@ def meta_test(
 
 def _scores(
     learner: MetaLearner | RLMetaLearner, tasks: TaskDistribution | RLTasks, episodes: int, inner_steps: int | None,
-    batch_size: int, seed: int | None, statistics: str,
+    batch_size: int, seed: int | None, statistics: str, moments: Moments | None,
 ) -> Iterator[dict[str, Tensor]]:
     """The per-task scores of each batch of fixed episodes: the query ``loss`` (and ``accuracy``) of a supervised
     learner, the ``return`` of a reinforcement learner (and its negative as the ``loss``)."""
@@ -117,12 +123,41 @@ def _scores(
     elif isinstance(learner, MetaLearner) and isinstance(tasks, TaskDistribution):
         device = next(learner.parameters()).device
         for batch in tasks.episodes(episodes, batch_size=batch_size, seed=seed):
-            yield learner.evaluate(batch.to(device), steps=inner_steps, statistics=statistics)
+            yield learner.evaluate(batch.to(device), steps=inner_steps, statistics=statistics, population=moments)
     else:
         raise TypeError(
             f"{type(learner).__name__} cannot be tested on {type(tasks).__name__}: "
             "reinforcement learners are tested on RLTasks, the others on a TaskDistribution"
         )
+
+
+def _population(
+    learner: MetaLearner | RLMetaLearner, tasks: TaskDistribution | RLTasks | None, inner_steps: int | None
+) -> Moments:
+    if not isinstance(learner, MetaLearner):
+        raise ConfigError("statistics='population' is a batch-norm protocol of few-shot learning, not of RL")
+    if not isinstance(tasks, TaskDistribution):
+        raise ConfigError("statistics='population' records batch-norm statistics on training tasks: give "
+                          "meta_test(..., population=the training TaskDistribution)")
+    return population_moments(learner, tasks.episodes(POPULATION_EPISODES), inner_steps)
+
+
+def population_moments(learner: MetaLearner, batches: Iterable[TaskBatch], inner_steps: int | None = None) -> Moments:
+    """The input moments of every batch-norm layer of ``learner`` over the tasks of ``batches``: each adapted to, then
+    its support set and its queries passed through the adapted model, each batch normalized on its own statistics as
+    in training. The statistics that ``statistics="population"`` tests with."""
+    device = next(learner.parameters()).device
+    recorder = StatisticsRecorder(learner)
+    for batch in batches:
+        batch = batch.to(device)
+        ways = batch_ways(batch)
+        for sx, sy, qx in zip(batch.support_x, batch.support_y, batch.query_x, strict=True):
+            with torch.no_grad():
+                predictor = learner.adapt(sx, sy, steps=inner_steps, ways=ways)
+            with recorder.recording():
+                predictor(sx)
+                predictor(qx)
+    return recorder.moments()
 
 
 def _summary(scores: dict[str, list[float]], episodes: int, learner: MetaLearner | RLMetaLearner) -> EvalResult:

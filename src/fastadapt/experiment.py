@@ -40,11 +40,13 @@ from fastadapt.config import (
 from fastadapt.distributed import World, current_world, place
 from fastadapt.errors import CheckpointError, ConfigError, DivergenceError
 from fastadapt.evaluate import EvalResult, meta_test
+from fastadapt.nn.functional import Statistics, check_statistics
 from fastadapt.plots import plot_runs
 from fastadapt.rl.evaluate import adaptation_curve
 from fastadapt.rl.learner import RLMetaLearner
 from fastadapt.rl.tasks import RLTasks
 from fastadapt.storage import atomic_write_text, exclusive
+from fastadapt.tasks import TaskDistribution
 from fastadapt.train import TrainConfig, TrainResult, meta_train
 from fastadapt.training.checkpoints import top_models
 from fastadapt.training.folder import write_config
@@ -236,8 +238,14 @@ def test_learner(
     steps = inner_steps if inner_steps is not None else config.test.inner_steps
     count = episodes or config.test.episodes
     return meta_test(
-        learner, tasks, episodes=count, inner_steps=steps, progress=progress, statistics=config.test.statistics
+        learner, tasks, episodes=count, inner_steps=steps, progress=progress, statistics=config.test.statistics,
+        population=population_tasks(config),
     )
+
+
+def population_tasks(config: RunConfig) -> TaskDistribution | RLTasks | None:
+    """The training tasks that fix batch norm's statistics where ``test.statistics`` is ``population``, else None."""
+    return build_tasks(config, "train") if config.test.statistics == "population" else None
 
 
 def is_rl(config: RunConfig) -> bool:
@@ -373,10 +381,14 @@ def learner_with(learner: Learner, config: RunConfig, changes: dict[str, Any]) -
 
 def evaluate_run(
     path: str | Path, episodes: int | None = None, inner_steps: int | None = None, split: str = "test",
-    data_dir: str | None = None, progress: bool = False,
+    data_dir: str | None = None, progress: bool = False, statistics: Statistics | None = None,
 ) -> EvalResult:
-    """Meta-test what a run folder tested (``tested_checkpoint``) or a checkpoint file."""
+    """Meta-test what a run folder tested (``tested_checkpoint``) or a checkpoint file; ``statistics`` in place of
+    the run's ``test.statistics`` where given (e.g. a transductively tested run, tested again without)."""
     learner, config = load_learner(path, data_dir)
+    if statistics is not None:
+        check_statistics(statistics)
+        config = config.replace(test=dataclasses.replace(config.test, statistics=statistics))
     return test_learner(learner, config, episodes, inner_steps, split, progress)
 
 

@@ -270,3 +270,27 @@ def test_support_statistics_in_the_loop_and_under_vmap_agree(algorithm: str) -> 
     assert not torch.allclose(scores[0]["loss"], transductive)
     with pytest.raises(ConfigError, match="statistics must be one of"):
         _learner(algorithm, "resnet18", model, vmap=False).evaluate(batch, statistics="running")
+
+
+@pytest.mark.parametrize("algorithm", ["maml", "anil", "protonet"])
+def test_population_statistics_in_the_loop_and_under_vmap_agree(algorithm: str) -> None:
+    """Support and queries normalized with moments recorded on other tasks: each query on its own, the same
+    numbers in the per-task loop and under vmap (where the fixed statistics, not exact_normalization, decide)."""
+    model, batch = _model("resnet18"), _batch("resnet18")
+    moments = fa.population_moments(_learner(algorithm, "resnet18", model, vmap=False), [_batch("resnet18", seed=1)])
+    scores = [
+        _learner(algorithm, "resnet18", model, vmap=v).evaluate(batch, statistics="population", population=moments)
+        for v in (False, True)
+    ]
+    torch.testing.assert_close(scores[0]["loss"], scores[1]["loss"], rtol=1e-9, atol=1e-12)
+    transductive = _learner(algorithm, "resnet18", model, vmap=False).evaluate(batch)["loss"]
+    assert not torch.allclose(scores[0]["loss"], transductive)
+    fewer = fa.TaskBatch(batch.support_x, batch.support_y, batch.query_x[:, :4], batch.query_y[:, :4])
+    learner = _learner(algorithm, "resnet18", model, vmap=False)
+    with fa.nn.fixed_statistics(learner, moments):
+        full, part = (learner.adapt(fewer.support_x[0], fewer.support_y[0])(x) for x in (batch.query_x[0],
+                                                                                          fewer.query_x[0]))
+    torch.testing.assert_close(part, full[:4])  # a query's prediction does not depend on the other queries
+    with pytest.raises(ConfigError, match="statistics='population' needs the moments"):
+        learner.evaluate(batch, statistics="population")
+

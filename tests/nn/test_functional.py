@@ -162,5 +162,7 @@ def test_support_and_query_statistics_normalize_each_query_with_the_support_set(
         torch.testing.assert_close(predict(queries[2:]), by_hand[2:])  # each query on its own
         assert not torch.allclose(predict(queries), call(model, queries))  # not the transductive outputs
         assert with_statistics(model, support, "query") is model
-        with pytest.raises(ConfigError, match=r"statistics must be one of \('query', 'support', 'support_and_query'\)"):
+        with pytest.raises(ConfigError, match="population statistics normalize the support set too"):
+            with_statistics(model, support, "population")
+        with pytest.raises(ConfigError, match=r"statistics must be one of \('query', 'support', 'support_and_query', "):
             with_statistics(model, support, "running")

@@ -42,6 +42,10 @@ def test_train_and_eval_an_rl_run(tmp_path: Path, capsys: pytest.CaptureFixture[
     paired = json.loads(capsys.readouterr().out)
     # itself as the baseline: the same tasks and draws
     assert all(row["baseline"]["return"] == row["return"] for row in paired)
+    code = main(["eval", str(run), "--statistics", "support"])
+    assert code == 2 and "--statistics is a batch-norm protocol of few-shot classification, not of RL" in (
+        capsys.readouterr().err
+    )
 
 
 @pytest.mark.parametrize(

@@ -24,6 +24,7 @@ from fastadapt.nn.functional import (
     unbatchable_layer,
     with_statistics,
 )
+from fastadapt.nn.population import Moments, fixed_statistics
 from fastadapt.tasks import TaskBatch, ways_of
 
 Predictor = Callable[[Tensor], Tensor]
@@ -179,34 +180,49 @@ class MetaLearner(nn.Module):
         metrics = batch_metrics(torch.stack(losses), torch.stack(accuracies), batch.query_y)
         return torch.stack(objectives).mean().item(), metrics
 
-    def evaluate(self, batch: TaskBatch, steps: int | None = None, statistics: str = "query") -> dict[str, Tensor]:
+    def evaluate(
+        self, batch: TaskBatch, steps: int | None = None, statistics: str = "query", population: Moments | None = None
+    ) -> dict[str, Tensor]:
         """Per-task query ``loss`` (and ``accuracy``) after adaptation, without a meta-gradient graph.
 
         Batch norm normalizes the queries with the statistics of their own batch (``statistics="query"``,
         the transductive MAML convention), of the support set (``"support"``), or of the support set plus
         each query on its own (``"support_and_query"``, Reptile's non-transductive protocol); see
-        ``fastadapt.nn.functional.with_statistics``.
+        ``fastadapt.nn.functional.with_statistics``. ``"population"`` normalizes support and queries alike
+        with the fixed moments ``population`` (``fastadapt.nn.population``), as eval-mode batch norm does.
         """
         check_statistics(statistics)
         ways = batch_ways(batch)
+        fixed: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+        if statistics == "population":
+            if population is None:
+                raise ConfigError("statistics='population' needs the moments to normalize with: meta_test(..., "
+                                  "population=training tasks) records them")
+            fixed, statistics = fixed_statistics(self, population), "query"
 
         def one_task(sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor) -> tuple[Tensor, Tensor]:
             predictor = with_statistics(self.adapt(sx, sy, steps=steps, ways=ways), sx, statistics)
             return task_scores(self.loss_fn, predictor(qx), qy)
 
         with torch.no_grad(), self._running(batch):
-            losses, accuracies = self._map_tasks(one_task, batch)
+            losses, accuracies = self._map_tasks(one_task, batch, fixed)
         scores = {"loss": losses}
         if is_classification(batch.query_y):
             scores["accuracy"] = accuracies
         return scores
 
-    def _map_tasks(self, fn: Callable[..., tuple[Tensor, ...]], batch: TaskBatch) -> tuple[Tensor, ...]:
+    def _map_tasks(
+        self, fn: Callable[..., tuple[Tensor, ...]], batch: TaskBatch,
+        normalization: contextlib.AbstractContextManager[None] | None = None,
+    ) -> tuple[Tensor, ...]:
+        """``fn`` on every task of ``batch``, under ``vmap`` or in a loop; ``normalization`` (a batch-norm mode) is
+        entered innermost, so that it and not ``exact_normalization`` decides each layer's statistics."""
         inputs = (batch.support_x, batch.support_y, batch.query_x, batch.query_y)
         if self.uses_vmap(batch):
-            with exact_normalization(), math_attention():
+            with exact_normalization(), math_attention(), normalization or contextlib.nullcontext():
                 return torch.func.vmap(fn, randomness="different")(*inputs)
-        results = [fn(*task) for task in zip(*inputs, strict=True)]
+        with normalization or contextlib.nullcontext():
+            results = [fn(*task) for task in zip(*inputs, strict=True)]
         return tuple(torch.stack(column) for column in zip(*results, strict=True))
 
 

@@ -22,6 +22,7 @@ from fastadapt.components import (
 )
 from fastadapt.config.sections import parse_section, section_dict, unknown_key
 from fastadapt.errors import ConfigError
+from fastadapt.nn.functional import Statistics
 from fastadapt.training.settings import TrainConfig
 from fastadapt.training.validation import Selection
 
@@ -99,7 +100,8 @@ class TrainSection:
 class TestSection:
     """Meta-testing: ``episodes`` fixed tasks drawn with ``seed``, ``inner_steps`` adaptation steps (``None``: the
     algorithm's own), and which statistics batch norm uses for the queries (``query``: transductive, the
-    convention of MAML's code; ``support``: non-transductive). ``checkpoint`` is the state tested: ``best`` on
+    convention of MAML's code; ``support``, ``support_and_query``: non-transductive; ``population``: fixed statistics
+    recorded on training tasks, as batch norm in eval mode). ``checkpoint`` is the state tested: ``best`` on
     validation, or ``last``, the state training ended in (what the MAML and Reptile code test); a run retrained on
     train + val tests the retrained model. ``ensemble`` tests the mean output of the checkpoints of that many best
     validations (MAML++'s top-5 ensemble; 1: one checkpoint)."""
@@ -107,7 +109,7 @@ class TestSection:
     episodes: int = option(600, minimum=1)
     inner_steps: int | None = option(None, minimum=0)
     seed: int = 2024
-    statistics: Literal["query", "support", "support_and_query"] = "query"
+    statistics: Statistics = "query"
     checkpoint: Literal["best", "last"] = "best"
     ensemble: int = option(1, minimum=1)
 

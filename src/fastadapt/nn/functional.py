@@ -13,7 +13,7 @@ import contextlib
 import inspect
 import re
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -170,7 +170,8 @@ def exact_normalization() -> Iterator[None]:
         yield
 
 
-STATISTICS = ("query", "support", "support_and_query")
+Statistics = Literal["query", "support", "support_and_query", "population"]
+STATISTICS: tuple[Statistics, ...] = get_args(Statistics)
 
 
 def check_statistics(statistics: str) -> None:
@@ -186,6 +187,8 @@ def with_statistics(
     own: the transductive protocol, ``predictor`` unchanged), ``"support"`` (``with_support_statistics``) or
     ``"support_and_query"`` (``with_support_and_query_statistics``)."""
     check_statistics(statistics)
+    if statistics == "population":
+        raise ConfigError("population statistics normalize the support set too: MetaLearner.evaluate applies them")
     if statistics == "support":
         return with_support_statistics(predictor, support_x)
     if statistics == "support_and_query":

@@ -21,7 +21,7 @@ from matplotlib.lines import Line2D
 from fastadapt.config import RunConfig, build_tasks, merge, resolve, unflatten
 from fastadapt.errors import ConfigError
 from fastadapt.evaluate import meta_test
-from fastadapt.experiment import load_learner
+from fastadapt.experiment import load_learner, population_tasks
 from fastadapt.plots import plot_runs, save_figure
 from fastadapt.regression import SinusoidTasks
 from fastadapt.reproduce.registry import FIGURES, Measure, Row
@@ -59,9 +59,10 @@ def steps_figure(trained: list[Trained], metric: str, path: Path) -> list[dict[s
             continue
         for setting in _settings(row):
             tested = resolve(merge(config.to_dict(), unflatten(setting)))
-            tasks = build_tasks(tested, "test")
+            tasks, population = build_tasks(tested, "test"), population_tasks(tested)
             points = [
-                meta_test(learner, tasks, tested.test.episodes, inner_steps=k, statistics=tested.test.statistics)
+                meta_test(learner, tasks, tested.test.episodes, inner_steps=k, statistics=tested.test.statistics,
+                          population=population)
                 for k in STEPS
             ]
             lines.append({
