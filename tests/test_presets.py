@@ -51,6 +51,7 @@ SETTINGS: list[tuple[str, dict[str, Any]]] = [
     *[(name, {"test.checkpoint": "last"}) for name in ("maml-sinusoid", "pretrained-sinusoid", "maml-miniimagenet-5w1s",
                                                        "maml-miniimagenet-5w5s", "reptile-miniimagenet-5w1s")],
     ("protonet-omniglot-5w1s", {"train.patience": 20000, "train.retrain_on_trainval": True, "train.select": "loss",
+                                "test.statistics": "population",
                                 "train_task.ways": 60, "train_task.queries": 5, "dataset.scheme": "vinyals"}),
     ("protonet-tieredimagenet-5w1s", {"train_task.ways": 5, "train_task.queries": 5, "train.steps": 200000,
                                       "train.lr_decay_every": 25000, "train.lr_decay": 0.5}),

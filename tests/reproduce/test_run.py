@@ -103,6 +103,12 @@ def test_a_second_call_reuses_finished_runs_and_resumes_a_broken_one(tmp_path: P
         reproduce(sinusoid, "full", tmp_path)
     with pytest.raises(ConfigError, match="holds a run with another config"):
         reproduce(_sinusoid(seeds=1, steps=13), "quick", tmp_path, progress=False, echo=lambda line: None)
+    stamp = kept.stat().st_mtime_ns
+    reworded = reproduce(_sinusoid(seeds=1, extra=("description=reworded",)), "quick", tmp_path, progress=False,
+                         echo=lambda line: None)  # a preset described otherwise runs the same: reused as it is
+    assert kept.stat().st_mtime_ns == stamp
+    assert [m["ours"]["value"] for m in reworded["rows"][0]["measures"]] == pytest.approx(
+        [m["ours"]["value"] for m in second["rows"][0]["measures"]])
 
 
 def test_an_unfinished_run_continues_under_a_time_budget_given_since(tmp_path: Path) -> None:

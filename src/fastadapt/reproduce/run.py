@@ -37,6 +37,7 @@ from fastadapt.storage import atomic_write_text, holds_files
 from fastadapt.training.folder import write_config
 
 MACHINE_KEYS = ("dataset.data_dir", "dataset.download")  # where the data is, not what is run
+WORDING_KEYS = ("description",)  # how a preset describes itself, not what is run
 TIME_KEYS = ("train.max_minutes",)  # how long an unfinished run may still train, not what each step computes
 TEST = "test."  # the prefix of the keys of how a trained model is tested, which change no saved training state
 
@@ -60,9 +61,10 @@ def row_config(
 
 
 def _differences(stored: RunConfig, wanted: RunConfig) -> set[str]:
-    """The keys whose values differ between two configs, but for where the data is."""
+    """The keys whose values differ between two configs, but for where the data is and how the preset words itself."""
     a, b = flatten(stored.to_dict()), flatten(wanted.to_dict())
-    return {k for k in a.keys() | b.keys() if k not in MACHINE_KEYS and a.get(k) != b.get(k)}
+    ignored = {*MACHINE_KEYS, *WORDING_KEYS}
+    return {k for k in a.keys() | b.keys() if k not in ignored and a.get(k) != b.get(k)}
 
 
 def train_or_reuse(config: RunConfig, run_dir: Path, progress: bool, data_dir: str | None = None) -> dict[str, Any]:
