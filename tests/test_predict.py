@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import zipfile
 from pathlib import Path
 
@@ -15,7 +16,9 @@ from fastadapt.config import build_config, build_learner
 from fastadapt.datasets import Omniglot
 from fastadapt.datasets.images import as_model_input, load_image
 from fastadapt.datasets.omniglot import preprocessing as omniglot_preprocessing
-from fastadapt.errors import DataError
+from fastadapt.errors import ConfigError, DataError
+from fastadapt.evaluate import recorded_population
+from fastadapt.experiment import population_tasks
 from fastadapt.predict import predict_files, query_files
 
 SHOTS, QUERIES, WAYS = 2, 4, 5
@@ -44,7 +47,9 @@ def test_predictions_on_real_files_equal_the_evaluator_on_the_same_task(
     support, query = _omniglot_folders(shared_data, characters, tmp_path)
     config = build_config(preset, [f"dataset.data_dir={shared_data}"])
     learner = build_learner(config)
-    report = predict_files(learner, config, omniglot_preprocessing(28), support, [query])
+    statistics = config.test.statistics  # ProtoNet's: population statistics, recorded on the training tasks
+    population = recorded_population(learner, population_tasks(config)) if statistics == "population" else None
+    report = predict_files(learner, config, omniglot_preprocessing(28), support, [query], population=population)
 
     # the same task built from the decoded dataset: each file's image is one row of the cache
     rows = {}
@@ -61,12 +66,14 @@ def test_predictions_on_real_files_equal_the_evaluator_on_the_same_task(
         as_model_input(take("query"))[None], torch.arange(WAYS).repeat_interleave(QUERIES)[None],
     )
     learner.eval()
-    with torch.no_grad() if preset.startswith("protonet") else torch.enable_grad():
+    fixed = fa.nn.fixed_statistics(learner, population) if population is not None else contextlib.nullcontext()
+    with fixed, torch.no_grad() if preset.startswith("protonet") else torch.enable_grad():
         logits = learner.adapt(batch.support_x[0], batch.support_y[0], ways=WAYS)(batch.query_x[0]).detach()
     expected = torch.softmax(logits.double(), dim=1)
     assert [p.label for p in report.predictions] == [report.classes[i] for i in expected.argmax(1)]
     assert [p.probability for p in report.predictions] == pytest.approx(expected.max(1).values.tolist(), abs=1e-6)
-    assert report.accuracy == pytest.approx(float(learner.evaluate(batch)["accuracy"][0]))
+    evaluated = learner.evaluate(batch, statistics=statistics, population=population)
+    assert report.accuracy == pytest.approx(float(evaluated["accuracy"][0]))
     assert [p.truth for p in report.predictions] == [report.classes[i] for i in batch.query_y[0]]
 
 
@@ -123,6 +130,26 @@ def test_images_inverted_relative_to_the_training_data_are_refused(tmp_path: Pat
     dark_strokes = _bars(tmp_path / "right", 3, 2, inverted=True)
     report = predict_files(learner, config, prep, dark_strokes, [dark_strokes], train_pixel_mean=0.10)
     assert report.accuracy is not None
+
+
+def test_predict_normalizes_as_the_run_is_tested(tmp_path: Path) -> None:
+    """Non-transductive (support statistics): a file's prediction is the same alone and among others; with the
+    query batch's statistics it is not. A run tested on population statistics needs their moments."""
+    support, queries = _bars(tmp_path / "support", 3, 2), _bars(tmp_path / "query", 3, 2)
+    prep = fa.datasets.Preprocessing(28, 1, True)
+    for statistics, independent in (("support", True), ("query", False)):
+        # a high temperature keeps the probabilities off 1, where a difference would show
+        config = build_config("protonet-glyphs-5w1s", [f"test.statistics={statistics}", "algorithm.temperature=1e4"])
+        torch.manual_seed(0)
+        learner = build_learner(config)
+        together = predict_files(learner, config, prep, support, [queries])
+        alone = predict_files(learner, config, prep, support, [queries / "class1" / "0.png"])
+        assert together.predictions[2].path == alone.predictions[0].path
+        same = together.predictions[2].probability == pytest.approx(alone.predictions[0].probability, abs=1e-6)
+        assert same == independent
+    config = build_config("protonet-glyphs-5w1s", ["test.statistics=population"])
+    with pytest.raises(ConfigError, match="statistics='population' needs the moments"):
+        predict_files(build_learner(config), config, prep, support, [queries])
 
 
 def test_query_files_read_files_folders_and_class_folders(tmp_path: Path) -> None:

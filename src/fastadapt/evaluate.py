@@ -95,7 +95,7 @@ def meta_test(
     learner.eval()
     scores: dict[str, list[float]] = {}
     try:
-        moments = _population(learner, population, inner_steps) if statistics == "population" else None
+        moments = recorded_population(learner, population, inner_steps) if statistics == "population" else None
         with tqdm(
             total=episodes, desc="meta-test", unit="task", disable=None if progress else True, leave=False
         ) as bar:
@@ -131,9 +131,10 @@ def _scores(
         )
 
 
-def _population(
-    learner: MetaLearner | RLMetaLearner, tasks: TaskDistribution | RLTasks | None, inner_steps: int | None
+def recorded_population(
+    learner: MetaLearner | RLMetaLearner, tasks: TaskDistribution | RLTasks | None, inner_steps: int | None = None
 ) -> Moments:
+    """``population_moments`` over ``POPULATION_EPISODES`` fixed tasks of ``tasks`` (the training tasks)."""
     if not isinstance(learner, MetaLearner):
         raise ConfigError("statistics='population' is a batch-norm protocol of few-shot learning, not of RL")
     if not isinstance(tasks, TaskDistribution):

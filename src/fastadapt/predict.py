@@ -3,10 +3,10 @@
 The support folder holds one subfolder of images per class; the model adapts to it exactly as it
 does to a meta-test task, then labels each query file. Every image goes through the preprocessing
 stored in the checkpoint, so files of any size, mode and format are shown to the model the way its
-training data was. As in meta-testing, the queries are embedded together (the batch-norm layers
-of the MAML-family backbones normalise over the query batch). A model of your own data
-(``dataset.target``) is refused in one line: fastadapt does not know how its inputs were made from
-files; adapt it in Python (``learner.adapt``) instead.
+training data was. Batch norm normalizes as the run's test does (``test.statistics``): by default
+over the query batch, as in meta-testing, so that a file's prediction depends on the files given
+with it. A model of your own data (``dataset.target``) is refused in one line: fastadapt does not
+know how its inputs were made from files; adapt it in Python (``learner.adapt``) instead.
 """
 
 from __future__ import annotations
@@ -24,6 +24,9 @@ from fastadapt.config import RunConfig
 from fastadapt.datasets.imagefolder import class_images
 from fastadapt.datasets.images import Preprocessing, as_model_input, is_image_file, load_image, pixel_mean
 from fastadapt.errors import CheckpointError, DataError
+from fastadapt.evaluate import recorded_population
+from fastadapt.nn.functional import with_statistics
+from fastadapt.nn.population import Moments, normalization
 
 MAX_BRIGHTNESS_GAP = 0.35  # Omniglot-like data averages ~0.1; the same drawings inverted ~0.9
 
@@ -110,8 +113,10 @@ def predict_files(
     queries: Sequence[str | Path],
     inner_steps: int | None = None,
     train_pixel_mean: float | None = None,
+    population: Moments | None = None,
 ) -> PredictionReport:
-    """Adapt ``learner`` to the class folders of ``support`` and label every query file."""
+    """Adapt ``learner`` to the class folders of ``support`` and label every query file, batch norm normalizing as
+    the run's ``test.statistics`` says (``population``: with the moments ``population``)."""
     support = Path(support).expanduser()
     if not support.is_dir():
         raise DataError(f"no support folder at {support}: give a folder with one subfolder of images per class")
@@ -136,14 +141,16 @@ def predict_files(
         raise DataError(f"query class folders {unknown[:3]} are not classes of the support folder {support}")
 
     device = next(learner.parameters()).device
+    fixed, statistics = normalization(learner, config.test.statistics, population)
+    support_x = as_model_input(support_images).to(device)
     was_training = learner.training
     learner.eval()
     try:
-        predictor = learner.adapt(
-            as_model_input(support_images).to(device), support_y.to(device), steps=inner_steps, ways=len(classes)
-        )
-        with torch.no_grad():
-            logits = predictor(as_model_input(query_images).to(device))[:, : len(classes)]
+        with fixed:
+            predictor = learner.adapt(support_x, support_y.to(device), steps=inner_steps, ways=len(classes))
+            with torch.no_grad():
+                predictor = with_statistics(predictor, support_x, statistics)
+                logits = predictor(as_model_input(query_images).to(device))[:, : len(classes)]
     finally:
         learner.train(was_training)
     probabilities = learner.probabilities(logits.double()).cpu()
@@ -163,7 +170,7 @@ def predict_run(
     force: bool = False,
 ) -> PredictionReport:
     """``predict_files`` with the learner, config and preprocessing of a run folder or checkpoint."""
-    from fastadapt.experiment import load_tested
+    from fastadapt.experiment import load_tested, population_tasks
 
     learner, config, state = load_tested(checkpoint)
     metadata = state.get("metadata") or {}
@@ -177,4 +184,11 @@ def predict_run(
         raise CheckpointError(f"{state['path']} is a {learner.name} run: predict classifies image files")
     steps = inner_steps if inner_steps is not None else config.test.inner_steps
     mean = None if force else metadata.get("pixel_mean")
-    return predict_files(learner, config, preprocessing, support, queries, steps, mean)
+    population = None
+    if config.test.statistics == "population":
+        try:
+            population = recorded_population(learner, population_tasks(config), steps)
+        except DataError as error:
+            raise DataError(f"{state['path']} is tested with batch norm on statistics recorded on its training data, "
+                            f"which predict reads too: {error}") from error
+    return predict_files(learner, config, preprocessing, support, queries, steps, mean, population)

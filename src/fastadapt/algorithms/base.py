@@ -24,7 +24,7 @@ from fastadapt.nn.functional import (
     unbatchable_layer,
     with_statistics,
 )
-from fastadapt.nn.population import Moments, fixed_statistics
+from fastadapt.nn.population import Moments, normalization
 from fastadapt.tasks import TaskBatch, ways_of
 
 Predictor = Callable[[Tensor], Tensor]
@@ -193,12 +193,7 @@ class MetaLearner(nn.Module):
         """
         check_statistics(statistics)
         ways = batch_ways(batch)
-        fixed: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
-        if statistics == "population":
-            if population is None:
-                raise ConfigError("statistics='population' needs the moments to normalize with: meta_test(..., "
-                                  "population=training tasks) records them")
-            fixed, statistics = fixed_statistics(self, population), "query"
+        fixed, statistics = normalization(self, statistics, population)
 
         def one_task(sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor) -> tuple[Tensor, Tensor]:
             predictor = with_statistics(self.adapt(sx, sy, steps=steps, ways=ways), sx, statistics)

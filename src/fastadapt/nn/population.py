@@ -139,3 +139,18 @@ def fixed_statistics(module: nn.Module, moments: Moments) -> Iterator[None]:
     """Every batch-norm layer of ``module`` normalizes with ``moments`` (recorded on the same model) inside."""
     with _Fixed(module, moments).hooked():
         yield
+
+
+def normalization(
+    module: nn.Module, statistics: str, moments: Moments | None
+) -> tuple[contextlib.AbstractContextManager[None], str]:
+    """How a test of ``module`` under ``statistics`` normalizes: the batch-norm mode to enter around adapting and
+    predicting (population statistics: ``fixed_statistics`` on ``moments``), and the per-task protocol to apply
+    inside it (``with_statistics``; ``"query"`` where the mode already fixes every layer's statistics)."""
+    if statistics != "population":
+        return contextlib.nullcontext(), statistics
+    if moments is None:
+        raise ConfigError("statistics='population' needs the moments to normalize with: meta_test(..., "
+                          "population=training tasks) records them")
+    return fixed_statistics(module, moments), "query"
+
