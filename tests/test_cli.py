@@ -192,6 +192,43 @@ def test_predict_labels_query_files(
     assert code == 0 and out.startswith(str(one)) and label in printed["classes"] and 0.2 <= float(probability) <= 1
 
 
+def test_predict_follows_a_run_tested_on_population_statistics(
+    trained_run: Path, glyphs_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Recorded from the run's training data (read from --data-dir): each file's probability the same alone as
+    among the others; where that data cannot be read, one line that says predict needs it."""
+    from fastadapt import experiment
+    from fastadapt.errors import DataError
+    from fastadapt.predict import predict_run
+
+    run = tmp_path / "population"
+    shutil.copytree(trained_run, run)
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["test"]["statistics"] = "population"
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    support, query = glyph_folders(glyphs_root, tmp_path / "files")
+    with monkeypatch.context() as patched:
+        def missing(config: object) -> None:
+            raise DataError("no glyphs at /nowhere")
+
+        patched.setattr(experiment, "population_tasks", missing)
+        code, _, err = run_cli(capsys, "predict", str(run), "--support", str(support), "--query", str(query))
+    assert code == 2 and "is tested with batch norm on statistics recorded on its training data" in err
+    assert "(--data-dir: where it is): no glyphs at /nowhere" in err and "\n" not in err.strip()
+    rows = []
+    for queries in (str(query), str(next(query.glob("*/1.png")))):
+        code, out, err = run_cli(capsys, "predict", str(run), "--support", str(support), "--query", queries, "--json",
+                                 "--data-dir", str(glyphs_root))
+        assert code == 0, err
+        rows.append({p["path"]: p["probability"] for p in json.loads(out)["predictions"]})
+    alone = next(iter(rows[1]))
+    assert rows[1][alone] == pytest.approx(rows[0][alone], abs=1e-6)
+    transductive = [predict_run(trained_run, support, [files]).predictions for files in (query, Path(alone))]
+    together = next(p.probability for p in transductive[0] if p.path == alone)
+    assert transductive[1][0].probability != pytest.approx(together, abs=1e-6)  # the query batch's statistics: not
+
+
 def test_predict_refuses_bad_input_in_one_line(
     trained_run: Path, glyphs_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

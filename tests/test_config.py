@@ -113,6 +113,17 @@ def test_bad_values_name_the_key(overrides: list[str], message: str) -> None:
         build_config("maml-omniglot-5w1s", overrides)
 
 
+def test_population_statistics_are_refused_before_training_where_they_cannot_apply(tmp_path: Path) -> None:
+    from fastadapt.experiment import run_experiment
+
+    with pytest.raises(ConfigError, match="test.statistics=population is a batch-norm protocol of few-shot learning"):
+        build_config("maml-rl-nav2d", ["test.statistics=population"])
+    config = build_config("maml-sinusoid", ["test.statistics=population", "train.steps=1"])  # an MLP: no batch norm
+    with pytest.raises(ConfigError, match="population statistics need batch-norm layers, and this model has none"):
+        run_experiment(config, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "last.pt").exists()  # refused before the first update
+
+
 def test_unknown_preset_suggests_close_names() -> None:
     with pytest.raises(ConfigError, match="did you mean 'maml-omniglot-5w1s'"):
         load_preset("maml-omniglot-5w1")

@@ -85,3 +85,22 @@ def test_population_statistics_are_recorded_on_the_given_training_tasks() -> Non
     assert meta_test(learner, tests, episodes=6, statistics="population", population=other).loss != first.loss
     with pytest.raises(ConfigError, match="records batch-norm statistics on training tasks"):
         meta_test(learner, tests, episodes=6, statistics="population")
+
+
+def test_population_moments_are_recorded_as_the_model_is_tested() -> None:
+    """In eval mode (MAML adapts with its test steps there), whatever mode the learner was in, which is kept."""
+    torch.manual_seed(0)
+    learner = fa.MAML(fa.nn.Conv4(1, 4, hidden=8, image_size=16), inner_lr=0.4, inner_steps=1, test_inner_steps=3)
+    batches = list(fa.FewShotTasks(random_dataset(size=16), 4, 1, 3, seed=3).episodes(4))
+    learner.train()
+    in_training = fa.population_moments(learner, batches)
+    assert learner.training
+    learner.eval()
+    in_eval = fa.population_moments(learner, batches)
+    assert not learner.training
+    for name, (mean, var) in in_eval.items():
+        torch.testing.assert_close(in_training[name][0], mean)
+        torch.testing.assert_close(in_training[name][1], var)
+    one_step = fa.population_moments(learner, batches, inner_steps=1)
+    assert not all(torch.allclose(one_step[name][0], mean) for name, (mean, _) in in_eval.items())
+

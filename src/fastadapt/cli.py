@@ -80,7 +80,8 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", choices=("test", "val"), default="test")
     evaluate.add_argument("--statistics", choices=STATISTICS,
                           help="batch-norm statistics for the queries (default: the run's test.statistics): query "
-                          "(transductive), support, support_and_query (each query with the support set)")
+                          "(transductive), support, support_and_query (each query with the support set), "
+                          "population (recorded on training tasks, as eval mode)")
     evaluate.add_argument("--data-dir", help="dataset root, if not where the run found it")
     evaluate.add_argument("--threads", type=int, help="torch CPU threads")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object (accuracy, ci95, episodes, ...)")
@@ -103,6 +104,8 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--inner-steps", type=int, help="adaptation steps of gradient-based methods")
     predict.add_argument("--force", action="store_true",
                          help="predict even if the images look inverted relative to the training data")
+    predict.add_argument("--data-dir", help="dataset root, if not where the run found it (a run tested on population "
+                         "statistics records them from its training data)")
     predict.add_argument("--threads", type=int, help="torch CPU threads")
     predict.add_argument("--json", action="store_true", help="print one JSON object (classes, predictions, accuracy)")
 
@@ -312,7 +315,7 @@ def _predict(args: argparse.Namespace) -> int:
 
     if args.inner_steps is not None and args.inner_steps < 0:
         raise ConfigError(f"--inner-steps must be at least 0, got {args.inner_steps}")
-    report = predict_run(args.checkpoint, args.support, args.query, args.inner_steps, args.force)
+    report = predict_run(args.checkpoint, args.support, args.query, args.inner_steps, args.force, args.data_dir)
     if args.json:
         print(json.dumps(report.to_dict()))
         return 0

@@ -17,7 +17,7 @@ from fastadapt.rl.learner import RLMetaLearner
 from fastadapt.rl.tasks import RLTasks
 from fastadapt.tasks import TaskBatch, TaskDistribution
 
-POPULATION_EPISODES = 100  # training tasks whose support and query sets fix the population statistics
+POPULATION_EPISODES = 100  # training tasks whose query batches fix the population statistics
 HIGHER_IS_BETTER = frozenset({"accuracy", "return"})  # every other metric (mse, loss) is an error
 
 
@@ -144,20 +144,25 @@ def recorded_population(
 
 
 def population_moments(learner: MetaLearner, batches: Iterable[TaskBatch], inner_steps: int | None = None) -> Moments:
-    """The input moments of every batch-norm layer of ``learner`` over the tasks of ``batches``: each adapted to, then
-    its support set and its queries passed through the adapted model, each batch normalized on its own statistics as
-    in training. The statistics that ``statistics="population"`` tests with."""
+    """The batch moments of every batch-norm layer of ``learner``, averaged over the tasks of ``batches``: each adapted
+    to as at test (eval mode), then its queries predicted, each batch normalized on its own statistics as in training.
+    The statistics that ``statistics="population"`` tests with. Only the prediction is recorded: it is the pass every
+    learner makes on the task's images with what it learned (a relation module sees query-class pairs in it)."""
     device = next(learner.parameters()).device
     recorder = StatisticsRecorder(learner)
-    for batch in batches:
-        batch = batch.to(device)
-        ways = batch_ways(batch)
-        for sx, sy, qx in zip(batch.support_x, batch.support_y, batch.query_x, strict=True):
-            with torch.no_grad():
-                predictor = learner.adapt(sx, sy, steps=inner_steps, ways=ways)
-            with recorder.recording():
-                predictor(sx)
-                predictor(qx)
+    was_training = learner.training
+    learner.eval()
+    try:
+        for batch in batches:
+            batch = batch.to(device)
+            ways = batch_ways(batch)
+            for sx, sy, qx in zip(batch.support_x, batch.support_y, batch.query_x, strict=True):
+                with torch.no_grad():
+                    predictor = learner.adapt(sx, sy, steps=inner_steps, ways=ways)
+                with recorder.recording():
+                    predictor(qx)
+    finally:
+        learner.train(was_training)
     return recorder.moments()
 
 

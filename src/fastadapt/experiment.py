@@ -41,6 +41,7 @@ from fastadapt.distributed import World, current_world, place
 from fastadapt.errors import CheckpointError, ConfigError, DivergenceError
 from fastadapt.evaluate import EvalResult, meta_test
 from fastadapt.nn.functional import Statistics, check_statistics
+from fastadapt.nn.population import StatisticsRecorder
 from fastadapt.plots import plot_runs
 from fastadapt.rl.evaluate import adaptation_curve
 from fastadapt.rl.learner import RLMetaLearner
@@ -93,6 +94,8 @@ def prepare(config: RunConfig, world: World | None = None, split: str = "train")
     device = place(device_of(config), world or World())
     learner = build_learner(config).to(device)
     check_model_fits(config, learner, train_tasks, device)
+    if config.test.statistics == "population":
+        StatisticsRecorder(learner)  # refuses a model without batch norm before training, not after it
     return Prepared(config, learner, train_tasks, val_tasks)
 
 
@@ -244,7 +247,9 @@ def test_learner(
 
 
 def population_tasks(config: RunConfig) -> TaskDistribution | RLTasks | None:
-    """The training tasks that fix batch norm's statistics where ``test.statistics`` is ``population``, else None."""
+    """The training tasks that fix batch norm's statistics where ``test.statistics`` is ``population``, else None:
+    those of the training classes, also for a model retrained on train + val (the same kind of data; a checkpoint's
+    config does not say which split trained it)."""
     return build_tasks(config, "train") if config.test.statistics == "population" else None
 
 

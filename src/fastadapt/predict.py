@@ -168,11 +168,13 @@ def predict_run(
     queries: Sequence[str | Path],
     inner_steps: int | None = None,
     force: bool = False,
+    data_dir: str | None = None,
 ) -> PredictionReport:
-    """``predict_files`` with the learner, config and preprocessing of a run folder or checkpoint."""
+    """``predict_files`` with the learner, config and preprocessing of a run folder or checkpoint (its training data
+    read from ``data_dir`` where given)."""
     from fastadapt.experiment import load_tested, population_tasks
 
-    learner, config, state = load_tested(checkpoint)
+    learner, config, state = load_tested(checkpoint, data_dir)
     metadata = state.get("metadata") or {}
     stored = metadata.get("preprocessing")
     preprocessing = Preprocessing.from_dict(stored) if stored is not None else config.dataset.preprocessing()
@@ -190,5 +192,5 @@ def predict_run(
             population = recorded_population(learner, population_tasks(config), steps)
         except DataError as error:
             raise DataError(f"{state['path']} is tested with batch norm on statistics recorded on its training data, "
-                            f"which predict reads too: {error}") from error
+                            f"which predict reads too (--data-dir: where it is): {error}") from error
     return predict_files(learner, config, preprocessing, support, queries, steps, mean, population)

@@ -23,8 +23,9 @@ def _model() -> nn.Module:
     return model
 
 
-def test_recorded_moments_pool_every_batch_exactly() -> None:
-    """By hand: the first layer's moments over two batches are those of the conv output of both as one."""
+def test_recorded_moments_average_each_batchs_moments() -> None:
+    """By hand: a layer's moments over two batches are the means of each batch's mean and variance, as running
+    averages estimate them (not the moments of both batches as one, which add the spread of the batch means)."""
     model = _model()
     a, b = torch.randn(5, 1, 7, 7, dtype=torch.float64), torch.randn(3, 1, 7, 7, dtype=torch.float64) * 2 + 1
     recorder = StatisticsRecorder(model)
@@ -32,10 +33,10 @@ def test_recorded_moments_pool_every_batch_exactly() -> None:
         call(model, a)
         call(model, b)
     moments = recorder.moments()
-    first = model[0](torch.cat([a, b])).detach()
-    torch.testing.assert_close(moments["1"][0].double(), first.mean((0, 2, 3)), rtol=1e-6, atol=1e-6)
-    torch.testing.assert_close(moments["1"][1].double(), first.var((0, 2, 3), unbiased=False), rtol=1e-6, atol=1e-6)
-    assert set(moments) == {"1", "4"}
+    first = [model[0](x).detach() for x in (a, b)]
+    torch.testing.assert_close(moments["1"][0], sum(f.mean((0, 2, 3)) for f in first) / 2)
+    torch.testing.assert_close(moments["1"][1], sum(f.var((0, 2, 3), unbiased=False) for f in first) / 2)
+    assert set(moments) == {"1", "4"} and moments["4"][0].dtype == torch.float64
     assert all(value.grad_fn is None for pair in moments.values() for value in pair)
 
 
@@ -72,9 +73,10 @@ def test_a_batch_recorded_alone_is_normalized_as_by_its_own_statistics() -> None
 def test_population_statistics_refuse_what_they_cannot_name() -> None:
     with pytest.raises(ConfigError, match="need batch-norm layers, and this model has none"):
         StatisticsRecorder(nn.Linear(2, 2))
-    with pytest.raises(ConfigError, match="no moments for the batch-norm layer 4"):
-        with fixed_statistics(_model(), {"1": (torch.zeros(4), torch.ones(4))}):
-            pass
+    model = _model()
+    with pytest.raises(ConfigError, match="no moments for the batch-norm layer 4, which the recording passes never"):
+        with fixed_statistics(model, {"1": (torch.zeros(4), torch.ones(4))}):
+            call(model, torch.randn(2, 1, 7, 7, dtype=torch.float64))
     with pytest.raises(ConfigError, match="no batch reached the batch-norm layers"):
         StatisticsRecorder(_model()).moments()
 

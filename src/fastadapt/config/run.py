@@ -226,6 +226,9 @@ def check_run(run: RunConfig) -> None:
                           "train.patience and a dataset with a validation split")
     if run.test.ensemble > 1:
         check_ensemble(run)
+    if run.test.statistics != "query" and data.problem == "rl":
+        raise ConfigError(f"test.statistics={run.test.statistics} is a batch-norm protocol of few-shot learning; "
+                          "meta-RL policies are tested on their own rollouts: set test.statistics=query")
     if run.train.augment != "none" and data.inputs != "images":
         raise ConfigError(f"train.augment transforms images of the built-in datasets, not {data.name} data: transform "
                           "it in your dataset (its factory is told the split)")

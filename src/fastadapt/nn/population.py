@@ -2,10 +2,11 @@
 
 The non-transductive test of code that tests in eval mode (Snell et al.'s ProtoNet: running
 statistics): every batch-norm layer normalizes the support set and each query with the same fixed
-mean and variance, estimated after training at the trained weights from many training batches
-(the "precise BN" estimate, which running averages approximate). fastadapt keeps no running state,
-so the statistics are recorded here and not in the layers' buffers. A layer is known by its name in
-the module: forward hooks on every batch-norm layer say which one is calling ``F.batch_norm``.
+mean and variance, recorded after training, at the trained weights, over many training batches:
+the mean over batches of each batch's mean and (biased) variance, which is what running averages
+estimate. fastadapt keeps no running state, so the statistics are recorded here and not in the
+layers' buffers. A layer is known by its name in the module: forward hooks on every batch-norm layer
+say which one is calling ``F.batch_norm``.
 """
 
 from __future__ import annotations
@@ -73,28 +74,24 @@ class _ByLayer(TorchFunctionMode):
 
 
 class _Recording(_ByLayer):
-    """Normalizes each batch on its own statistics (as in training) and pools every layer's input moments."""
+    """Normalizes each batch on its own statistics (as in training) and averages every layer's batch moments."""
 
     def __init__(self, module: nn.Module) -> None:
         super().__init__(module)
         self.sums: dict[str, tuple[int, Tensor, Tensor]] = {}
 
     def statistics(self, layer: str, x: Tensor) -> tuple[Tensor, Tensor]:
-        wide = x.detach().double()
-        dims = (0, *range(2, x.dim()))
-        count, total, squares = self.sums.get(layer, (0, wide.new_zeros(x.shape[1]), wide.new_zeros(x.shape[1])))
-        self.sums[layer] = (count + x.numel() // x.shape[1], total + wide.sum(dims), squares + (wide * wide).sum(dims))
-        return _batch_moments(x)
+        mean, var = _batch_moments(x)
+        zero = x.new_zeros(x.shape[1])
+        count, means, variances = self.sums.get(layer, (0, zero, zero))
+        self.sums[layer] = (count + 1, means + mean.detach().flatten(), variances + var.detach().flatten())
+        return mean, var
 
     def moments(self) -> Moments:
-        """Each layer's mean and (biased) variance over every example and position it saw."""
+        """Each layer's mean over the batches it saw of their mean and of their variance."""
         if not self.sums:
             raise ConfigError("no batch reached the batch-norm layers while recording population statistics")
-        pooled: Moments = {}
-        for layer, (count, total, squares) in self.sums.items():
-            mean = total / count
-            pooled[layer] = (mean.float(), (squares / count - mean * mean).clamp_min(0).float())
-        return pooled
+        return {layer: (means / count, variances / count) for layer, (count, means, variances) in self.sums.items()}
 
 
 class _Fixed(_ByLayer):
@@ -102,13 +99,12 @@ class _Fixed(_ByLayer):
 
     def __init__(self, module: nn.Module, moments: Moments) -> None:
         super().__init__(module)
-        missing = sorted(set(self.layers) - set(moments))
-        if missing:
-            raise ConfigError(f"population statistics hold no moments for the batch-norm layer {missing[0]}: "
-                              "record them on this model")
         self.moments = moments
 
     def statistics(self, layer: str, x: Tensor) -> tuple[Tensor, Tensor]:
+        if layer not in self.moments:
+            raise ConfigError(f"population statistics hold no moments for the batch-norm layer {layer}, which the "
+                              "recording passes never reached: record them with the passes that test the model")
         mean, var = self.moments[layer]
         shape = _channel_shape(x)
         return mean.to(x.device, x.dtype).view(shape), var.to(x.device, x.dtype).view(shape)
