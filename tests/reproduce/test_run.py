@@ -12,6 +12,7 @@ import pytest
 import torch
 import yaml
 
+import fastadapt.reproduce.figures as figures
 import fastadapt.reproduce.registry as registry
 from fastadapt import experiment
 from fastadapt.cli import main
@@ -172,6 +173,16 @@ def test_metric_rows_get_an_embedding_figure_and_gradient_rows_a_steps_figure(
         assert m["gap"] == pytest.approx(m["ours"]["value"] - 0.99)
         assert m["overlap"] == (m["ours"]["value"] + m["ours"]["ci95"] >= 0.98)
     assert (tmp_path / "glyphs-family-quick" / "embedding.png").stat().st_size > 10_000
+    # the steps figure tests at most FIGURE_EPISODES tasks, the first of the test's: capped, the same values there
+    maml = _glyphs_family().rows[1]
+    run = Path(report["rows"][1]["runs"][0]["run"])
+    learner, config = load_learner(run)
+    episodes = config.test.episodes
+    monkeypatch.setattr(figures, "FIGURE_EPISODES", episodes - 1)
+    capped = figures.steps_figure([(maml, 0, run, learner, config)], "accuracy", tmp_path / "capped.png")
+    assert all(p["episodes"] == episodes - 1 for p in capped[0]["points"])
+    first = experiment.test_learner(learner, config, episodes=episodes - 1, inner_steps=3).mean
+    assert [p["value"] for p in capped[0]["points"] if p["steps"] == 3] == [pytest.approx(first)]
 
 
 def test_an_unfinished_run_resumes_reading_its_data_where_this_machine_has_it(

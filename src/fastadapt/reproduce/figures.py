@@ -28,6 +28,7 @@ from fastadapt.reproduce.registry import FIGURES, Measure, Row
 from fastadapt.tasks import TaskDistribution, ways_of
 
 STEPS = (0, 1, 2, 3, 5, 10)
+FIGURE_EPISODES = 1000  # the steps figure's tasks: the first of the test's, at most this many (10,000 are hours)
 SINUSOID_STEPS = (0, 1, 10)
 Trained = tuple[Row, int, Path, Any, RunConfig]
 
@@ -52,7 +53,8 @@ def _label(row: Row, setting: dict[str, Any], tested: RunConfig) -> str:
 
 
 def steps_figure(trained: list[Trained], metric: str, path: Path) -> list[dict[str, Any]]:
-    """Metric (95% CI) after 0, 1, 2, 3, 5 and 10 adaptation steps on the run's test episodes."""
+    """Metric (95% CI) after 0, 1, 2, 3, 5 and 10 adaptation steps on the run's test episodes (the first
+    ``FIGURE_EPISODES`` of them: Reptile's 10,000 tasks six times over would take longer than its training)."""
     lines: list[dict[str, Any]] = []
     for row, _, _, learner, config in trained:
         if not hasattr(learner, "inner_steps") or config.algorithm.name == "mamlrl":
@@ -61,8 +63,8 @@ def steps_figure(trained: list[Trained], metric: str, path: Path) -> list[dict[s
             tested = resolve(merge(config.to_dict(), unflatten(setting)))
             tasks, population = build_tasks(tested, "test"), population_tasks(tested)
             points = [
-                meta_test(learner, tasks, tested.test.episodes, inner_steps=k, statistics=tested.test.statistics,
-                          population=population)
+                meta_test(learner, tasks, min(tested.test.episodes, FIGURE_EPISODES), inner_steps=k,
+                          statistics=tested.test.statistics, population=population)
                 for k in STEPS
             ]
             lines.append({
