@@ -9,6 +9,7 @@ import torch
 from helpers import raises_misuse, random_dataset
 
 import fastadapt as fa
+from fastadapt.errors import ConfigError
 from fastadapt.evaluate import POPULATION_EPISODES, EvalResult, higher_is_better, mean_ci95, meta_test
 from fastadapt.reproduce.registry import METRICS
 from fastadapt.reproduce.report import sense
@@ -69,7 +70,6 @@ def test_meta_test_uses_the_requested_adaptation_steps() -> None:
 
 def test_population_statistics_are_recorded_on_the_given_training_tasks() -> None:
     """Moments from 100 tasks of ``population``: the same numbers from the same tasks, others from other tasks."""
-    from fastadapt.errors import ConfigError
 
     torch.manual_seed(0)
     learner = fa.ProtoNet(fa.nn.Conv4(1, hidden=8, image_size=16))
@@ -85,6 +85,14 @@ def test_population_statistics_are_recorded_on_the_given_training_tasks() -> Non
     assert meta_test(learner, tests, episodes=6, statistics="population", population=other).loss != first.loss
     with pytest.raises(ConfigError, match="records batch-norm statistics on training tasks"):
         meta_test(learner, tests, episodes=6, statistics="population")
+
+
+@pytest.mark.parametrize("statistics", ["support", "support_and_query", "population"])
+def test_a_reinforcement_learner_is_refused_a_batch_norm_protocol(statistics: str) -> None:
+    learner = fa.rl.MAMLRL(fa.rl.GaussianPolicy(2, 2, hidden=(4,)), fa.rl.Navigation2D(), trajectories=2, horizon=3)
+    tasks = fa.rl.RLTasks(fa.rl.Navigation2D(), seed=0)
+    with pytest.raises(ConfigError, match=f"statistics='{statistics}' is a batch-norm protocol .* not of RL"):
+        meta_test(learner, tasks, episodes=1, statistics=statistics, population=tasks)
 
 
 def test_population_moments_are_recorded_as_the_model_is_tested() -> None:

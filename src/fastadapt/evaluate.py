@@ -95,7 +95,7 @@ def meta_test(
     learner.eval()
     scores: dict[str, list[float]] = {}
     try:
-        moments = recorded_population(learner, population, inner_steps) if statistics == "population" else None
+        moments = _fixed_moments(learner, population, inner_steps, statistics)
         with tqdm(
             total=episodes, desc="meta-test", unit="task", disable=None if progress else True, leave=False
         ) as bar:
@@ -115,8 +115,6 @@ def _scores(
     """The per-task scores of each batch of fixed episodes: the query ``loss`` (and ``accuracy``) of a supervised
     learner, the ``return`` of a reinforcement learner (and its negative as the ``loss``)."""
     if isinstance(learner, RLMetaLearner) and isinstance(tasks, RLTasks):
-        if statistics != "query":
-            raise ConfigError(f"statistics={statistics!r} is a batch-norm protocol of few-shot learning, not of RL")
         for rl_batch in tasks.episodes(episodes, batch_size, seed):
             returns = learner.evaluate(rl_batch, inner_steps)
             yield {"return": returns, "loss": -returns}
@@ -131,12 +129,24 @@ def _scores(
         )
 
 
+def _fixed_moments(
+    learner: MetaLearner | RLMetaLearner, population: TaskDistribution | RLTasks | None, inner_steps: int | None,
+    statistics: str,
+) -> Moments | None:
+    """The recorded moments that ``statistics="population"`` tests with (``None`` for the other protocols), after
+    refusing any batch-norm protocol but the default for a reinforcement learner."""
+    if statistics == "query":
+        return None
+    if not isinstance(learner, MetaLearner):
+        raise ConfigError(f"statistics={statistics!r} is a batch-norm protocol of few-shot learning, not of RL: "
+                          "test a reinforcement learner with statistics='query'")
+    return recorded_population(learner, population, inner_steps) if statistics == "population" else None
+
+
 def recorded_population(
-    learner: MetaLearner | RLMetaLearner, tasks: TaskDistribution | RLTasks | None, inner_steps: int | None = None
+    learner: MetaLearner, tasks: TaskDistribution | RLTasks | None, inner_steps: int | None = None
 ) -> Moments:
     """``population_moments`` over ``POPULATION_EPISODES`` fixed tasks of ``tasks`` (the training tasks)."""
-    if not isinstance(learner, MetaLearner):
-        raise ConfigError("statistics='population' is a batch-norm protocol of few-shot learning, not of RL")
     if not isinstance(tasks, TaskDistribution):
         raise ConfigError("statistics='population' records batch-norm statistics on training tasks: give "
                           "meta_test(..., population=the training TaskDistribution)")

@@ -29,12 +29,17 @@ class BatchNorm(nn.Module):
         return f"{self.weight.numel()}, eps={self.eps}"
 
 
+def is_batch_norm(layer: nn.Module) -> bool:
+    """Whether ``layer`` is a batch-norm layer, PyTorch's or fastadapt's own."""
+    return isinstance(layer, BatchNorm | nn.modules.batchnorm._BatchNorm)
+
+
 def batch_norm_parameters(module: nn.Module) -> dict[str, nn.Parameter]:
     """The trainable weights and biases of every batch-norm layer of ``module`` (standard and fastadapt's own), by
     their names in ``module``: what MAML++ gives a copy per inner step."""
     found: dict[str, nn.Parameter] = {}
     for prefix, layer in module.named_modules():
-        if isinstance(layer, BatchNorm | nn.modules.batchnorm._BatchNorm):
+        if is_batch_norm(layer):
             dot = f"{prefix}." if prefix else ""
             found.update({dot + name: p for name, p in layer.named_parameters(recurse=False) if p.requires_grad})
     return found

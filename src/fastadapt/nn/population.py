@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
 from fastadapt.errors import ConfigError
-from fastadapt.nn.batchnorm import BatchNorm
+from fastadapt.nn.batchnorm import is_batch_norm
 from fastadapt.nn.functional import _SIGNATURES, _batch_moments, _channel_shape, _normalize
 
 Moments = dict[str, tuple[Tensor, Tensor]]
@@ -33,7 +33,7 @@ class _ByLayer(TorchFunctionMode):
     def __init__(self, module: nn.Module) -> None:
         super().__init__()
         self.layer: str | None = None
-        self.layers = {name: layer for name, layer in module.named_modules() if _is_batch_norm(layer)}
+        self.layers = {name: layer for name, layer in module.named_modules() if is_batch_norm(layer)}
         if not self.layers:
             raise ConfigError("population statistics need batch-norm layers, and this model has none: "
                               "test it with statistics='query'")
@@ -108,10 +108,6 @@ class _Fixed(_ByLayer):
         mean, var = self.moments[layer]
         shape = _channel_shape(x)
         return mean.to(x.device, x.dtype).view(shape), var.to(x.device, x.dtype).view(shape)
-
-
-def _is_batch_norm(layer: nn.Module) -> bool:
-    return isinstance(layer, BatchNorm | nn.modules.batchnorm._BatchNorm)
 
 
 class StatisticsRecorder:
