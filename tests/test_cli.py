@@ -229,6 +229,45 @@ def test_predict_follows_a_run_tested_on_population_statistics(
     assert transductive[1][0].probability != pytest.approx(together, abs=1e-6)  # the query batch's statistics: not
 
 
+def test_predict_reuses_the_population_statistics_its_run_was_tested_with(
+    trained_run: Path, glyphs_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The run's test keeps its recorded moments in the folder: predict then needs no training data and labels as
+    with moments recorded anew; for other adaptation steps, or from a torn file, it records them again."""
+    import dataclasses
+
+    from fastadapt import experiment
+    from fastadapt.errors import DataError
+    from fastadapt.predict import predict_run
+
+    run = tmp_path / "population"
+    shutil.copytree(trained_run, run)
+    population = dataclasses.replace(experiment.read_config(run).test, statistics="population")
+    experiment.retest_run(run, population, str(glyphs_root))
+    kept = run / "population.pt"
+    support, query = glyph_folders(glyphs_root, tmp_path / "files")
+
+    def probabilities(inner_steps: int | None = None, data_dir: str | None = None) -> list[float]:
+        report = predict_run(run, support, [query], inner_steps=inner_steps, data_dir=data_dir)
+        return [p.probability for p in report.predictions]
+
+    with monkeypatch.context() as patched:
+        def missing(config: object) -> None:
+            raise DataError("no glyphs at /nowhere")
+
+        patched.setattr(experiment, "population_tasks", missing)
+        without_data = probabilities()
+        with pytest.raises(DataError, match="recorded on its training data"):
+            probabilities(inner_steps=3)
+        stored = kept.read_bytes()
+        kept.write_bytes(stored[: len(stored) // 2])
+        with pytest.raises(DataError, match="recorded on its training data"):
+            probabilities()
+    kept.unlink()
+    assert without_data == pytest.approx(probabilities(data_dir=str(glyphs_root)), abs=1e-6)
+
+
 def test_predict_refuses_bad_input_in_one_line(
     trained_run: Path, glyphs_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -76,7 +76,7 @@ def meta_test(
     seed: int | None = None,
     progress: bool = False,
     statistics: str = "query",
-    population: TaskDistribution | RLTasks | None = None,
+    population: TaskDistribution | RLTasks | Moments | None = None,
 ) -> EvalResult:
     """Adapt ``learner`` to ``episodes`` fixed tasks of ``tasks`` and score it on their query sets.
 
@@ -88,8 +88,9 @@ def meta_test(
     their own batch's (``"query"``, transductive), the support set's (``"support"``) or the support set's
     plus each query on its own (``"support_and_query"``, Reptile's non-transductive protocol); with the last
     two each query is classified independently of the others. ``"population"`` normalizes support and queries with
-    fixed moments recorded first on ``POPULATION_EPISODES`` tasks of ``population`` (the training tasks): the
-    non-transductive test of code that tests with batch norm in eval mode.
+    fixed moments recorded first on ``POPULATION_EPISODES`` tasks of ``population`` (the training tasks), or with
+    ``population`` itself where it holds moments already recorded (``population_moments``): the non-transductive
+    test of code that tests with batch norm in eval mode.
     """
     was_training = learner.training
     learner.eval()
@@ -130,7 +131,8 @@ def _scores(
 
 
 def _fixed_moments(
-    learner: MetaLearner | RLMetaLearner, population: TaskDistribution | RLTasks | None, inner_steps: int | None,
+    learner: MetaLearner | RLMetaLearner, population: TaskDistribution | RLTasks | Moments | None,
+    inner_steps: int | None,
     statistics: str,
 ) -> Moments | None:
     """The recorded moments that ``statistics="population"`` tests with (``None`` for the other protocols), after
@@ -140,7 +142,9 @@ def _fixed_moments(
     if not isinstance(learner, MetaLearner):
         raise ConfigError(f"statistics={statistics!r} is a batch-norm protocol of few-shot learning, not of RL: "
                           "test a reinforcement learner with statistics='query'")
-    return recorded_population(learner, population, inner_steps) if statistics == "population" else None
+    if statistics != "population":
+        return None
+    return population if isinstance(population, dict) else recorded_population(learner, population, inner_steps)
 
 
 def recorded_population(

@@ -39,10 +39,11 @@ from fastadapt.config import (
 )
 from fastadapt.distributed import World, current_world, place
 from fastadapt.errors import CheckpointError, ConfigError, DivergenceError
-from fastadapt.evaluate import EvalResult, meta_test
+from fastadapt.evaluate import EvalResult, meta_test, recorded_population
 from fastadapt.nn.functional import Statistics, check_statistics
-from fastadapt.nn.population import StatisticsRecorder
+from fastadapt.nn.population import Moments, StatisticsRecorder
 from fastadapt.plots import plot_runs
+from fastadapt.population_file import population_key, store_population
 from fastadapt.rl.evaluate import adaptation_curve
 from fastadapt.rl.learner import RLMetaLearner
 from fastadapt.rl.tasks import RLTasks
@@ -158,7 +159,8 @@ def _tested(
     """``result`` with the run's test of ``learner``, loaded from the checkpoint ``state`` (and for RL its adaptation
     curve), stored in ``result.json`` beside the plots."""
     result = {key: value for key, value in result.items() if key not in ("test", "ensemble", "adaptation")}
-    result["test"] = test_learner(learner, config, progress=progress).to_dict()
+    moments = _kept_population(learner, config, run_dir, state)
+    result["test"] = test_learner(learner, config, progress=progress, population=moments).to_dict()
     if isinstance(learner, Ensemble):
         result["ensemble"] = len(learner.members)
     result["tested_step"] = None if isinstance(learner, Ensemble) else int(state["step"])
@@ -167,6 +169,17 @@ def _tested(
     atomic_write_text(json.dumps(result, indent=2) + "\n", run_dir / "result.json")
     plot_runs([run_dir])  # curves.png (and adaptation.png for RL) beside the result
     return result
+
+
+def _kept_population(learner: Learner, config: RunConfig, run_dir: Path, state: dict[str, Any]) -> Moments | None:
+    """Where the run tests on population statistics, the moments recorded for its tested checkpoint, also kept in
+    the run folder (``population.pt``) for ``predict``; else None."""
+    if config.test.statistics != "population" or not isinstance(learner, MetaLearner):
+        return None
+    moments = recorded_population(learner, population_tasks(config), config.test.inner_steps)
+    checkpoint = tested_checkpoint(run_dir, config)
+    store_population(run_dir, moments, population_key(checkpoint, run_dir, config, state, config.test.inner_steps))
+    return moments
 
 
 def retest_run(
@@ -235,14 +248,16 @@ def test_learner(
     inner_steps: int | None = None,
     split: str = "test",
     progress: bool = False,
+    population: Moments | None = None,
 ) -> EvalResult:
-    """Meta-test on the config's fixed test (or validation) episodes, with its ``test.statistics``."""
+    """Meta-test on the config's fixed test (or validation) episodes, with its ``test.statistics`` (``population``:
+    on the moments given, else on moments recorded now on the training tasks)."""
     tasks = build_tasks(config, split)
     steps = inner_steps if inner_steps is not None else config.test.inner_steps
     count = episodes or config.test.episodes
     return meta_test(
         learner, tasks, episodes=count, inner_steps=steps, progress=progress, statistics=config.test.statistics,
-        population=population_tasks(config),
+        population=population if population is not None else population_tasks(config),
     )
 
 

@@ -27,6 +27,7 @@ from fastadapt.errors import CheckpointError, DataError
 from fastadapt.evaluate import recorded_population
 from fastadapt.nn.functional import with_statistics
 from fastadapt.nn.population import Moments, normalization
+from fastadapt.population_file import population_key, stored_population
 
 MAX_BRIGHTNESS_GAP = 0.35  # Omniglot-like data averages ~0.1; the same drawings inverted ~0.9
 
@@ -172,7 +173,7 @@ def predict_run(
 ) -> PredictionReport:
     """``predict_files`` with the learner, config and preprocessing of a run folder or checkpoint (its training data
     read from ``data_dir`` where given)."""
-    from fastadapt.experiment import load_tested, population_tasks
+    from fastadapt.experiment import load_tested
 
     learner, config, state = load_tested(checkpoint, data_dir)
     metadata = state.get("metadata") or {}
@@ -188,9 +189,24 @@ def predict_run(
     mean = None if force else metadata.get("pixel_mean")
     population = None
     if config.test.statistics == "population":
-        try:
-            population = recorded_population(learner, population_tasks(config), steps)
-        except DataError as error:
-            raise DataError(f"{state['path']} is tested with batch norm on statistics recorded on its training data, "
-                            f"which predict reads too (--data-dir: where it is): {error}") from error
+        population = _population(Path(checkpoint), learner, config, state, steps)
     return predict_files(learner, config, preprocessing, support, queries, steps, mean, population)
+
+
+def _population(
+    path: Path, learner: MetaLearner, config: RunConfig, state: dict[str, Any], steps: int | None
+) -> Moments:
+    """The population moments a run folder kept from its test for these adaptation steps, else (a checkpoint file,
+    other steps) moments recorded now on the run's training data."""
+    from fastadapt.experiment import population_tasks, tested_checkpoint
+
+    if path.is_dir():
+        key = population_key(tested_checkpoint(path), path, config, state, steps)
+        kept = stored_population(path, key, next(learner.parameters()).device)
+        if kept is not None:
+            return kept
+    try:
+        return recorded_population(learner, population_tasks(config), steps)
+    except DataError as error:
+        raise DataError(f"{state['path']} is tested with batch norm on statistics recorded on its training data, "
+                        f"which predict reads too (--data-dir: where it is): {error}") from error
