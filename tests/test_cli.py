@@ -230,11 +230,11 @@ def test_predict_follows_a_run_tested_on_population_statistics(
 
 
 def test_predict_reuses_the_population_statistics_its_run_was_tested_with(
-    trained_run: Path, glyphs_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    glyphs_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The run's test keeps its recorded moments in the folder: predict then needs no training data and labels as
-    with moments recorded anew; for other adaptation steps, or from a torn file, it records them again."""
+    """The run's test (here of the model retrained on train + val, and its re-test) keeps its recorded moments in the
+    folder: predict then needs no training data and labels as with moments recorded anew; for other adaptation
+    steps, or from a torn file, it records them again."""
     import dataclasses
 
     from fastadapt import experiment
@@ -242,9 +242,8 @@ def test_predict_reuses_the_population_statistics_its_run_was_tested_with(
     from fastadapt.predict import predict_run
 
     run = tmp_path / "population"
-    shutil.copytree(trained_run, run)
-    population = dataclasses.replace(experiment.read_config(run).test, statistics="population")
-    experiment.retest_run(run, population, str(glyphs_root))
+    trainval = ["test.statistics=population", "train.retrain_on_trainval=true", "train.patience=15"]
+    assert main(["train", "--run-dir", str(run), "--data-dir", str(glyphs_root), *TINY, *trainval]) == 0
     kept = run / "population.pt"
     support, query = glyph_folders(glyphs_root, tmp_path / "files")
 
@@ -252,12 +251,16 @@ def test_predict_reuses_the_population_statistics_its_run_was_tested_with(
         report = predict_run(run, support, [query], inner_steps=inner_steps, data_dir=data_dir)
         return [p.probability for p in report.predictions]
 
-    with monkeypatch.context() as patched:
-        def missing(config: object) -> None:
-            raise DataError("no glyphs at /nowhere")
+    def missing(config: object) -> None:
+        raise DataError("no glyphs at /nowhere")
 
+    with monkeypatch.context() as patched:
         patched.setattr(experiment, "population_tasks", missing)
         without_data = probabilities()
+    experiment.retest_run(run, dataclasses.replace(experiment.read_config(run).test, episodes=8), str(glyphs_root))
+    with monkeypatch.context() as patched:
+        patched.setattr(experiment, "population_tasks", missing)
+        assert probabilities() == without_data
         with pytest.raises(DataError, match="recorded on its training data"):
             probabilities(inner_steps=3)
         stored = kept.read_bytes()

@@ -88,10 +88,19 @@ def test_population_statistics_are_recorded_on_the_given_training_tasks() -> Non
 
 
 @pytest.mark.parametrize("statistics", ["support", "support_and_query", "population"])
-def test_a_reinforcement_learner_is_refused_a_batch_norm_protocol(statistics: str) -> None:
+def test_a_reinforcement_learner_is_refused_a_batch_norm_protocol(
+    statistics: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Refused with the fix before any test task is drawn (nor training tasks recorded on)."""
     learner = fa.rl.MAMLRL(fa.rl.GaussianPolicy(2, 2, hidden=(4,)), fa.rl.Navigation2D(), trajectories=2, horizon=3)
     tasks = fa.rl.RLTasks(fa.rl.Navigation2D(), seed=0)
-    with pytest.raises(ConfigError, match=f"statistics='{statistics}' is a batch-norm protocol .* not of RL"):
+
+    def drawn(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a task was drawn before the refusal")
+
+    monkeypatch.setattr(fa.rl.RLTasks, "episodes", drawn)
+    with pytest.raises(ConfigError, match=f"statistics='{statistics}' is a batch-norm protocol of few-shot learning, "
+                                          "not of RL: test a reinforcement learner with statistics='query'"):
         meta_test(learner, tasks, episodes=1, statistics=statistics, population=tasks)
 
 

@@ -159,7 +159,7 @@ def _tested(
     """``result`` with the run's test of ``learner``, loaded from the checkpoint ``state`` (and for RL its adaptation
     curve), stored in ``result.json`` beside the plots."""
     result = {key: value for key, value in result.items() if key not in ("test", "ensemble", "adaptation")}
-    moments = _kept_population(learner, config, run_dir, state)
+    moments = _kept_population(learner, config, run_dir)
     result["test"] = test_learner(learner, config, progress=progress, population=moments).to_dict()
     if isinstance(learner, Ensemble):
         result["ensemble"] = len(learner.members)
@@ -171,14 +171,13 @@ def _tested(
     return result
 
 
-def _kept_population(learner: Learner, config: RunConfig, run_dir: Path, state: dict[str, Any]) -> Moments | None:
-    """Where the run tests on population statistics, the moments recorded for its tested checkpoint, also kept in
+def _kept_population(learner: Learner, config: RunConfig, run_dir: Path) -> Moments | None:
+    """Where the run tests on population statistics, the moments recorded for the tested ``learner``, also kept in
     the run folder (``population.pt``) for ``predict``; else None."""
     if config.test.statistics != "population" or not isinstance(learner, MetaLearner):
         return None
     moments = recorded_population(learner, population_tasks(config), config.test.inner_steps)
-    checkpoint = tested_checkpoint(run_dir, config)
-    store_population(run_dir, moments, population_key(checkpoint, run_dir, config, state, config.test.inner_steps))
+    store_population(run_dir, moments, population_key(learner, config.test.inner_steps))
     return moments
 
 

@@ -198,11 +198,10 @@ def _population(
 ) -> Moments:
     """The population moments a run folder kept from its test for these adaptation steps, else (a checkpoint file,
     other steps) moments recorded now on the run's training data."""
-    from fastadapt.experiment import population_tasks, tested_checkpoint
+    from fastadapt.experiment import population_tasks
 
     if path.is_dir():
-        key = population_key(tested_checkpoint(path), path, config, state, steps)
-        kept = stored_population(path, key, next(learner.parameters()).device)
+        kept = stored_population(path, population_key(learner, steps), next(learner.parameters()).device)
         if kept is not None:
             return kept
     try:
