@@ -257,6 +257,8 @@ def test_predict_reuses_the_population_statistics_its_run_was_tested_with(
     with monkeypatch.context() as patched:
         patched.setattr(experiment, "population_tasks", missing)
         without_data = probabilities()
+        retrained = [p.probability for p in predict_run(run / "trainval" / "last.pt", support, [query]).predictions]
+        assert retrained == without_data  # the file tested, found beside its run folder's kept moments
     experiment.retest_run(run, dataclasses.replace(experiment.read_config(run).test, episodes=8), str(glyphs_root))
     with monkeypatch.context() as patched:
         patched.setattr(experiment, "population_tasks", missing)

@@ -196,12 +196,14 @@ def predict_run(
 def _population(
     path: Path, learner: MetaLearner, config: RunConfig, state: dict[str, Any], steps: int | None
 ) -> Moments:
-    """The population moments a run folder kept from its test for these adaptation steps, else (a checkpoint file,
-    other steps) moments recorded now on the run's training data."""
+    """The population moments that the run's test kept for these weights and adaptation steps (in the run folder
+    given, or the one a checkpoint file lies in: its own folder or, for ``trainval/last.pt``, the one above), else
+    moments recorded now on the run's training data."""
     from fastadapt.experiment import population_tasks
 
-    if path.is_dir():
-        kept = stored_population(path, population_key(learner, steps), next(learner.parameters()).device)
+    key = population_key(learner, steps)
+    for folder in [path] if path.is_dir() else list(path.parents)[:2]:
+        kept = stored_population(folder, key, next(learner.parameters()).device)
         if kept is not None:
             return kept
     try:
