@@ -3,7 +3,6 @@ norm keeps in its buffers, so that ``predict`` classifies new files without the 
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ import torch
 from torch import nn
 
 from fastadapt.evaluate import POPULATION_EPISODES
+from fastadapt.nn.params import state_digest
 from fastadapt.nn.population import Moments
 from fastadapt.storage import atomic_torch_save
 
@@ -22,11 +22,7 @@ def population_key(learner: nn.Module, inner_steps: int | None) -> dict[str, Any
     """What moments were recorded for: the learner's weights (a digest of its state, so another checkpoint, more
     training or other ensemble members never reuse them), the adaptation steps before each recorded pass and the
     number of training tasks."""
-    digest = hashlib.sha256()
-    for name, tensor in learner.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    return {"weights": digest.hexdigest(), "inner_steps": inner_steps, "episodes": POPULATION_EPISODES}
+    return {"weights": state_digest(learner), "inner_steps": inner_steps, "episodes": POPULATION_EPISODES}
 
 
 def store_population(run_dir: Path, moments: Moments, key: dict[str, Any]) -> None:

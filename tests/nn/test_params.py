@@ -3,10 +3,13 @@ functional optimizer steps against torch's optimizers."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
+from torch import nn
 
-from fastadapt.nn.params import flatten, momentum_step, unflatten
+from fastadapt.nn.params import flatten, momentum_step, state_digest, unflatten
 
 
 def test_flatten_and_unflatten_are_inverse_and_match_torch() -> None:
@@ -52,3 +55,17 @@ def test_momentum_step_is_torch_sgd(momentum: float, dampening: float, weight_de
     for name, p in reference.items():
         torch.testing.assert_close(ours[name], p.detach(), rtol=1e-14, atol=1e-15)
     assert (buffers == {}) == (momentum == 0)  # without momentum torch keeps no buffer (and ignores dampening)
+
+
+def test_the_state_digest_changes_with_any_parameter_or_buffer_and_not_with_a_copy() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2))
+    before = state_digest(model)
+    assert state_digest(copy.deepcopy(model)) == before
+    with torch.no_grad():
+        model[0].weight[0, 0, 0, 0] = torch.nextafter(model[0].weight[0, 0, 0, 0], torch.tensor(1.0))  # one ulp
+    assert state_digest(model) != before
+    model = copy.deepcopy(model)
+    after = state_digest(model)
+    model[1].num_batches_tracked += 1  # a buffer
+    assert state_digest(model) != after

@@ -14,6 +14,7 @@ import yaml
 
 import fastadapt.reproduce.figures as figures
 import fastadapt.reproduce.registry as registry
+import fastadapt.reproduce.run as run_module
 from fastadapt import experiment
 from fastadapt.cli import main
 from fastadapt.config import build_config, merge, resolve
@@ -110,6 +111,24 @@ def test_a_second_call_reuses_finished_runs_and_resumes_a_broken_one(tmp_path: P
     assert kept.stat().st_mtime_ns == stamp
     assert [m["ours"]["value"] for m in reworded["rows"][0]["measures"]] == pytest.approx(
         [m["ours"]["value"] for m in second["rows"][0]["measures"]])
+
+
+def test_a_second_call_reuses_the_measures_its_runs_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The measures a run's own test does not answer (other shots, a tuned step) are kept in its folder: running the
+    reproduction again tests nothing for the table."""
+    first = reproduce(_sinusoid(seeds=1), "quick", tmp_path, progress=False, echo=lambda line: None)
+    assert (tmp_path / "maml-sinusoid-quick" / "pretrained-on-all-tasks-seed0" / "measures.json").is_file()
+
+    def tested_again(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a kept measure was tested again")
+
+    monkeypatch.setattr(run_module, "test_learner", tested_again)
+    monkeypatch.setattr(run_module, "adaptation_test", tested_again)
+    monkeypatch.setattr(figures, "draw_figures", lambda *args: {})  # the figures test on their own
+    second = reproduce(_sinusoid(seeds=1), "quick", tmp_path, progress=False, echo=lambda line: None)
+    for a, b in zip(first["rows"], second["rows"], strict=True):
+        assert [m["ours"] for m in a["measures"]] == [m["ours"] for m in b["measures"]]
+        assert [r["tuned"] for r in a["runs"]] == [r["tuned"] for r in b["runs"]]
 
 
 def test_an_unfinished_run_continues_under_a_time_budget_given_since(tmp_path: Path) -> None:

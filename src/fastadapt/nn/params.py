@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Iterable
 
@@ -62,3 +63,13 @@ def adam_step(params: Params, grads: Params, moments: Params, step: int, lrs: di
     correction = math.sqrt(1 - beta2 ** (step + 1))
     new = {name: p - lrs[name] * grads[name] / (moments[name].sqrt() / correction + eps) for name, p in params.items()}
     return new, moments
+
+
+def state_digest(module: nn.Module) -> str:
+    """A SHA-256 digest of ``module``'s state (every parameter and buffer, by name and bytes): equal exactly when
+    the weights are, which tells whether something computed from a model still belongs to it."""
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()

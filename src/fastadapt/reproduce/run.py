@@ -16,7 +16,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from fastadapt.config import RunConfig, build_config, flatten, merge, resolve, unflatten
+from fastadapt.config import RunConfig, build_config, merge, resolve, unflatten
 from fastadapt.errors import CheckpointError, ConfigError
 from fastadapt.evaluate import higher_is_better
 from fastadapt.experiment import (
@@ -32,12 +32,11 @@ from fastadapt.experiment import (
     test_learner,
 )
 from fastadapt.reproduce.compare import against, over_seeds
+from fastadapt.reproduce.kept import keep_measure, kept_measure, measure_key, run_settings
 from fastadapt.reproduce.registry import BUDGETS, Measure, Reproduction, Row, get
 from fastadapt.storage import atomic_write_text, holds_files
 from fastadapt.training.folder import write_config
 
-MACHINE_KEYS = ("dataset.data_dir", "dataset.download")  # where the data is, not what is run
-WORDING_KEYS = ("description",)  # how a preset describes itself, not what is run
 TIME_KEYS = ("train.max_minutes",)  # how long an unfinished run may still train, not what each step computes
 TEST = "test."  # the prefix of the keys of how a trained model is tested, which change no saved training state
 
@@ -62,9 +61,8 @@ def row_config(
 
 def _differences(stored: RunConfig, wanted: RunConfig) -> set[str]:
     """The keys whose values differ between two configs, but for where the data is and how the preset words itself."""
-    a, b = flatten(stored.to_dict()), flatten(wanted.to_dict())
-    ignored = {*MACHINE_KEYS, *WORDING_KEYS}
-    return {k for k in a.keys() | b.keys() if k not in ignored and a.get(k) != b.get(k)}
+    a, b = run_settings(stored), run_settings(wanted)
+    return {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)}
 
 
 def train_or_reuse(config: RunConfig, run_dir: Path, progress: bool, data_dir: str | None = None) -> dict[str, Any]:
@@ -113,21 +111,37 @@ def _from_result(result: dict[str, Any], item: Measure) -> dict[str, Any] | None
 
 
 def measure(
-    learner: Any, config: RunConfig, item: Measure, result: dict[str, Any] | None = None, split: str = "test"
+    learner: Any, config: RunConfig, item: Measure, result: dict[str, Any] | None = None, split: str = "test",
+    run_dir: Path | None = None,
 ) -> dict[str, Any]:
     """One measure on one trained learner: read from the run's ``result`` where it answers it, else a new
-    test on ``split`` with the measure's ``set`` applied (for RL, the return after ``test.inner_steps`` steps)."""
+    test on ``split`` with the measure's ``set`` applied (for RL, the return after ``test.inner_steps`` steps),
+    which ``run_dir`` (where given) keeps for the same weights and settings and gives back on the next call."""
     if result is not None:
         own = _from_result(result, item)
         if own is not None:
             return own
     changed = resolve(merge(config.to_dict(), unflatten(item.set))) if item.set else config
-    tested = adaptation_test(learner, changed, split=split)[-1] if is_rl(changed) else (
-        test_learner(learner, changed, split=split))
+    if run_dir is None:
+        return _tested(learner, changed, split)
+    key = measure_key(learner, changed, split)
+    kept = kept_measure(run_dir, key)
+    if kept is None:
+        kept = _tested(learner, changed, split)
+        keep_measure(run_dir, key, kept)
+    return kept
+
+
+def _tested(learner: Any, config: RunConfig, split: str) -> dict[str, Any]:
+    """A new test of ``learner`` under ``config`` on ``split`` (for RL, the return after its last step)."""
+    tested = adaptation_test(learner, config, split=split)[-1] if is_rl(config) else (
+        test_learner(learner, config, split=split))
     return {"value": tested.mean, "ci95": tested.ci95, "episodes": tested.episodes}
 
 
-def tune(learner: Any, config: RunConfig, row: Row, metric: str) -> tuple[Any, RunConfig, dict[str, Any] | None]:
+def tune(
+    learner: Any, config: RunConfig, row: Row, metric: str, run_dir: Path | None = None
+) -> tuple[Any, RunConfig, dict[str, Any] | None]:
     """The learner with the row's tuned setting: each value tested on validation tasks under the settings of the
     measure ``tune.measure`` names, the best kept (the first of equals; a diverged value is the worst). Returns
     the learner, its config and what was tried (None for a diverged value's score); the learner unchanged where
@@ -138,7 +152,7 @@ def tune(learner: Any, config: RunConfig, row: Row, metric: str) -> tuple[Any, R
     scores = []
     for value in row.tune.values:
         candidate, changed = learner_with(learner, config, dict.fromkeys(row.tune.keys, value))
-        scores.append(measure(candidate, changed, on, split="val")["value"])
+        scores.append(measure(candidate, changed, on, split="val", run_dir=run_dir)["value"])
     sign = 1.0 if higher_is_better(metric) else -1.0
     best = max(range(len(scores)), key=lambda i: sign * scores[i] if math.isfinite(scores[i]) else -math.inf)
     chosen = row.tune.values[best]
@@ -188,9 +202,10 @@ def reproduce(
             wanted = row_config(reproduction, index, budget, seed, data_dir, download)
             result = train_or_reuse(wanted, run_dir, progress, data_dir)
             learner, config = load_learner(run_dir, data_dir)
-            learner, config, tuned = tune(learner, config, row, reproduction.metric)
+            learner, config, tuned = tune(learner, config, row, reproduction.metric, run_dir)
             for k, item in enumerate(row.measures):
-                per_measure[k].append(measure(learner, config, item, result if tuned is None else None))
+                own = result if tuned is None else None
+                per_measure[k].append(measure(learner, config, item, own, run_dir=run_dir))
             runs.append({"seed": seed, "run": str(run_dir), "train_steps": result["train_steps"],
                          "best_step": result["best_step"], "tested_step": result.get("tested_step"),
                          "train_time_s": result["train_time_s"], "tuned": tuned})
