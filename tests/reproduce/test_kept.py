@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from fastadapt.config import build_config, build_learner
+from fastadapt.reproduce import kept
 from fastadapt.reproduce.kept import keep_measure, kept_measure, measure_key
 
 TAKEN = {"value": 0.5, "ci95": 0.1, "episodes": 16}
@@ -32,3 +34,24 @@ def test_a_damaged_file_of_kept_measures_is_measured_again(tmp_path: Path) -> No
     assert kept_measure(tmp_path, "key") is None
     keep_measure(tmp_path, "key", TAKEN)
     assert kept_measure(tmp_path, "key") == TAKEN
+
+
+def test_a_measure_that_cannot_be_kept_is_warned_about_and_the_others_are_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keep_measure(tmp_path, "key", TAKEN)
+    assert kept_measure(tmp_path, "other") is None
+    (tmp_path / "measures.json").write_text('{"key": {"value": 0.5}}')  # an entry without its interval
+    assert kept_measure(tmp_path, "key") is None
+    unreadable = tmp_path / "unreadable"
+    (unreadable / "measures.json").mkdir(parents=True)  # exists, cannot be read as a file: left alone
+    with pytest.warns(UserWarning, match="measures.json cannot be read\\): the next reproduce takes it again"):
+        keep_measure(unreadable, "key", TAKEN)
+    assert (unreadable / "measures.json").is_dir()
+
+    def full(*args: object) -> None:
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(kept, "atomic_write_text", full)
+    with pytest.warns(UserWarning, match="measure not kept \\(No space left on device\\)"):
+        keep_measure(tmp_path / "new", "key", TAKEN)

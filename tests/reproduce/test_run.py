@@ -117,7 +117,8 @@ def test_a_second_call_reuses_the_measures_its_runs_kept(tmp_path: Path, monkeyp
     """The measures a run's own test does not answer (other shots, a tuned step) are kept in its folder: running the
     reproduction again tests nothing for the table."""
     first = reproduce(_sinusoid(seeds=1), "quick", tmp_path, progress=False, echo=lambda line: None)
-    assert (tmp_path / "maml-sinusoid-quick" / "pretrained-on-all-tasks-seed0" / "measures.json").is_file()
+    kept = tmp_path / "maml-sinusoid-quick" / "pretrained-on-all-tasks-seed0" / "measures.json"
+    before = (kept.read_text(), kept.stat().st_mtime_ns)
 
     def tested_again(*args: object, **kwargs: object) -> None:
         raise AssertionError("a kept measure was tested again")
@@ -129,6 +130,7 @@ def test_a_second_call_reuses_the_measures_its_runs_kept(tmp_path: Path, monkeyp
     for a, b in zip(first["rows"], second["rows"], strict=True):
         assert [m["ours"] for m in a["measures"]] == [m["ours"] for m in b["measures"]]
         assert [r["tuned"] for r in a["runs"]] == [r["tuned"] for r in b["runs"]]
+    assert (kept.read_text(), kept.stat().st_mtime_ns) == before  # read, not taken and written again
 
 
 def test_an_unfinished_run_continues_under_a_time_budget_given_since(tmp_path: Path) -> None:
