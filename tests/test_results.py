@@ -115,6 +115,26 @@ def test_a_budget_selects_its_reports_and_a_tuned_row_says_what_it_picked(tmp_pa
     assert ('pretrained: `algorithm.inner_lr` picked on validation tasks under "5-shot, 10 steps": 0.01 '
             "(seed 0 tried 0.01: 2.14, 0.1: 3.63, 1: diverged).") in full
     assert "| 2.95e+17 ± 5.78e+17 | 0.350 |" in full  # a diverged mean in short form, not 18 digits
+    assert "Protocol (" not in full  # these rows record no protocol
+
+
+def test_a_report_names_where_each_rows_protocol_differs(tmp_path: Path) -> None:
+    folder = _results(tmp_path, "{{ reproductions }}\n")
+    measure = {"label": "5-way", "ours": {"value": 0.9, "ci95": 0.01}, "paper": None, "gap": None, "overlap": None}
+    protocol = {"ours": {"split": "as the paper", "queries": "15 a class"}, "differs": ["queries"], "unchecked": []}
+    same = {"ours": {"split": "as the paper"}, "differs": [], "unchecked": []}
+    rows = [{"label": label, "runs": [{"train_steps": 1, "train_time_s": 1.0}], "measures": [measure],
+             "protocol": listing} for label, listing in
+            [("ProtoNet", protocol), ("MatchingNet", protocol), ("MAML", same),
+             ("Meta-SGD", {**same, "unchecked": ["split", "rotations"]})]]
+    source = tmp_path / "m-quick"
+    source.mkdir()
+    (source / "reproduce.json").write_text(json.dumps(_report("m", "quick", rows)))
+    results.collect(source, folder)
+    text = results.build(folder)
+    assert "Protocol (ProtoNet, MatchingNet): ours differs in *queries*: 15 a class." in text
+    assert "Protocol (Meta-SGD): the paper's *split, rotations* unchecked." in text
+    assert "Protocol (MAML" not in text
 
 
 def test_collect_copies_a_run_result_and_refuses_other_folders(tmp_path: Path) -> None:

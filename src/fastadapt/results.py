@@ -121,6 +121,7 @@ def reproduction_section(report: dict[str, Any], folder: str) -> str:
     ]
     lines += ["| " + " | ".join(cells) + " |" for cells in table_rows(report)]
     lines += [line for row in report["rows"] if (line := _tuned(row))]
+    lines += _protocol_notes(report["rows"])
     figures = [Path(f).name for f in report["figures"]["files"]]
     if figures:
         lines += ["", " ".join(f"![{name[:-4]}]({folder}/{name})" for name in figures)]
@@ -138,6 +139,22 @@ def _tuned(row: dict[str, Any]) -> str | None:
     chosen = ", ".join(f"{p['chosen']:g}" for p in picks)
     return (f"\n{row['label']}: {', '.join(f'`{k}`' for k in first['keys'])} picked on validation tasks under "
             f"\"{first['measure']}\": {chosen} (seed 0 tried {tried}).")
+
+
+def _protocol_notes(rows: list[dict[str, Any]]) -> list[str]:
+    """Where each row's protocol differs from the paper's, and what of the paper's is unchecked, as its report
+    recorded them: one line per distinct note, naming the rows it is about."""
+    notes: dict[str, list[str]] = {}
+    for row in rows:
+        protocol = row.get("protocol")
+        if not protocol:
+            continue
+        parts = [f"ours differs in *{part}*: {protocol['ours'][part]}" for part in protocol["differs"]]
+        if protocol.get("unchecked"):
+            parts.append(f"the paper's *{', '.join(protocol['unchecked'])}* unchecked")
+        if parts:
+            notes.setdefault("; ".join(parts), []).append(row["label"])
+    return [f"\nProtocol ({', '.join(labels)}): {note}." for note, labels in notes.items()]
 
 
 def _reports(results: Path, budget: str | None) -> list[tuple[Path, dict[str, Any]]]:
