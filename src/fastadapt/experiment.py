@@ -43,7 +43,7 @@ from fastadapt.evaluate import EvalResult, meta_test, recorded_population
 from fastadapt.nn.functional import Statistics, check_statistics
 from fastadapt.nn.population import Moments, StatisticsRecorder
 from fastadapt.plots import plot_runs
-from fastadapt.population_file import population_key, store_population
+from fastadapt.population_file import population_key, store_population, stored_population
 from fastadapt.rl.evaluate import adaptation_curve
 from fastadapt.rl.learner import RLMetaLearner
 from fastadapt.rl.tasks import RLTasks
@@ -172,12 +172,17 @@ def _tested(
 
 
 def _kept_population(learner: Learner, config: RunConfig, run_dir: Path) -> Moments | None:
-    """Where the run tests on population statistics, the moments recorded for the tested ``learner``, also kept in
-    the run folder (``population.pt``) for ``predict``; else None."""
+    """Where the run tests on population statistics, the moments recorded for the tested ``learner`` (those the run
+    folder already keeps for these weights, else recorded now and kept in ``population.pt`` for ``predict``);
+    else None."""
     if config.test.statistics != "population" or not isinstance(learner, MetaLearner):
         return None
+    key = population_key(learner, config.test.inner_steps)
+    kept = stored_population(run_dir, key, next(learner.parameters()).device)
+    if kept is not None:
+        return kept
     moments = recorded_population(learner, population_tasks(config), config.test.inner_steps)
-    store_population(run_dir, moments, population_key(learner, config.test.inner_steps))
+    store_population(run_dir, moments, key)
     return moments
 
 
