@@ -55,6 +55,20 @@ def test_invert_and_resize_from_any_size() -> None:
         assert array[0, :, :5].min() > 225 and array[0, :, -5:].max() < 30
 
 
+def test_nearest_gives_the_pixels_pillow_gives_a_1bit_image() -> None:
+    """The papers' code resized Omniglot's 1-bit files with Pillow, which takes the nearest pixel of a 1-bit image
+    whatever filter it is asked for; ``resample="nearest"`` gives those very pixels, where Lanczos gives gray edges."""
+    drawing = Image.fromarray(np.random.default_rng(0).random((105, 105)) > 0.2)
+    assert drawing.mode == "1"
+    data = _png(drawing)
+    pillow = np.array(Image.open(io.BytesIO(data)).resize((28, 28), Image.Resampling.LANCZOS), dtype=np.uint8)
+    nearest = load_image(data, Preprocessing(28, 1, invert=True, resample="nearest"))
+    np.testing.assert_array_equal(nearest[0], 255 * (1 - pillow))
+    assert len(np.unique(load_image(data, Preprocessing(28, 1, invert=True)))) > 2
+    with pytest.raises(ConfigError, match=r"^resample must be one of \('lanczos', 'nearest'\), got 'bicubic'$"):
+        Preprocessing(28, resample="bicubic")
+
+
 def test_files_and_bytes_give_the_same_array(tmp_path: Path) -> None:
     data = _png(_square("RGB"))
     (tmp_path / "a.png").write_bytes(data)

@@ -95,6 +95,23 @@ def test_extracted_folders_decode_at_any_size(small_release: Path, tmp_path: Pat
     assert (tmp_path / "cache" / "omniglot-20px.pt").is_file()
 
 
+def test_the_papers_pixels_decode_into_a_cache_of_their_own(small_release: Path, tmp_path: Path) -> None:
+    """``resample="nearest"`` reads each file as the papers' code did (``Image.open(path).resize((28, 28))``: Reptile's
+    keeps the white page as 1, ``invert=False``; the others invert), in its own cache beside the Lanczos one."""
+    cache = tmp_path / "cache"
+    smooth = Omniglot(small_release, split="train", cache_dir=cache)
+    nearest = Omniglot(small_release, split="train", cache_dir=cache, resample="nearest")
+    dark = Omniglot(small_release, split="train", cache_dir=cache, resample="nearest", invert=False)
+    assert sorted(path.name for path in cache.glob("*.pt")) == ["omniglot-28px.pt", "omniglot-nearest-28px.pt"]
+    first = small_release / "omniglot" / "images_background" / "Alpha" / "character01" / "0001_01.png"
+    official = np.array(Image.open(first).resize((28, 28)), dtype=np.uint8)
+    np.testing.assert_array_equal(dark.images[0, 0].numpy(), 255 * official)
+    np.testing.assert_array_equal(nearest.images[0, 0].numpy(), 255 * (1 - official))
+    assert set(nearest.images.unique().tolist()) == {0, 255} and len(smooth.images.unique()) > 2
+    with pytest.raises(ConfigError, match=r"^Omniglot's resample must be one of \('lanczos', 'nearest'\)"):
+        Omniglot(small_release, split="train", cache_dir=cache, resample="box")
+
+
 def test_zips_decode_like_folders(small_release: Path, tmp_path: Path) -> None:
     from_folders = Omniglot(small_release, split="all", cache_dir=tmp_path / "a")
     for part in ALPHABETS:

@@ -3,13 +3,17 @@ in some splits only, and per-task rotations, on the real data."""
 
 from __future__ import annotations
 
+import io
 import os
 import random
+import zipfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import fastadapt.datasets.omniglot as omniglot
 from fastadapt.config import resolve
@@ -28,8 +32,9 @@ def config_data(shared_data: Path, omniglot_cache: Path, monkeypatch: pytest.Mon
     """The real Omniglot for ``OmniglotConfig`` (which names no cache folder): loads read the session's cache."""
     load = omniglot.load_omniglot
 
-    def cached(root: str | os.PathLike[str] | None, size: int, download: bool, cache_dir: object) -> Any:
-        return load(root, size, download, omniglot_cache)
+    def cached(root: str | os.PathLike[str] | None, size: int, download: bool, cache_dir: object,
+               resample: str = "lanczos") -> Any:
+        return load(root, size, download, omniglot_cache, resample)
 
     monkeypatch.setattr(omniglot, "load_omniglot", cached)
     return shared_data
@@ -94,6 +99,30 @@ def test_rotation_splits_choose_which_splits_get_the_rotated_copies(config_data:
     assert _config(config_data, rotation_splits=["train"]).classes("train").num_classes == 1100  # without rotations
     with pytest.raises(ConfigError, match="rotates only part of the trainval split"):
         _config(config_data, rotations=True, rotation_splits=["train"]).classes("trainval")
+
+
+def _drawings(data: Path, character: str) -> list[bytes]:
+    """The PNG files of one character (``Alphabet/characterNN``) in the official zips, in name order."""
+    for part in omniglot.PARTS:
+        with zipfile.ZipFile(data / "omniglot" / f"{part}.zip") as archive:
+            names = sorted(n for n in archive.namelist() if n.startswith(f"{part}/{character}/") and n.endswith(".png"))
+            if names:
+                return [archive.read(name) for name in names]
+    raise AssertionError(f"{character} is in neither zip")
+
+
+def test_reptiles_preset_sees_the_pixels_of_reptiles_code(config_data: Path) -> None:
+    """Reptile's ``Character.sample`` reads ``Image.open(path).resize((28, 28)).rotate(rotation)`` with the white page
+    as 1; its training classes are every training character under the four rotations."""
+    reptile = _config(config_data, split_sizes=[1200, 0, 423], split_seed=0, rotations=True, rotation_splits=["train"],
+                      resample="nearest", invert=False)
+    train = reptile.classes("train")
+    character = train.class_names[0].rsplit("/", 1)[0]
+    first = Image.open(io.BytesIO(_drawings(config_data, character)[0])).resize((28, 28))
+    official = {np.array(first.rotate(angle), dtype=np.uint8).tobytes() for angle in (0, 90, 180, 270)}
+    ours = {(train.images[train.labels == k][0, 0] // 255).numpy().tobytes()
+            for k, name in enumerate(train.class_names) if name.startswith(character + "/")}
+    assert len(official) == 4 and ours == official
 
 
 def test_task_rotations_turn_each_class_of_each_task_at_every_split(config_data: Path) -> None:

@@ -72,7 +72,7 @@ def test_the_papers_numbers_and_their_tables(name: str, label: str, measure: str
 def test_the_non_transductive_rows_are_measured_with_each_query_beside_the_support_set(
     name: str, measure: str, value: float, ci95: float | None, table: str
 ) -> None:
-    (item,) = [m for row in get(name).rows for m in row.measures if m.label == measure]
+    item = next(m for m in get(name).rows[0].measures if m.label == measure)
     assert item.set == {"test.statistics": "support_and_query"} and item.paper is not None
     assert (item.paper.value, item.paper.ci95) == (pytest.approx(value), ci95)
     assert item.paper.table is not None and item.paper.table.startswith(table)
@@ -196,11 +196,15 @@ def test_the_listing_names_numbers_tables_and_protocols(capsys: pytest.CaptureFi
             assert set(row["protocol"]) == {"paper", "ours", "differs", "unchecked"}
             assert all(row["protocol"][side][f] for side in ("paper", "ours") for f in REQUIRED)
             assert all(m["paper"] is None or m["paper"]["table"] for m in row["measures"])
-    (reptile,) = listing["reptile-omniglot-5w1s"]["rows"]
+    reptile, antialiased = listing["reptile-omniglot-5w1s"]["rows"]
     assert reptile["measures"][0]["paper"] == {"value": 0.9768, "ci95": 0.0004, "table": f"{REPTILE}, Table 2"}
     assert reptile["measures"][1]["paper"]["value"] == 0.9539 and reptile["unmeasured"] == []
-    # split and rotations: the paper's
+    # split, rotations and the images: the paper's
     assert {"queries", "evaluation", "training"} == set(reptile["protocol"]["differs"])
+    # the second row reads the images as the library does by default, and so measures the paper's reading
+    assert antialiased["overrides"] == ["dataset.resample=lanczos", "dataset.invert=true"]
+    assert set(antialiased["protocol"]["differs"]) == {"queries", "evaluation", "images", "training"}
+    assert antialiased["measures"] == reptile["measures"]
     assert main(["reproduce", "--list"]) == 0
     text = capsys.readouterr().out
     line = r"^maml-omniglot-5w1s +MAML, Omniglot 5-way 1-shot\n +protocol: ours differs from the paper's in split$"

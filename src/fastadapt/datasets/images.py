@@ -26,6 +26,10 @@ from fastadapt.errors import ConfigError, DataError
 
 MAX_IMAGE_PIXELS = 50_000_000  # larger claims are decompression bombs, not few-shot data
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+# How an image is brought to its side: Lanczos filtering (antialiased), or the nearest pixel, which is what
+# Pillow's ``resize`` does to a 1-bit image whatever filter it is asked for (PIL has always forced it for modes "1"
+# and "P"): how the MAML, Reptile and Prototypical Networks code read Omniglot's 1-bit PNGs.
+RESAMPLING = {"lanczos": Image.Resampling.LANCZOS, "nearest": Image.Resampling.NEAREST}
 # The smallest side the datasets decode images to; a backbone may need more (``fastadapt.nn.backbones.min_image_size``).
 MIN_IMAGE_SIZE = 8
 
@@ -41,18 +45,21 @@ class Preprocessing:
     """How an image becomes a ``[channels, image_size, image_size]`` uint8 array.
 
     The image is converted to grayscale (``channels=1``) or RGB (``channels=3``), resized to a
-    square of ``image_size`` pixels (Lanczos), and with ``invert`` mapped to ``255 - value``, so that
-    dark strokes on a light page (Omniglot's files, a scanned letter) become bright on black.
+    square of ``image_size`` pixels (``resample``: a key of ``RESAMPLING``), and with ``invert`` mapped to
+    ``255 - value``, so that dark strokes on a light page (Omniglot's files, a scanned letter) become bright on black.
     """
 
     image_size: int = 28
     channels: int = 1
     invert: bool = False
+    resample: str = "lanczos"
 
     def __post_init__(self) -> None:
         check_image_size(self.image_size)
         if self.channels not in (1, 3):
             raise ConfigError(f"channels must be 1 (grayscale) or 3 (RGB), got {self.channels!r}")
+        if self.resample not in RESAMPLING:
+            raise ConfigError(f"resample must be one of {tuple(RESAMPLING)}, got {self.resample!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -94,7 +101,7 @@ def load_image(
                     left, top, right, bottom = box
                     converted = converted.crop((round(left * w), round(top * h), round(right * w), round(bottom * h)))
                 size = preprocessing.image_size
-                resized = converted.resize((size, size), Image.Resampling.LANCZOS)
+                resized = converted.resize((size, size), RESAMPLING[preprocessing.resample])
     except DataError:
         raise
     except (Image.DecompressionBombWarning, Image.DecompressionBombError):

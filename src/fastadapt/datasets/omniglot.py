@@ -3,7 +3,9 @@
 The official release is two zips, ``images_background.zip`` (30 alphabets, 964 characters) and
 ``images_evaluation.zip`` (20 alphabets, 659 characters). They are read in place (zip or extracted
 folder), decoded once into a uint8 cache (ink bright on black, ``image_size`` pixels square) and
-memory-mapped by later runs.
+memory-mapped by later runs. The files are 1-bit, 105 pixels square: they are brought to ``image_size`` by
+Lanczos filtering (gray edges), or by taking the nearest pixel (``resample="nearest"``), which is what the
+papers' code got from Pillow and so what their numbers were measured on (strokes of 0 and 1 only).
 """
 
 from __future__ import annotations
@@ -138,9 +140,10 @@ def _members(source: Path) -> Iterator[tuple[str, bytes]]:
         ) from None
 
 
-def preprocessing(image_size: int = 28) -> Preprocessing:
-    """Omniglot's files are black strokes on white: grayscale, inverted so that ink is bright."""
-    return Preprocessing(image_size=image_size, channels=1, invert=True)
+def preprocessing(image_size: int = 28, resample: str = "lanczos", invert: bool = True) -> Preprocessing:
+    """Omniglot's files are black strokes on white: grayscale, inverted so that ink is bright (or, ``invert=False``,
+    left dark on white as Reptile's code reads them)."""
+    return Preprocessing(image_size=image_size, channels=1, invert=invert, resample=resample)
 
 
 def _read_part(source: Path, part: str) -> tuple[list[bytes], list[str], list[str]]:
@@ -185,6 +188,7 @@ class OmniglotRelease(Release):
     image_size = 28
     channels = 1
     expected_classes: ClassVar[dict[str, int]] = {"train": 1028, "val": 172, "test": 423}
+    resample: ClassVar[str] = "lanczos"
 
     @property
     def sources(self) -> tuple[Source, ...]:  # type: ignore[override]
@@ -207,7 +211,7 @@ class OmniglotRelease(Release):
             names += part_names
             characters += part_characters
             parts += [part] * len(part_characters)
-        images = decode_images(files, preprocessing(image_size), names=names, progress=True)
+        images = decode_images(files, preprocessing(image_size, self.resample), names=names, progress=True)
         labels = np.arange(len(characters)).repeat(IMAGES_PER_CHARACTER)
         return Decoded(images, labels, characters, {"part": parts})
 
@@ -215,7 +219,15 @@ class OmniglotRelease(Release):
         return [vinyals_split(name) for name in class_names]
 
 
+class NearestOmniglotRelease(OmniglotRelease):
+    """The same files brought to size by the nearest pixel, decoded into a cache of their own."""
+
+    resample = "nearest"
+    cache_name = "omniglot-nearest"
+
+
 RELEASE = OmniglotRelease()
+RELEASES: dict[str, OmniglotRelease] = {"lanczos": RELEASE, "nearest": NearestOmniglotRelease()}
 
 
 def load_omniglot(
@@ -223,9 +235,12 @@ def load_omniglot(
     image_size: int = 28,
     download: bool = False,
     cache_dir: str | os.PathLike[str] | None = None,
+    resample: str = "lanczos",
 ) -> tuple[ClassDataset, list[str]]:
     """All 1623 characters (background first) and the part each comes from, decoding on first use."""
-    dataset, info = load_release(RELEASE, root, image_size, download, cache_dir)
+    if resample not in RELEASES:
+        raise ConfigError(f"Omniglot's resample must be one of {tuple(RELEASES)}, got {resample!r}")
+    dataset, info = load_release(RELEASES[resample], root, image_size, download, cache_dir)
     return dataset, info["part"]
 
 
@@ -237,7 +252,8 @@ class Omniglot(ClassDataset):
     on the 20 evaluation alphabets (it has no validation classes); ``scheme="random"`` shuffles all 1623
     characters irrespective of alphabet with ``split_seed`` and cuts them into ``split_sizes`` (train, val,
     test; MAML's 1100/100/423 by default, val 0 for no validation classes; see ``random_split``).
-    ``rotations=True`` adds each character rotated by 90, 180 and 270 degrees as a new class.
+    ``rotations=True`` adds each character rotated by 90, 180 and 270 degrees as a new class. ``resample`` is how
+    the files are brought to ``image_size`` (see the module's docstring); ``invert=False`` gives dark ink on white.
     """
 
     def __init__(
@@ -251,9 +267,11 @@ class Omniglot(ClassDataset):
         cache_dir: str | os.PathLike[str] | None = None,
         split_sizes: Sequence[int] = RANDOM_SPLIT_SIZES,
         split_seed: int = 1,
+        resample: str = "lanczos",
+        invert: bool = True,
     ) -> None:
         _check_split(scheme, split, split_sizes)
-        full, parts = load_omniglot(root, image_size, download, cache_dir)
+        full, parts = load_omniglot(root, image_size, download, cache_dir, resample)
         if scheme == "random":
             check_split_sizes(split_sizes, total=full.num_classes)
         which = _class_splits(scheme, full.class_names, parts, split_sizes, split_seed)
@@ -262,7 +280,8 @@ class Omniglot(ClassDataset):
         chosen = full.subset(keep, name=f"omniglot-{scheme}-{split}")
         if rotations:
             chosen = chosen.with_rotations()
-        super().__init__(chosen.images, chosen.labels, chosen.class_names, chosen.name)
+        images = chosen.images if invert else 255 - chosen.images  # the cache holds bright ink
+        super().__init__(images, chosen.labels, chosen.class_names, chosen.name)
         self.split, self.scheme, self.rotations = split, scheme, rotations
 
 
@@ -288,11 +307,15 @@ class OmniglotConfig(ImageDatasetConfig):
     no validation split; ``random``: all characters shuffled with ``split_seed`` and cut into ``split_sizes``
     [train, val, test], val 0 for no validation split). ``rotations`` adds the rotated copies of every class as
     new classes in the splits of ``rotation_splits``; ``task_rotations`` rotates each class of each task by a
-    random multiple of 90 degrees (``FewShotTasks(class_rotations=True)``), at every split.
+    random multiple of 90 degrees (``FewShotTasks(class_rotations=True)``), at every split. ``resample`` is how the
+    1-bit files are brought to ``image_size``: ``lanczos`` (antialiased), or ``nearest`` (as the papers' code).
+    ``invert: false`` leaves the ink dark on a white page, as Reptile's code feeds it (the zero padding of its
+    convolutions then reads as ink).
 
     The papers' protocols: MAML ``scheme: random`` (``split_sizes`` [1100, 100, 423], ``split_seed`` 1) with
     ``task_rotations: true``; Reptile ``scheme: random``, ``split_sizes: [1200, 0, 423]``, ``split_seed: 0`` (its
-    very characters, see ``random_split``), ``rotations: true``, ``rotation_splits: [train]``."""
+    very characters, see ``random_split``), ``rotations: true``, ``rotation_splits: [train]``; all three papers
+    (Prototypical Networks too) ``resample: nearest``, and Reptile ``invert: false``."""
 
     data_dir: str | None = None
     scheme: Literal["vinyals", "lake", "random"] = "vinyals"
@@ -301,6 +324,8 @@ class OmniglotConfig(ImageDatasetConfig):
     rotations: bool = False
     rotation_splits: list[str] = option(list(ROTATION_SPLITS))
     task_rotations: bool = False
+    resample: Literal["lanczos", "nearest"] = "lanczos"
+    invert: bool = True
     download: bool = False
 
     def validate(self) -> None:
@@ -316,7 +341,7 @@ class OmniglotConfig(ImageDatasetConfig):
     def classes(self, split: str) -> Omniglot:
         return Omniglot(self.data_dir, split=split, scheme=self.scheme, image_size=self.size,
                         rotations=self._rotated(split), download=self.download, split_sizes=self.split_sizes,
-                        split_seed=self.split_seed)
+                        split_seed=self.split_seed, resample=self.resample, invert=self.invert)
 
     def task_options(self) -> dict[str, Any]:
         return {"class_rotations": self.task_rotations}
@@ -334,7 +359,7 @@ class OmniglotConfig(ImageDatasetConfig):
         return self.rotations and all(chosen)
 
     def preprocessing(self) -> Preprocessing:
-        return preprocessing(self.size)
+        return preprocessing(self.size, self.resample, self.invert)
 
     def has_validation(self) -> bool:
         return self.scheme == "vinyals" or (self.scheme == "random" and self.split_sizes[1] > 0)

@@ -40,17 +40,19 @@ class PaperNumber:
 @dataclass(frozen=True)
 class Protocol:
     """How a number was obtained: the class split, the rotations, the queries per class (training
-    and test) and the evaluation; ``training`` the meta-training settings, where they matter."""
+    and test) and the evaluation; ``images`` how the files became the model's input and ``training`` the
+    meta-training settings, where they matter."""
 
     split: str
     rotations: str
     queries: str
     evaluation: str
+    images: str | None = None
     training: str | None = None
 
 
 REQUIRED = ("split", "rotations", "queries", "evaluation")
-OPTIONAL = ("training",)
+OPTIONAL = ("images", "training")
 FIELDS = (*REQUIRED, *OPTIONAL)
 MEASURABLE = ("task.", "test.")  # what a measure may change on a trained model: how it is tested, not the model
 
