@@ -196,15 +196,15 @@ def test_the_listing_names_numbers_tables_and_protocols(capsys: pytest.CaptureFi
             assert set(row["protocol"]) == {"paper", "ours", "differs", "unchecked"}
             assert all(row["protocol"][side][f] for side in ("paper", "ours") for f in REQUIRED)
             assert all(m["paper"] is None or m["paper"]["table"] for m in row["measures"])
-    reptile, antialiased = listing["reptile-omniglot-5w1s"]["rows"]
+    reptile, first = listing["reptile-omniglot-5w1s"]["rows"]
     assert reptile["measures"][0]["paper"] == {"value": 0.9768, "ci95": 0.0004, "table": f"{REPTILE}, Table 2"}
     assert reptile["measures"][1]["paper"]["value"] == 0.9539 and reptile["unmeasured"] == []
     # split, rotations and the images: the paper's
     assert {"queries", "evaluation", "training"} == set(reptile["protocol"]["differs"])
-    # the second row reads the images as the library does by default, and so measures the paper's reading
-    assert antialiased["overrides"] == ["dataset.resample=lanczos", "dataset.invert=true"]
-    assert set(antialiased["protocol"]["differs"]) == {"queries", "evaluation", "images", "training"}
-    assert antialiased["measures"] == reptile["measures"]
+    # the second row reads the images and draws the weights as the library does by default: it measures the two
+    assert first["overrides"] == ["dataset.resample=lanczos", "dataset.invert=true", "model.init=torch"]
+    assert set(first["protocol"]["differs"]) == {"queries", "evaluation", "images", "training"}
+    assert first["measures"] == reptile["measures"]
     assert main(["reproduce", "--list"]) == 0
     text = capsys.readouterr().out
     line = r"^maml-omniglot-5w1s +MAML, Omniglot 5-way 1-shot\n +protocol: ours differs from the paper's in split$"

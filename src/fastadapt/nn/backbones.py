@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from fastadapt.components import DatasetConfig, ModelConfig, Run, option, register
 from fastadapt.errors import ConfigError
 from fastadapt.nn.batchnorm import BatchNorm
+from fastadapt.nn.init import initialize
 
 _ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
 _POOLS = ("max", "stride")
@@ -217,12 +218,24 @@ def _image_shape(data: DatasetConfig) -> tuple[int, int]:
 
 
 @dataclass
-class ImageModelConfig(ModelConfig):
+class BackboneConfig(ModelConfig):
+    """A built-in backbone; ``init`` is how its weights start (``fastadapt.nn.init``: PyTorch's defaults, ``glorot``
+    as TensorFlow's, or ``maml`` as the MAML code's)."""
+
+    init: Literal["torch", "glorot", "maml"] = "torch"
+
+    def finish(self, model: nn.Module) -> nn.Module:
+        return initialize(model, self.init)
+
+
+@dataclass
+class ImageModelConfig(BackboneConfig):
     """A built-in image backbone; ``channels_last`` stores its weights and activations NHWC (faster on GPUs)."""
 
     channels_last: bool = False
 
     def finish(self, model: nn.Module) -> nn.Module:
+        model = super().finish(model)
         # torch's stubs omit Module.to's memory_format keyword, which it accepts (documented in Module.to)
         return model.to(memory_format=torch.channels_last) if self.channels_last else model  # type: ignore[call-overload]
 
@@ -262,7 +275,7 @@ class ResNet12Config(ImageModelConfig):
 
 @register("model", "mlp")
 @dataclass
-class MLPConfig(ModelConfig):
+class MLPConfig(BackboneConfig):
     """An MLP with hidden ``layers`` widths, for vector data (the sinusoid's scalar inputs)."""
 
     inputs = "vectors"
@@ -273,4 +286,4 @@ class MLPConfig(ModelConfig):
             raise ConfigError(f"model.layers must be a list of positive integers, got {self.layers!r}")
 
     def build(self, data: DatasetConfig, out_features: int | None, options: dict[str, Any]) -> nn.Module:
-        return MLP(getattr(data, "features", 1), out_features, hidden=self.layers)
+        return self.finish(MLP(getattr(data, "features", 1), out_features, hidden=self.layers))
