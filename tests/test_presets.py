@@ -16,16 +16,17 @@ REPTILE_OMNIGLOT = {
     "dataset.scheme": "random", "dataset.split_sizes": [1200, 0, 423], "dataset.rotation_splits": ["train"],
     "algorithm.inner_optimizer": "adam", "task.queries": 1, "test.episodes": 10000,
     "dataset.resample": "nearest", "dataset.invert": False,  # Pillow's resize of the 1-bit files, white page as 1
-    "model.init": "glorot",  # tf.layers' defaults
+    "model.init": "glorot", "model.bn_eps": 0.001,  # tf.layers' defaults
 }
 MAML_OMNIGLOT = {"dataset.scheme": "random", "dataset.split_sizes": [1100, 100, 423], "dataset.split_seed": 1,
                  "dataset.task_rotations": True, "test.checkpoint": "last",  # the MAML code tests its last state
-                 "dataset.resample": "nearest", "dataset.invert": True, "model.init": "maml"}
+                 "dataset.resample": "nearest", "dataset.invert": True, "model.init": "maml", "model.bn_eps": 0.001}
 MAMLPP = {"train.meta_batch": 8, "model.pool": "max", "algorithm.multi_step_loss": True,
           "algorithm.multi_step_loss_steps": 5000, "algorithm.first_order": False, "algorithm.first_order_until": 0,
           "algorithm.inner_steps": 5, "algorithm.per_step_lr": True, "algorithm.per_step_bn": True, "task.queries": 1,
           "train.val_every": 500, "train.val_episodes": 600, "train.keep_best": 5, "test.ensemble": 5,
-          "test.checkpoint": "best", "dataset.resample": "nearest", "dataset.invert": False, "model.init": "glorot"}
+          "test.checkpoint": "best", "dataset.resample": "nearest", "dataset.invert": False, "model.init": "glorot",
+          "model.bn_eps": 1e-5}
 CHEN_FITTING = {"algorithm.finetune_lr": 0.01, "algorithm.finetune_momentum": 0.9,
                 "algorithm.finetune_dampening": 0.9, "algorithm.finetune_weight_decay": 0.001,
                 "algorithm.finetune_batch": 4, "algorithm.finetune_epochs": 100}
@@ -59,7 +60,7 @@ SETTINGS: list[tuple[str, dict[str, Any]]] = [
                                 "test.statistics": "population",
                                 "train_task.ways": 60, "train_task.queries": 5, "dataset.scheme": "vinyals"}),
     *[(name, {"model.init": "maml"}) for name in ("maml-sinusoid", "pretrained-sinusoid")],
-    *[(f"{method}-miniimagenet-{ws}", {"model.init": "glorot"})
+    *[(f"{method}-miniimagenet-{ws}", {"model.init": "glorot", "model.bn_eps": 0.001})
       for method in ("maml", "reptile") for ws in ("5w1s", "5w5s")],
     ("protonet-omniglot-5w1s", {"model.init": "torch"}),  # the PyTorch code's defaults, the same bounds as today's
     ("protonet-tieredimagenet-5w1s", {"train_task.ways": 5, "train_task.queries": 5, "train.steps": 200000,

@@ -116,3 +116,14 @@ def test_conv4_feature_maps_for_relation_networks() -> None:
     assert model(torch.rand(2, 1, 28, 28)).shape == (2, 8, 7, 7) and model.feature_shape == (8, 7, 7)
     with raises_misuse("encoder"):
         fa.nn.Conv4(1, 5, feature_maps=True)
+
+
+def test_conv4_batch_norm_epsilon_is_tensorflows_where_asked() -> None:
+    """``bn_eps``: each block normalizes by sqrt(var + eps); against the formula on the first block's output."""
+    torch.manual_seed(0)
+    images = torch.rand(6, 1, 28, 28)
+    for eps in (1e-5, 1e-3):
+        model = Conv4(1, None, hidden=8, pool="stride", bn_eps=eps)
+        conv = model.body[0](images)
+        mean, var = conv.mean(dim=(0, 2, 3), keepdim=True), conv.var(dim=(0, 2, 3), unbiased=False, keepdim=True)
+        torch.testing.assert_close(model.body[1](conv), (conv - mean) / torch.sqrt(var + eps))

@@ -88,7 +88,8 @@ class Conv4(nn.Module):
     ``downsample_blocks`` (default 4) is how many blocks down-sample; ``feature_maps=True`` returns
     the last feature map ``[batch, hidden, s, s]`` itself (its shape in ``feature_shape``): the
     encoder of Relation Networks, which compare feature maps, is ``Conv4(downsample_blocks=2,
-    feature_maps=True)``.
+    feature_maps=True)``. ``bn_eps`` is batch norm's epsilon: PyTorch's 1e-5, or TensorFlow's 1e-3 (MAML's and
+    Reptile's code).
     """
 
     def __init__(
@@ -100,6 +101,7 @@ class Conv4(nn.Module):
         image_size: int = 28,
         downsample_blocks: int = 4,
         feature_maps: bool = False,
+        bn_eps: float = 1e-5,
     ) -> None:
         super().__init__()
         if pool not in _POOLS:
@@ -119,7 +121,7 @@ class Conv4(nn.Module):
         for block in range(4):
             down = block < downsample_blocks
             stride = 2 if pool == "stride" and down else 1
-            layers += [nn.Conv2d(channels, hidden, 3, stride=stride, padding=1), BatchNorm(hidden), nn.ReLU()]
+            layers += [nn.Conv2d(channels, hidden, 3, stride=stride, padding=1), BatchNorm(hidden, bn_eps), nn.ReLU()]
             if pool == "max" and down:
                 layers.append(nn.MaxPool2d(2))
             channels, size = hidden, _conv_output_size(size, pool) if down else size
@@ -243,14 +245,17 @@ class ImageModelConfig(BackboneConfig):
 @register("model", "conv4")
 @dataclass
 class Conv4Config(ImageModelConfig):
-    """Conv4 with ``hidden`` channels per block and ``pool``: 2x2 max pooling or stride-2 convolutions."""
+    """Conv4 with ``hidden`` channels per block, ``pool`` (2x2 max pooling or stride-2 convolutions) and batch
+    norm's ``bn_eps`` (TensorFlow's 0.001 in the presets that follow its code)."""
 
     hidden: int = option(64, minimum=1)
     pool: Literal["max", "stride"] = "max"
+    bn_eps: float = option(1e-5, minimum=1e-12)
 
     def build(self, data: DatasetConfig, out_features: int | None, options: dict[str, Any]) -> nn.Module:
         channels, size = _image_shape(data)
-        return self.finish(Conv4(channels, out_features, self.hidden, self.pool, size, **options))
+        model = Conv4(channels, out_features, self.hidden, self.pool, size, bn_eps=self.bn_eps, **options)
+        return self.finish(model)
 
     def check(self, run: Run) -> None:
         preprocessing = run.dataset.preprocessing()
