@@ -17,16 +17,18 @@ REPTILE_OMNIGLOT = {
     "algorithm.inner_optimizer": "adam", "task.queries": 1, "test.episodes": 10000,
     "dataset.resample": "nearest", "dataset.invert": False,  # Pillow's resize of the 1-bit files, white page as 1
     "model.init": "glorot", "model.bn_eps": 0.001,  # tf.layers' defaults
+    "model.padding": "tensorflow", "model.readout": "flatten",  # its strided network flattens the 2x2x64 map
 }
 MAML_OMNIGLOT = {"dataset.scheme": "random", "dataset.split_sizes": [1100, 100, 423], "dataset.split_seed": 1,
                  "dataset.task_rotations": True, "test.checkpoint": "last",  # the MAML code tests its last state
-                 "dataset.resample": "nearest", "dataset.invert": True, "model.init": "maml", "model.bn_eps": 0.001}
+                 "dataset.resample": "nearest", "dataset.invert": True, "model.init": "maml", "model.bn_eps": 0.001,
+                 "model.padding": "tensorflow", "model.readout": "auto"}
 MAMLPP = {"train.meta_batch": 8, "model.pool": "max", "algorithm.multi_step_loss": True,
           "algorithm.multi_step_loss_steps": 5000, "algorithm.first_order": False, "algorithm.first_order_until": 0,
           "algorithm.inner_steps": 5, "algorithm.per_step_lr": True, "algorithm.per_step_bn": True, "task.queries": 1,
           "train.val_every": 500, "train.val_episodes": 600, "train.keep_best": 5, "test.ensemble": 5,
           "test.checkpoint": "best", "dataset.resample": "nearest", "dataset.invert": False, "model.init": "glorot",
-          "model.bn_eps": 1e-5}
+          "model.bn_eps": 1e-5, "model.padding": "torch"}
 CHEN_FITTING = {"algorithm.finetune_lr": 0.01, "algorithm.finetune_momentum": 0.9,
                 "algorithm.finetune_dampening": 0.9, "algorithm.finetune_weight_decay": 0.001,
                 "algorithm.finetune_batch": 4, "algorithm.finetune_epochs": 100}

@@ -127,3 +127,31 @@ def test_conv4_batch_norm_epsilon_is_tensorflows_where_asked() -> None:
         conv = model.body[0](images)
         mean, var = conv.mean(dim=(0, 2, 3), keepdim=True), conv.var(dim=(0, 2, 3), unbiased=False, keepdim=True)
         torch.testing.assert_close(model.body[1](conv), (conv - mean) / torch.sqrt(var + eps))
+
+
+def test_tensorflow_same_padding_puts_the_odd_pixel_after() -> None:
+    """TensorFlow's 'same' at stride 2 on a side of 4: 1 pixel of padding, after, so the first window covers rows and
+    columns 0-2 (PyTorch's padding=1 covers -1..1); on a side of 7 it pads 1 on each side, as PyTorch does."""
+    from fastadapt.nn.backbones import SameConv2d
+
+    conv = SameConv2d(1, 1, stride=2)
+    with torch.no_grad():
+        conv.weight.fill_(1.0)
+        conv.bias.zero_()
+    even = torch.arange(16.0).reshape(1, 1, 4, 4)
+    assert conv(even).shape == (1, 1, 2, 2)
+    assert conv(even)[0, 0, 0, 0] == even[0, 0, :3, :3].sum()
+    assert conv(even)[0, 0, 1, 1] == even[0, 0, 2:, 2:].sum()  # the last window reaches into the padding
+    odd = torch.rand(1, 1, 7, 7)
+    torch.testing.assert_close(conv(odd), F.conv2d(odd, conv.weight, conv.bias, stride=2, padding=1))
+
+
+def test_conv4_readout_flattens_reptiles_strided_map() -> None:
+    """Reptile's Omniglot network flattens the 2x2x64 map its strided blocks leave; MAML's averages it."""
+    images = torch.rand(3, 1, 28, 28)
+    reptile = Conv4(1, None, hidden=64, pool="stride", readout="flatten", padding="tensorflow")
+    maml = Conv4(1, None, hidden=64, pool="stride", padding="tensorflow")
+    assert reptile.embedding_dim == 256 and reptile(images).shape == (3, 256)
+    assert maml.embedding_dim == 64 and maml(images).shape == (3, 64)
+    with pytest.raises(ConfigError, match="readout must be one of"):
+        Conv4(1, None, readout="sum")

@@ -203,7 +203,7 @@ def test_the_listing_names_numbers_tables_and_protocols(capsys: pytest.CaptureFi
     assert {"queries", "evaluation", "training"} == set(reptile["protocol"]["differs"])
     # the second row reads the images and draws the weights as the library does by default: it measures the two
     assert first["overrides"] == ["dataset.resample=lanczos", "dataset.invert=true", "model.init=torch",
-                                  "model.bn_eps=0.00001"]
+                                  "model.bn_eps=0.00001", "model.padding=torch", "model.readout=auto"]
     assert set(first["protocol"]["differs"]) == {"queries", "evaluation", "images", "training"}
     assert first["measures"] == reptile["measures"]
     assert main(["reproduce", "--list"]) == 0

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fastadapt.components import DatasetConfig, ModelConfig, Run, option, register
@@ -24,6 +25,8 @@ from fastadapt.nn.init import initialize
 
 _ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
 _POOLS = ("max", "stride")
+_READOUTS = ("auto", "mean", "flatten")
+_PADDINGS = ("torch", "tensorflow")
 
 
 class SpatialMean(nn.Module):
@@ -31,6 +34,23 @@ class SpatialMean(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return x.mean(dim=(2, 3))
+
+
+class SameConv2d(nn.Conv2d):
+    """A 3x3 convolution padded as TensorFlow's ``padding='same'``: the padding a stride needs for ``ceil(size /
+    stride)`` outputs, the odd pixel after (bottom, right), where PyTorch's ``padding=1`` pads one on every side and
+    so, at stride 2 on an even side, samples the image one pixel earlier."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+        super().__init__(in_channels, out_channels, 3, stride=stride, padding=0)
+
+    def forward(self, x: Tensor) -> Tensor:
+        pads: list[int] = []
+        for size in (x.shape[-1], x.shape[-2]):  # F.pad lists the last dimension first
+            stride = self.stride[0]
+            total = max((-(-size // stride) - 1) * stride + 3 - size, 0)
+            pads += [total // 2, total - total // 2]
+        return super().forward(F.pad(x, pads))
 
 
 class MLP(nn.Module):
@@ -89,7 +109,9 @@ class Conv4(nn.Module):
     the last feature map ``[batch, hidden, s, s]`` itself (its shape in ``feature_shape``): the
     encoder of Relation Networks, which compare feature maps, is ``Conv4(downsample_blocks=2,
     feature_maps=True)``. ``bn_eps`` is batch norm's epsilon: PyTorch's 1e-5, or TensorFlow's 1e-3 (MAML's and
-    Reptile's code).
+    Reptile's code). ``readout`` overrides the pooling's usual readout (``mean`` over space, or ``flatten``: Reptile's
+    strided network flattens its 2x2x64 map), and ``padding="tensorflow"`` pads the convolutions as TensorFlow's
+    ``'same'`` (``SameConv2d``), as MAML's and Reptile's networks are.
     """
 
     def __init__(
@@ -102,10 +124,15 @@ class Conv4(nn.Module):
         downsample_blocks: int = 4,
         feature_maps: bool = False,
         bn_eps: float = 1e-5,
+        readout: str = "auto",
+        padding: str = "torch",
     ) -> None:
         super().__init__()
         if pool not in _POOLS:
             raise ConfigError(f"Conv4 pool must be one of {_POOLS}, got {pool!r}")
+        if readout not in _READOUTS or padding not in _PADDINGS:
+            raise ConfigError(f"Conv4 readout must be one of {_READOUTS} and padding one of {_PADDINGS}, "
+                              f"got {readout!r} and {padding!r}")
         if not 0 <= downsample_blocks <= 4:
             raise ValueError(f"Conv4 downsample_blocks must be between 0 and 4, got {downsample_blocks!r}")
         if feature_maps and out_features:
@@ -121,14 +148,16 @@ class Conv4(nn.Module):
         for block in range(4):
             down = block < downsample_blocks
             stride = 2 if pool == "stride" and down else 1
-            layers += [nn.Conv2d(channels, hidden, 3, stride=stride, padding=1), BatchNorm(hidden, bn_eps), nn.ReLU()]
+            conv = (SameConv2d(channels, hidden, stride) if padding == "tensorflow"
+                    else nn.Conv2d(channels, hidden, 3, stride=stride, padding=1))
+            layers += [conv, BatchNorm(hidden, bn_eps), nn.ReLU()]
             if pool == "max" and down:
                 layers.append(nn.MaxPool2d(2))
             channels, size = hidden, _conv_output_size(size, pool) if down else size
         self.feature_shape = (hidden, size, size)
         if feature_maps:
             self.embedding_dim = hidden * size * size
-        elif pool == "stride":
+        elif readout == "mean" or (readout == "auto" and pool == "stride"):
             layers.append(SpatialMean())
             self.embedding_dim = hidden
         else:
@@ -245,16 +274,19 @@ class ImageModelConfig(BackboneConfig):
 @register("model", "conv4")
 @dataclass
 class Conv4Config(ImageModelConfig):
-    """Conv4 with ``hidden`` channels per block, ``pool`` (2x2 max pooling or stride-2 convolutions) and batch
-    norm's ``bn_eps`` (TensorFlow's 0.001 in the presets that follow its code)."""
+    """Conv4 with ``hidden`` channels per block, ``pool`` (2x2 max pooling or stride-2 convolutions), batch norm's
+    ``bn_eps``, its ``readout`` and ``padding`` (see ``Conv4``; presets that follow TensorFlow code set them as it)."""
 
     hidden: int = option(64, minimum=1)
     pool: Literal["max", "stride"] = "max"
     bn_eps: float = option(1e-5, minimum=1e-12)
+    readout: Literal["auto", "mean", "flatten"] = "auto"
+    padding: Literal["torch", "tensorflow"] = "torch"
 
     def build(self, data: DatasetConfig, out_features: int | None, options: dict[str, Any]) -> nn.Module:
         channels, size = _image_shape(data)
-        model = Conv4(channels, out_features, self.hidden, self.pool, size, bn_eps=self.bn_eps, **options)
+        model = Conv4(channels, out_features, self.hidden, self.pool, size, bn_eps=self.bn_eps, readout=self.readout,
+                      padding=self.padding, **options)
         return self.finish(model)
 
     def check(self, run: Run) -> None:
