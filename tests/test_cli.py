@@ -182,7 +182,7 @@ def test_predict_labels_query_files(
     printed = json.loads(out)
     assert code == 0 and printed == json.loads(json.dumps(predict_run(trained_run, support, [query]).to_dict()))
     assert len(printed["predictions"]) == 30
-    assert printed["preprocessing"] == {"image_size": 28, "channels": 1, "invert": True}
+    assert printed["preprocessing"] == {"image_size": 28, "channels": 1, "invert": True, "resample": "lanczos"}
     assert printed["accuracy"] > 0.4  # 5-way chance is 0.2; the tiny run scores well above it on unseen scripts
     one = next(query.glob("*/1.png"))
     code, out, _ = run_cli(

@@ -64,7 +64,8 @@ def test_maml_paper_settings() -> None:
     config = load_preset("maml-omniglot-5w1s")
     assert config["algorithm"] == {"name": "maml", "inner_lr": 0.4, "inner_steps": 1, "test_inner_steps": 3}
     assert config["train"]["meta_batch"] == 32 and config["model"]["pool"] == "stride"
-    paper = {"scheme": "random", "split_sizes": [1100, 100, 423], "split_seed": 1, "task_rotations": True}  # its code
+    paper = {"scheme": "random", "split_sizes": [1100, 100, 423], "split_seed": 1, "task_rotations": True,
+             "resample": "nearest"}  # its code
     assert config["dataset"] == {"name": "omniglot", **paper, "image_size": 28}
     assert config["task"] == {"ways": 5, "shots": 1, "queries": 1}
 

@@ -259,7 +259,8 @@ def test_target_rules_name_the_key(overrides: list[str], message: str) -> None:
 
 def test_a_target_replaces_the_inherited_section_and_old_configs_are_unchanged(tmp_path: Path) -> None:
     builtin = build_config("protonet-glyphs-5w1s").to_dict()
-    assert set(builtin["model"]) == {"name", "hidden", "pool", "channels_last"} and "target" not in builtin["dataset"]
+    conv4 = {"name", "hidden", "pool", "channels_last", "init", "bn_eps", "readout", "padding"}
+    assert set(builtin["model"]) == conv4 and "target" not in builtin["dataset"]
     targets = ["model.target=mynets:encoder", "dataset.target=mydata:features"]
     own = build_config("protonet-glyphs-5w1s", targets).to_dict()
     assert own["model"] == {"name": "custom", "target": "mynets:encoder", "kwargs": {}}
@@ -269,7 +270,7 @@ def test_a_target_replaces_the_inherited_section_and_old_configs_are_unchanged(t
     (tmp_path / "mine.yaml").write_text(mine)
     back = build_config(None, ["model.name=resnet12"], config_file=tmp_path / "mine.yaml")
     # back to a built-in: the target's keys go too
-    assert back.to_dict()["model"] == {"name": "resnet12", "channels_last": False}
+    assert back.to_dict()["model"] == {"name": "resnet12", "channels_last": False, "init": "torch"}
     kept = build_config(None, ["model.target=mynets:classifier"], config_file=tmp_path / "mine.yaml")
     assert kept.to_dict()["model"]["kwargs"] == {"hidden": 8}  # another target of your own keeps the kwargs
 

@@ -116,7 +116,8 @@ def measure(
 ) -> dict[str, Any]:
     """One measure on one trained learner: read from the run's ``result`` where it answers it, else a new
     test on ``split`` with the measure's ``set`` applied (for RL, the return after ``test.inner_steps`` steps),
-    which ``run_dir`` (where given) keeps for the same weights and settings and gives back on the next call."""
+    which ``run_dir`` (where given) keeps for the same weights and settings and gives back on the next call, marked
+    ``"kept": true`` so that a report says which of its numbers an earlier call took."""
     if result is not None:
         own = _from_result(result, item)
         if own is not None:
@@ -126,10 +127,11 @@ def measure(
         return _tested(learner, changed, split)
     key = measure_key(learner, changed, split)
     kept = kept_measure(run_dir, key)
-    if kept is None:
-        kept = _tested(learner, changed, split)
-        keep_measure(run_dir, key, kept)
-    return kept
+    if kept is not None:
+        return {**kept, "kept": True}
+    taken = _tested(learner, changed, split)
+    keep_measure(run_dir, key, taken)
+    return taken
 
 
 def _tested(learner: Any, config: RunConfig, split: str) -> dict[str, Any]:
