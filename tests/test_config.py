@@ -55,14 +55,15 @@ def test_every_preset_resolves_and_builds_its_learner(name: str) -> None:
 def test_extends_inherits_and_overrides() -> None:
     config = build_config("fomaml-omniglot-20w5s")
     assert (config.task.ways, config.task.shots, config.task.queries) == (20, 5, 5)  # MAML's: queries = shots
-    assert config.algorithm.first_order is True and config.algorithm.inner_lr == 0.1  # type: ignore[attr-defined]
+    assert config.algorithm.first_order is True and config.algorithm.inner_lr == 2.0  # type: ignore[attr-defined]
     assert config.algorithm.inner_steps == 5 and config.train.meta_batch == 16  # type: ignore[attr-defined]
     assert isinstance(build_learner(config), fa.MAML) and build_learner(config).model.head.out_features == 20
 
 
 def test_maml_paper_settings() -> None:
     config = load_preset("maml-omniglot-5w1s")
-    assert config["algorithm"] == {"name": "maml", "inner_lr": 0.4, "inner_steps": 1, "test_inner_steps": 3}
+    # 0.4 on the code's loss (summed over the support set, divided by the shots) is 2.0 on our mean loss
+    assert config["algorithm"] == {"name": "maml", "inner_lr": 2.0, "inner_steps": 1, "test_inner_steps": 3}
     assert config["train"]["meta_batch"] == 32 and config["model"]["pool"] == "stride"
     paper = {"scheme": "random", "split_sizes": [1100, 100, 423], "split_seed": 1, "task_rotations": True,
              "resample": "nearest"}  # its code

@@ -22,13 +22,15 @@ REPTILE_OMNIGLOT = {
 MAML_OMNIGLOT = {"dataset.scheme": "random", "dataset.split_sizes": [1100, 100, 423], "dataset.split_seed": 1,
                  "dataset.task_rotations": True, "test.checkpoint": "last",  # the MAML code tests its last state
                  "dataset.resample": "nearest", "dataset.invert": True, "model.init": "maml", "model.bn_eps": 0.001,
-                 "model.padding": "tensorflow", "model.readout": "auto"}
+                 "model.padding": "tensorflow", "model.readout": "auto", "model.bn_scale": False,
+                 # the code's step on its loss (summed over the support set, divided by the shots) times the ways
+                 "algorithm.inner_lr": 2.0}
 MAMLPP = {"train.meta_batch": 8, "model.pool": "max", "algorithm.multi_step_loss": True,
           "algorithm.multi_step_loss_steps": 5000, "algorithm.first_order": False, "algorithm.first_order_until": 0,
           "algorithm.inner_steps": 5, "algorithm.per_step_lr": True, "algorithm.per_step_bn": True, "task.queries": 1,
           "train.val_every": 500, "train.val_episodes": 600, "train.keep_best": 5, "test.ensemble": 5,
           "test.checkpoint": "best", "dataset.resample": "nearest", "dataset.invert": False, "model.init": "glorot",
-          "model.bn_eps": 1e-5, "model.padding": "torch"}
+          "model.bn_eps": 1e-5, "model.padding": "torch", "model.bn_scale": True, "algorithm.inner_lr": 0.1}
 CHEN_FITTING = {"algorithm.finetune_lr": 0.01, "algorithm.finetune_momentum": 0.9,
                 "algorithm.finetune_dampening": 0.9, "algorithm.finetune_weight_decay": 0.001,
                 "algorithm.finetune_batch": 4, "algorithm.finetune_epochs": 100}
@@ -64,6 +66,7 @@ SETTINGS: list[tuple[str, dict[str, Any]]] = [
     *[(name, {"model.init": "maml"}) for name in ("maml-sinusoid", "pretrained-sinusoid")],
     *[(f"{method}-miniimagenet-{ws}", {"model.init": "glorot", "model.bn_eps": 0.001})
       for method in ("maml", "reptile") for ws in ("5w1s", "5w5s")],
+    *[(f"maml-miniimagenet-{ws}", {"model.bn_scale": False, "algorithm.inner_lr": 0.05}) for ws in ("5w1s", "5w5s")],
     ("protonet-omniglot-5w1s", {"model.init": "torch"}),  # the PyTorch code's defaults, the same bounds as today's
     ("protonet-tieredimagenet-5w1s", {"train_task.ways": 5, "train_task.queries": 5, "train.steps": 200000,
                                       "train.lr_decay_every": 25000, "train.lr_decay": 0.5}),

@@ -155,3 +155,31 @@ def test_conv4_readout_flattens_reptiles_strided_map() -> None:
     assert maml.embedding_dim == 64 and maml(images).shape == (3, 64)
     with pytest.raises(ConfigError, match="readout must be one of"):
         Conv4(1, None, readout="sum")
+    with pytest.raises(ValueError, match="readout='auto'"):
+        Conv4(1, None, feature_maps=True, readout="flatten")
+
+
+def test_conv4_tensorflow_padding_changes_what_the_strided_blocks_see() -> None:
+    """The same weights under PyTorch's and TensorFlow's padding: same sizes, other sampled pixels."""
+    from fastadapt.nn.backbones import SameConv2d
+
+    torch.manual_seed(0)
+    tensorflow = Conv4(1, 5, pool="stride", padding="tensorflow")
+    torch_padded = Conv4(1, 5, pool="stride")
+    torch_padded.load_state_dict(tensorflow.state_dict())  # the same parameter names either way
+    assert all(isinstance(tensorflow.body[i], SameConv2d) for i in (0, 3, 6, 9))
+    images = torch.rand(4, 1, 28, 28)
+    assert tensorflow(images).shape == torch_padded(images).shape == (4, 5)
+    assert not torch.allclose(tensorflow(images), torch_padded(images))
+
+
+def test_conv4_without_a_batch_norm_scale_learns_only_the_shift() -> None:
+    """tf.contrib.layers.batch_norm (MAML's code) defaults to scale=False: normalized, plus a learned shift."""
+    model = Conv4(1, 5, hidden=8, pool="stride", bn_scale=False)
+    norm = model.body[1]
+    assert norm.weight is None and {name for name, _ in norm.named_parameters()} == {"bias"}
+    with torch.no_grad():
+        norm.bias.fill_(0.5)
+    conv = model.body[0](torch.rand(6, 1, 28, 28))
+    mean, var = conv.mean(dim=(0, 2, 3), keepdim=True), conv.var(dim=(0, 2, 3), unbiased=False, keepdim=True)
+    torch.testing.assert_close(norm(conv), (conv - mean) / torch.sqrt(var + 1e-5) + 0.5)

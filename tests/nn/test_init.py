@@ -59,7 +59,9 @@ def test_maml_is_the_maml_codes_mlp_and_conv_network() -> None:
 
 def test_the_config_key_reaches_the_model_and_a_bad_one_is_refused() -> None:
     torch.manual_seed(0)
-    learner = build_learner(build_config("maml-sinusoid", ["model.init=glorot"]))
+    learner = build_learner(build_config("maml-sinusoid", ["model.init=glorot"]))  # the preset's own is maml
+    weights = [p for name, p in learner.named_parameters() if name.endswith("weight")]
+    assert max(w.abs().max().item() for w in weights) > 0.1  # glorot's, not maml's 0.02 bound
     assert all(not p.any() for name, p in learner.named_parameters() if name.endswith("bias"))
     with pytest.raises(ConfigError, match="init"):
         build_config("maml-sinusoid", ["model.init=xavier"])

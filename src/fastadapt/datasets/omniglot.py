@@ -227,7 +227,7 @@ class NearestOmniglotRelease(OmniglotRelease):
 
 
 RELEASE = OmniglotRelease()
-RELEASES: dict[str, OmniglotRelease] = {"lanczos": RELEASE, "nearest": NearestOmniglotRelease()}
+RELEASE_BY_RESAMPLE: dict[str, OmniglotRelease] = {"lanczos": RELEASE, "nearest": NearestOmniglotRelease()}
 
 
 def load_omniglot(
@@ -238,9 +238,9 @@ def load_omniglot(
     resample: str = "lanczos",
 ) -> tuple[ClassDataset, list[str]]:
     """All 1623 characters (background first) and the part each comes from, decoding on first use."""
-    if resample not in RELEASES:
-        raise ConfigError(f"Omniglot's resample must be one of {tuple(RELEASES)}, got {resample!r}")
-    dataset, info = load_release(RELEASES[resample], root, image_size, download, cache_dir)
+    if resample not in RELEASE_BY_RESAMPLE:
+        raise ConfigError(f"Omniglot's resample must be one of {tuple(RELEASE_BY_RESAMPLE)}, got {resample!r}")
+    dataset, info = load_release(RELEASE_BY_RESAMPLE[resample], root, image_size, download, cache_dir)
     return dataset, info["part"]
 
 
@@ -280,7 +280,7 @@ class Omniglot(ClassDataset):
         chosen = full.subset(keep, name=f"omniglot-{scheme}-{split}")
         if rotations:
             chosen = chosen.with_rotations()
-        images = chosen.images if invert else 255 - chosen.images  # the cache holds bright ink
+        images = chosen.images if invert else 255 - chosen.images  # the cache holds bright ink: flipped in memory
         super().__init__(images, chosen.labels, chosen.class_names, chosen.name)
         self.split, self.scheme, self.rotations = split, scheme, rotations
 

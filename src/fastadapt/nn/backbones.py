@@ -45,10 +45,10 @@ class SameConv2d(nn.Conv2d):
         super().__init__(in_channels, out_channels, 3, stride=stride, padding=0)
 
     def forward(self, x: Tensor) -> Tensor:
+        stride, kernel = self.stride[0], self.kernel_size[0]
         pads: list[int] = []
         for size in (x.shape[-1], x.shape[-2]):  # F.pad lists the last dimension first
-            stride = self.stride[0]
-            total = max((-(-size // stride) - 1) * stride + 3 - size, 0)
+            total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
             pads += [total // 2, total - total // 2]
         return super().forward(F.pad(x, pads))
 
@@ -109,9 +109,10 @@ class Conv4(nn.Module):
     the last feature map ``[batch, hidden, s, s]`` itself (its shape in ``feature_shape``): the
     encoder of Relation Networks, which compare feature maps, is ``Conv4(downsample_blocks=2,
     feature_maps=True)``. ``bn_eps`` is batch norm's epsilon: PyTorch's 1e-5, or TensorFlow's 1e-3 (MAML's and
-    Reptile's code). ``readout`` overrides the pooling's usual readout (``mean`` over space, or ``flatten``: Reptile's
-    strided network flattens its 2x2x64 map), and ``padding="tensorflow"`` pads the convolutions as TensorFlow's
-    ``'same'`` (``SameConv2d``), as MAML's and Reptile's networks are.
+    Reptile's code), and ``bn_scale=False`` learns no scale (MAML's code). ``readout`` overrides the pooling's usual
+    readout (``mean`` over space, or ``flatten``: Reptile's strided network flattens its 2x2x64 map), and
+    ``padding="tensorflow"`` pads the convolutions as TensorFlow's ``'same'`` (``SameConv2d``), as MAML's and
+    Reptile's networks are.
     """
 
     def __init__(
@@ -126,33 +127,15 @@ class Conv4(nn.Module):
         bn_eps: float = 1e-5,
         readout: str = "auto",
         padding: str = "torch",
+        bn_scale: bool = True,
     ) -> None:
         super().__init__()
-        if pool not in _POOLS:
-            raise ConfigError(f"Conv4 pool must be one of {_POOLS}, got {pool!r}")
-        if readout not in _READOUTS or padding not in _PADDINGS:
-            raise ConfigError(f"Conv4 readout must be one of {_READOUTS} and padding one of {_PADDINGS}, "
-                              f"got {readout!r} and {padding!r}")
-        if not 0 <= downsample_blocks <= 4:
-            raise ValueError(f"Conv4 downsample_blocks must be between 0 and 4, got {downsample_blocks!r}")
-        if feature_maps and out_features:
-            raise ValueError("Conv4(feature_maps=True) is an encoder: leave out_features=None")
-        smallest = min_image_size(pool, downsample_blocks)
-        if image_size < smallest:
-            raise ConfigError(
-                f"Conv4 (pool={pool!r}) needs images of at least {smallest}x{smallest} pixels, "
-                f"got image_size={image_size}"
-            )
+        _check_conv4(pool, image_size, downsample_blocks, feature_maps, out_features, readout, padding)
         layers: list[nn.Module] = []
         channels, size = in_channels, image_size
         for block in range(4):
             down = block < downsample_blocks
-            stride = 2 if pool == "stride" and down else 1
-            conv = (SameConv2d(channels, hidden, stride) if padding == "tensorflow"
-                    else nn.Conv2d(channels, hidden, 3, stride=stride, padding=1))
-            layers += [conv, BatchNorm(hidden, bn_eps), nn.ReLU()]
-            if pool == "max" and down:
-                layers.append(nn.MaxPool2d(2))
+            layers += _conv4_block(channels, hidden, pool, down, BatchNorm(hidden, bn_eps, bn_scale), padding)
             channels, size = hidden, _conv_output_size(size, pool) if down else size
         self.feature_shape = (hidden, size, size)
         if feature_maps:
@@ -179,6 +162,38 @@ class Conv4(nn.Module):
             )
         features = self.body(x)
         return self.head(features) if self.head is not None else features
+
+
+def _check_conv4(
+    pool: str, image_size: int, downsample_blocks: int, feature_maps: bool, out_features: int | None, readout: str,
+    padding: str,
+) -> None:
+    """Refuse Conv4 settings that name no network (``ConfigError`` where a config sets them)."""
+    if pool not in _POOLS:
+        raise ConfigError(f"Conv4 pool must be one of {_POOLS}, got {pool!r}")
+    if readout not in _READOUTS:
+        raise ConfigError(f"Conv4 readout must be one of {_READOUTS}, got {readout!r}")
+    if padding not in _PADDINGS:
+        raise ConfigError(f"Conv4 padding must be one of {_PADDINGS}, got {padding!r}")
+    if not 0 <= downsample_blocks <= 4:
+        raise ValueError(f"Conv4 downsample_blocks must be between 0 and 4, got {downsample_blocks!r}")
+    if feature_maps and (out_features or readout != "auto"):
+        raise ValueError("Conv4(feature_maps=True) is an encoder of feature maps: leave out_features=None and "
+                         "readout='auto'")
+    smallest = min_image_size(pool, downsample_blocks)
+    if image_size < smallest:
+        raise ConfigError(
+            f"Conv4 (pool={pool!r}) needs images of at least {smallest}x{smallest} pixels, got image_size={image_size}"
+        )
+
+
+def _conv4_block(channels: int, hidden: int, pool: str, down: bool, norm: BatchNorm, padding: str) -> list[nn.Module]:
+    """One block: a 3x3 convolution (stride 2 where a strided block down-samples), ``norm``, ReLU, and 2x2 max
+    pooling where a pooled block down-samples."""
+    stride = 2 if pool == "stride" and down else 1
+    conv = (SameConv2d(channels, hidden, stride) if padding == "tensorflow"
+            else nn.Conv2d(channels, hidden, 3, stride=stride, padding=1))
+    return [conv, norm, nn.ReLU(), *([nn.MaxPool2d(2)] if pool == "max" and down else [])]
 
 
 class ResidualBlock(nn.Module):
@@ -275,18 +290,20 @@ class ImageModelConfig(BackboneConfig):
 @dataclass
 class Conv4Config(ImageModelConfig):
     """Conv4 with ``hidden`` channels per block, ``pool`` (2x2 max pooling or stride-2 convolutions), batch norm's
-    ``bn_eps``, its ``readout`` and ``padding`` (see ``Conv4``; presets that follow TensorFlow code set them as it)."""
+    ``bn_eps`` and ``bn_scale``, its ``readout`` and ``padding`` (see ``Conv4``; presets that follow TensorFlow code
+    set them as it)."""
 
     hidden: int = option(64, minimum=1)
     pool: Literal["max", "stride"] = "max"
     bn_eps: float = option(1e-5, minimum=1e-12)
+    bn_scale: bool = True
     readout: Literal["auto", "mean", "flatten"] = "auto"
     padding: Literal["torch", "tensorflow"] = "torch"
 
     def build(self, data: DatasetConfig, out_features: int | None, options: dict[str, Any]) -> nn.Module:
         channels, size = _image_shape(data)
         model = Conv4(channels, out_features, self.hidden, self.pool, size, bn_eps=self.bn_eps, readout=self.readout,
-                      padding=self.padding, **options)
+                      padding=self.padding, bn_scale=self.bn_scale, **options)
         return self.finish(model)
 
     def check(self, run: Run) -> None:

@@ -14,19 +14,22 @@ from torch import Tensor, nn
 
 
 class BatchNorm(nn.Module):
-    """Batch normalization that always uses the current batch's statistics (no running state)."""
+    """Batch normalization that always uses the current batch's statistics (no running state); ``scale=False``
+    learns no scale, only the shift (``tf.contrib.layers.batch_norm``'s default, MAML's code)."""
 
-    def __init__(self, channels: int, eps: float = 1e-5) -> None:
+    weight: nn.Parameter | None
+
+    def __init__(self, channels: int, eps: float = 1e-5, scale: bool = True) -> None:
         super().__init__()
         self.eps = eps
-        self.weight = nn.Parameter(torch.ones(channels))
+        self.weight = nn.Parameter(torch.ones(channels)) if scale else None
         self.bias = nn.Parameter(torch.zeros(channels))
 
     def forward(self, x: Tensor) -> Tensor:
         return F.batch_norm(x, None, None, self.weight, self.bias, training=True, eps=self.eps)
 
     def extra_repr(self) -> str:
-        return f"{self.weight.numel()}, eps={self.eps}"
+        return f"{self.bias.numel()}, eps={self.eps}, scale={self.weight is not None}"
 
 
 def is_batch_norm(layer: nn.Module) -> bool:
