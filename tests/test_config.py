@@ -63,7 +63,8 @@ def test_extends_inherits_and_overrides() -> None:
 def test_maml_paper_settings() -> None:
     config = load_preset("maml-omniglot-5w1s")
     # 0.4 on the code's loss (summed over the support set, divided by the shots) is 2.0 on our mean loss
-    assert config["algorithm"] == {"name": "maml", "inner_lr": 2.0, "inner_steps": 1, "test_inner_steps": 3}
+    assert config["algorithm"] == {"name": "maml", "inner_lr": 2.0, "inner_steps": 1, "test_inner_steps": 3,
+                                   "adapt_batch_norm": False}  # its batch norm is outside the fast weights
     assert config["train"]["meta_batch"] == 32 and config["model"]["pool"] == "stride"
     paper = {"scheme": "random", "split_sizes": [1100, 100, 423], "split_seed": 1, "task_rotations": True,
              "resample": "nearest"}  # its code

@@ -24,13 +24,14 @@ MAML_OMNIGLOT = {"dataset.scheme": "random", "dataset.split_sizes": [1100, 100, 
                  "dataset.resample": "nearest", "dataset.invert": True, "model.init": "maml", "model.bn_eps": 0.001,
                  "model.padding": "tensorflow", "model.readout": "auto", "model.bn_scale": False,
                  # the code's step on its loss (summed over the support set, divided by the shots) times the ways
-                 "algorithm.inner_lr": 2.0}
+                 "algorithm.inner_lr": 2.0, "algorithm.adapt_batch_norm": False}
 MAMLPP = {"train.meta_batch": 8, "model.pool": "max", "algorithm.multi_step_loss": True,
           "algorithm.multi_step_loss_steps": 5000, "algorithm.first_order": False, "algorithm.first_order_until": 0,
           "algorithm.inner_steps": 5, "algorithm.per_step_lr": True, "algorithm.per_step_bn": True, "task.queries": 1,
           "train.val_every": 500, "train.val_episodes": 600, "train.keep_best": 5, "test.ensemble": 5,
           "test.checkpoint": "best", "dataset.resample": "nearest", "dataset.invert": False, "model.init": "glorot",
-          "model.bn_eps": 1e-5, "model.padding": "torch", "model.bn_scale": True, "algorithm.inner_lr": 0.1}
+          "model.bn_eps": 1e-5, "model.padding": "torch", "model.bn_scale": True, "algorithm.inner_lr": 0.1,
+          "algorithm.adapt_batch_norm": True}
 CHEN_FITTING = {"algorithm.finetune_lr": 0.01, "algorithm.finetune_momentum": 0.9,
                 "algorithm.finetune_dampening": 0.9, "algorithm.finetune_weight_decay": 0.001,
                 "algorithm.finetune_batch": 4, "algorithm.finetune_epochs": 100}

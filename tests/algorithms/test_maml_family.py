@@ -138,6 +138,27 @@ def test_per_step_batch_norm_weights_serve_their_step() -> None:
     assert torch.isfinite(three).all() and not torch.allclose(three, expected)
 
 
+def test_batch_norm_left_out_of_the_inner_loop_is_meta_learned_only_and_exact() -> None:
+    """MAML's code adapts its fast weights only, not the batch-norm variables: adapt_batch_norm=False. Written out with
+    functional_call: one step on the other weights, the batch-norm ones as they are; the meta-gradient still reaches
+    them (finite differences)."""
+    model = _standard_bn_model()
+    learner = fa.MAML(model, inner_lr=0.3, inner_steps=1, adapt_batch_norm=False)
+    assert set(learner.norm_names) == {"1.weight", "1.bias", "5.weight", "5.bias"}
+    assert not set(learner.norm_names) & set(learner.fast_params())
+    task = _image_batch(tasks=1)[0]
+    fast = {n: p for n, p in model.named_parameters() if n not in learner.norm_names}
+    grads = torch.autograd.grad(F.cross_entropy(torch.func.functional_call(model, fast, (task.support_x,)),
+                                                task.support_y), list(fast.values()))
+    adapted = {n: p - 0.3 * g for (n, p), g in zip(fast.items(), grads, strict=True)}
+    expected = torch.func.functional_call(model, adapted, (task.query_x,))
+    torch.testing.assert_close(learner.adapt(task.support_x, task.support_y)(task.query_x), expected,
+                               rtol=1e-10, atol=1e-12)
+    _check_meta_gradient(learner, _image_batch())
+    with pytest.raises(ConfigError, match="drop adapt_batch_norm=false"):
+        fa.MAML(_standard_bn_model(), per_step_bn=True, adapt_batch_norm=False)
+
+
 def test_per_step_batch_norm_needs_batch_norm_and_plain_maml() -> None:
     with pytest.raises(ConfigError, match="no batch-norm layer with weights"):
         fa.MAML(fa.nn.MLP(1, 1), per_step_bn=True)

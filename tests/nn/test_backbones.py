@@ -183,3 +183,15 @@ def test_conv4_without_a_batch_norm_scale_learns_only_the_shift() -> None:
     conv = model.body[0](torch.rand(6, 1, 28, 28))
     mean, var = conv.mean(dim=(0, 2, 3), keepdim=True), conv.var(dim=(0, 2, 3), unbiased=False, keepdim=True)
     torch.testing.assert_close(norm(conv), (conv - mean) / torch.sqrt(var + 1e-5) + 0.5)
+    assert set(model.state_dict()) == {name for name, _ in model.named_parameters()}  # nothing but the weights kept
+
+
+def test_maml_differentiates_twice_through_a_batch_norm_without_a_scale() -> None:
+    """Second-order MAML through scale-free batch norm: torch's double backward of batch_norm fails on weight=None,
+    so the layer passes a constant one; the meta-gradient reaches every parameter."""
+    torch.manual_seed(0)
+    learner = fa.MAML(Conv4(1, 3, hidden=4, pool="stride", bn_scale=False), inner_lr=0.5, inner_steps=1)
+    x, y = torch.rand(6, 1, 28, 28), torch.arange(3).repeat(2)
+    batch = fa.TaskBatch(x[None, :3], y[None, :3], x[None, 3:], y[None, 3:])
+    learner.meta_loss(batch)[0].backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in learner.parameters())

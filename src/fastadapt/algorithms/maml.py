@@ -34,7 +34,9 @@ class MAML(MetaLearner):
     term: FOMAML). ``test_inner_steps`` is the number of steps when not training (the MAML paper
     adapts longer at test time); it defaults to ``inner_steps``. ``inner_steps=0`` trains one model
     on every task's query loss without adaptation: the MAML paper's "pretrained" comparison, which
-    is then fine-tuned at test time by ``test_inner_steps`` steps of ``inner_lr``.
+    is then fine-tuned at test time by ``test_inner_steps`` steps of ``inner_lr``. ``adapt_batch_norm=False`` leaves
+    the batch-norm weights and biases out of the inner loop (meta-learned only): MAML's code keeps them outside its
+    fast weights.
 
     MAML++ options: ``per_step_lr`` learns one learning rate per parameter tensor and step;
     ``per_step_bn`` gives every batch-norm layer its own meta-learned weight and bias per inner step, which the
@@ -67,6 +69,7 @@ class MAML(MetaLearner):
         first_order_until: int = 0,
         checkpoint_inner: bool = False,
         per_step_bn: bool = False,
+        adapt_batch_norm: bool = True,
     ) -> None:
         if checkpoint_inner and vmap:
             raise ConfigError("checkpoint_inner runs the per-task loop: it cannot be combined with vmap=True")
@@ -85,6 +88,9 @@ class MAML(MetaLearner):
             )
         if per_step_bn and type(self) is not MAML:
             raise ConfigError(f"per_step_bn is an option of MAML (MAML++), not of {self.name}")
+        if per_step_bn and not adapt_batch_norm:
+            raise ConfigError("per_step_bn already keeps the batch-norm weights out of the inner loop, one set per "
+                              "step: drop adapt_batch_norm=false")
         if test_inner_steps is not None and (not isinstance(test_inner_steps, int) or test_inner_steps < 0):
             raise ConfigError(f"test_inner_steps must be a non-negative integer, got {test_inner_steps!r}")
         if inner_lr <= 0:
@@ -99,6 +105,7 @@ class MAML(MetaLearner):
         self.first_order_until = first_order_until
         self.checkpoint_inner = checkpoint_inner
         self.step = 0
+        self.norm_names: tuple[str, ...] = () if adapt_batch_norm else tuple(batch_norm_parameters(model))
         self.step_norms, self.norm_names = self._init_step_norms(per_step_bn)
         self.learned_lrs = self._init_learned_lrs(per_step_lr)
 
@@ -110,9 +117,10 @@ class MAML(MetaLearner):
         )
 
     def _init_step_norms(self, per_step_bn: bool) -> tuple[nn.ParameterDict | None, tuple[str, ...]]:
-        """MAML++'s per-step batch-norm weights: each layer's, copied once per inner step, and their names."""
+        """MAML++'s per-step batch-norm weights: each layer's, copied once per inner step, and their names (without
+        them, the names ``adapt_batch_norm`` already keeps out of the inner loop)."""
         if not per_step_bn:
-            return None, ()
+            return None, self.norm_names
         norms = batch_norm_parameters(self.model)
         if not norms:
             raise ConfigError(
@@ -126,7 +134,8 @@ class MAML(MetaLearner):
 
     # What adapts, and how it is applied: ANIL overrides these two.
     def fast_params(self) -> Params:
-        """The parameters the inner loop adapts (all the model's, but the batch-norm weights MAML++ keeps per step)."""
+        """The parameters the inner loop adapts: all the model's, but the batch-norm weights that MAML++ keeps per step
+        or that ``adapt_batch_norm=False`` keeps out."""
         params = parameter_dict(self.model)
         return {name: p for name, p in params.items() if name not in self.norm_names}
 
@@ -244,13 +253,15 @@ class InnerLoopConfig(AlgorithmConfig):
 
 @dataclass
 class MAMLPlusPlusKeys(InnerLoopConfig):
-    """The MAML++ options (Antoniou et al. 2019) and the second-order switches, shared by MAML, Meta-SGD and ANIL."""
+    """The MAML++ options (Antoniou et al. 2019), the second-order switches and whether batch norm adapts, shared by
+    MAML, Meta-SGD and ANIL."""
 
     first_order: bool = False
     multi_step_loss: bool = False
     multi_step_loss_steps: int = option(0, minimum=0)
     first_order_until: int = option(0, minimum=0)
     checkpoint_inner: bool = False
+    adapt_batch_norm: bool = True
 
 
 @register("algorithm", "maml")

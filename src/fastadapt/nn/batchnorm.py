@@ -18,15 +18,19 @@ class BatchNorm(nn.Module):
     learns no scale, only the shift (``tf.contrib.layers.batch_norm``'s default, MAML's code)."""
 
     weight: nn.Parameter | None
+    unit: Tensor
 
     def __init__(self, channels: int, eps: float = 1e-5, scale: bool = True) -> None:
         super().__init__()
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(channels)) if scale else None
         self.bias = nn.Parameter(torch.zeros(channels))
+        # without a scale, a constant one: torch's second derivative of batch_norm fails on weight=None
+        self.register_buffer("unit", torch.ones(channels), persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.batch_norm(x, None, None, self.weight, self.bias, training=True, eps=self.eps)
+        scale = self.weight if self.weight is not None else self.unit
+        return F.batch_norm(x, None, None, scale, self.bias, training=True, eps=self.eps)
 
     def extra_repr(self) -> str:
         return f"{self.bias.numel()}, eps={self.eps}, scale={self.weight is not None}"
