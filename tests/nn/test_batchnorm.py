@@ -11,6 +11,7 @@ from fastadapt.nn import BatchNorm
 def test_module_has_no_running_state() -> None:
     layer = BatchNorm(4)
     assert [name for name, _ in layer.named_buffers()] == []
+    assert BatchNorm(4, scale=False).state_dict().keys() == {"bias"}  # its constant scale is not kept
     x = torch.randn(8, 4, 3, 3) * 3 + 2
     layer.eval()
     out = layer(x)  # batch statistics in eval mode too, as MAML does

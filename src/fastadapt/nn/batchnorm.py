@@ -25,8 +25,8 @@ class BatchNorm(nn.Module):
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(channels)) if scale else None
         self.bias = nn.Parameter(torch.zeros(channels))
-        # without a scale, a constant one: torch's second derivative of batch_norm fails on weight=None
-        self.register_buffer("unit", torch.ones(channels), persistent=False)
+        if not scale:  # a constant one instead: torch's second derivative of batch_norm fails on weight=None
+            self.register_buffer("unit", torch.ones(channels), persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
         scale = self.weight if self.weight is not None else self.unit
