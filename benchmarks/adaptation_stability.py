@@ -27,10 +27,12 @@ from fastadapt.experiment import load_learner, test_learner
 
 
 def top_curvature(model: torch.nn.Module, x: Tensor, y: Tensor) -> float:
-    """The largest eigenvalue of the Hessian of the MSE on (x, y) with respect to all of ``model``'s weights."""
+    """The largest eigenvalue of the Hessian of the MSE on (x, y) with respect to all of ``model``'s weights, in double
+    precision (in single, eigvalsh fails to converge on the near-degenerate Hessians of small initial weights)."""
     names = [name for name, _ in model.named_parameters()]
     shapes = [p.shape for _, p in model.named_parameters()]
-    flat = torch.cat([p.detach().reshape(-1) for _, p in model.named_parameters()])
+    flat = torch.cat([p.detach().reshape(-1) for _, p in model.named_parameters()]).double()
+    x, y = x.double(), y.double()
 
     def loss(vector: Tensor) -> Tensor:
         pieces = torch.split(vector, [math.prod(s) for s in shapes])
