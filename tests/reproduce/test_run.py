@@ -22,7 +22,7 @@ from fastadapt.errors import ConfigError
 from fastadapt.experiment import adaptation_test, learner_with, load_learner
 from fastadapt.reproduce import reproduce
 from fastadapt.reproduce.registry import parse
-from fastadapt.reproduce.run import train_or_reuse
+from fastadapt.reproduce.run import row_config, train_or_reuse
 
 TINY = ["train.steps=12", "train.val_every=6", "train.val_episodes=8", "test.episodes=16"]
 
@@ -224,6 +224,15 @@ def test_an_unfinished_run_resumes_reading_its_data_where_this_machine_has_it(
     (run / "config.yaml").write_text(yaml.safe_dump(stored))
     result = train_or_reuse(config, run, progress=False, data_dir=str(glyphs_root))
     assert result["test"]["episodes"] == 16 and not (tmp_path / "where-the-data-was").exists()
+
+
+def test_data_dir_and_download_apply_to_the_rows_that_read_files(tmp_path: Path) -> None:
+    sinusoid = row_config(_sinusoid(), 0, "quick", 0, str(tmp_path), download=True)
+    assert sinusoid == row_config(_sinusoid(), 0, "quick", 0, None, download=False)  # generated tasks: nothing to read
+    glyphs = row_config(_glyphs_family(), 0, "quick", 0, str(tmp_path), download=True)
+    assert glyphs.dataset.data_dir == str(tmp_path) and not hasattr(glyphs.dataset, "download")  # embedded
+    omniglot = row_config(registry.get("maml-omniglot-5w1s"), 0, "full", 0, str(tmp_path), download=True)
+    assert omniglot.dataset.data_dir == str(tmp_path) and omniglot.dataset.download
 
 
 def test_the_command_prints_the_table(

@@ -49,14 +49,14 @@ def slug(label: str) -> str:
 def row_config(
     reproduction: Reproduction, row_index: int, budget: str, seed: int, data_dir: str | None, download: bool
 ) -> RunConfig:
-    """The resolved config of one row's run for one seed under a budget."""
+    """The resolved config of one row's run for one seed under a budget. ``data_dir`` and ``download`` apply to the
+    rows whose dataset reads files (a reproduction may mix them with generated tasks, as sinusoid or RL rows)."""
     row = reproduction.rows[row_index]
-    extra = [f"seed={seed}"]
-    if data_dir is not None:
-        extra.append(f"dataset.data_dir={data_dir}")
-    if download:
-        extra.append("dataset.download=true")
-    return build_config(row.preset, [*row.overrides, *reproduction.budgets[budget].overrides, *extra])
+    overrides = [*row.overrides, *reproduction.budgets[budget].overrides, f"seed={seed}"]
+    config = build_config(row.preset, overrides)
+    files = [("data_dir", data_dir), ("download", "true" if download else None)]
+    extra = [f"dataset.{key}={value}" for key, value in files if value is not None and hasattr(config.dataset, key)]
+    return build_config(row.preset, [*overrides, *extra]) if extra else config
 
 
 def _differences(stored: RunConfig, wanted: RunConfig) -> set[str]:
