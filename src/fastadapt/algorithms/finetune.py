@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -21,7 +21,8 @@ from fastadapt.nn.functional import call
 from fastadapt.nn.params import Params, momentum_step, parameter_dict
 from fastadapt.tasks import TaskBatch, ways_of
 
-HEADS = ("linear", "cosine")
+Head = Literal["linear", "cosine"]
+HEADS: tuple[str, ...] = get_args(Head)
 
 
 class FineTune(MetaLearner):
@@ -181,7 +182,7 @@ class FineTuneConfig(AlgorithmConfig):
     training data when a run starts."""
 
     learner = FineTune
-    head: Literal["linear", "cosine"] = "linear"
+    head: Head = "linear"
     scale: float = option(10.0, minimum=1e-6)
     finetune_steps: int = option(100, minimum=0)
     finetune_lr: float = option(0.1, minimum=1e-9)

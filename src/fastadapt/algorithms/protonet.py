@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -15,7 +15,8 @@ from fastadapt.errors import ConfigError
 from fastadapt.nn.functional import call
 from fastadapt.tasks import ways_of
 
-DISTANCES = ("euclidean", "cosine")
+Distance = Literal["euclidean", "cosine"]
+DISTANCES: tuple[str, ...] = get_args(Distance)
 
 
 def prototypes(embeddings: Tensor, labels: Tensor, ways: int) -> Tensor:
@@ -84,6 +85,6 @@ class ProtoNetConfig(AlgorithmConfig):
     """Prototypical Networks: the ``distance`` to the class means and the softmax ``temperature``."""
 
     learner = ProtoNet
-    distance: Literal["euclidean", "cosine"] = "euclidean"
+    distance: Distance = "euclidean"
     temperature: float = option(1.0, minimum=1e-6)
     learn_temperature: bool = False

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any, Literal, cast, get_args
 
 import torch
 from torch import Tensor
@@ -17,8 +17,10 @@ from fastadapt.errors import ConfigError
 from fastadapt.nn.params import ADAM_BETA2, Params, adam_step, flatten, sgd_step, unflatten
 from fastadapt.tasks import TaskBatch
 
-INNER_OPTIMIZERS = ("sgd", "adam")
-INNER_STATES = ("task", "shared")
+InnerOptimizer = Literal["sgd", "adam"]
+InnerState = Literal["task", "shared"]
+INNER_OPTIMIZERS: tuple[str, ...] = get_args(InnerOptimizer)
+INNER_STATES: tuple[str, ...] = get_args(InnerState)
 
 
 class Reptile(MAML):
@@ -182,10 +184,10 @@ class ReptileConfig(InnerLoopConfig):
     fresh for each task (``task``) or carried across the training tasks (``shared``, as Reptile's code)."""
 
     learner = Reptile
-    inner_optimizer: Literal["sgd", "adam"] = "sgd"
+    inner_optimizer: InnerOptimizer = "sgd"
     inner_batch: int | None = option(None, minimum=1)
     test_inner_batch: int | None = option(None, minimum=1)
-    inner_state: Literal["task", "shared"] = "task"
+    inner_state: InnerState = "task"
 
     def validate(self) -> None:
         check_inner_state(self.inner_optimizer, self.inner_state)

@@ -23,6 +23,7 @@ from fastadapt.components import (
 from fastadapt.config.sections import parse_section, section_dict, unknown_key
 from fastadapt.errors import ConfigError
 from fastadapt.nn.functional import Statistics
+from fastadapt.training.schedule import Schedule
 from fastadapt.training.settings import TrainConfig
 from fastadapt.training.validation import Selection
 
@@ -74,7 +75,7 @@ class TrainSection:
     meta_batch: int = option(32, minimum=1)
     optimizer: Literal["adam", "sgd"] = "adam"
     lr: float = option(1e-3, minimum=0)
-    schedule: Literal["constant", "cosine", "linear", "step"] = "constant"
+    schedule: Schedule = "constant"
     lr_decay_every: int = option(0, minimum=0)
     lr_decay: float = option(0.5, minimum=0)
     grad_clip: float | None = option(None, minimum=0)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
@@ -29,7 +29,10 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 # How an image is brought to its side: Lanczos filtering (antialiased), or the nearest pixel, which is what
 # Pillow's ``resize`` does to a 1-bit image whatever filter it is asked for (PIL has always forced it for modes "1"
 # and "P"): how the MAML, Reptile and Prototypical Networks code read Omniglot's 1-bit PNGs.
-RESAMPLING = {"lanczos": Image.Resampling.LANCZOS, "nearest": Image.Resampling.NEAREST}
+Resample = Literal["lanczos", "nearest"]
+RESAMPLING: dict[str, Image.Resampling] = dict(
+    zip(get_args(Resample), (Image.Resampling.LANCZOS, Image.Resampling.NEAREST), strict=True)
+)
 # The smallest side the datasets decode images to; a backbone may need more (``fastadapt.nn.backbones.min_image_size``).
 MIN_IMAGE_SIZE = 8
 
@@ -38,6 +41,12 @@ def check_image_size(size: object) -> None:
     """Refuse an ``image_size`` that is not an integer of at least ``MIN_IMAGE_SIZE``: one rule for every dataset."""
     if not isinstance(size, int) or size < MIN_IMAGE_SIZE:
         raise ConfigError(f"image_size must be an integer of at least {MIN_IMAGE_SIZE}, got {size!r}")
+
+
+def check_resample(resample: object) -> None:
+    """Refuse a ``resample`` that is not a key of ``RESAMPLING``: one rule for every dataset."""
+    if resample not in RESAMPLING:
+        raise ConfigError(f"resample must be one of {tuple(RESAMPLING)}, got {resample!r}")
 
 
 @dataclass(frozen=True)
@@ -58,8 +67,7 @@ class Preprocessing:
         check_image_size(self.image_size)
         if self.channels not in (1, 3):
             raise ConfigError(f"channels must be 1 (grayscale) or 3 (RGB), got {self.channels!r}")
-        if self.resample not in RESAMPLING:
-            raise ConfigError(f"resample must be one of {tuple(RESAMPLING)}, got {self.resample!r}")
+        check_resample(self.resample)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -16,7 +16,7 @@ import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, get_args
 
 import numpy as np
 
@@ -24,7 +24,7 @@ from fastadapt.components import option, register
 from fastadapt.datasets.archives import ARCHIVE_ERRORS
 from fastadapt.datasets.base import ClassDataset
 from fastadapt.datasets.imageconfig import ImageDatasetConfig
-from fastadapt.datasets.images import Preprocessing, decode_images
+from fastadapt.datasets.images import Preprocessing, Resample, check_resample, decode_images
 from fastadapt.datasets.release import Decoded, Release, Source, load_release
 from fastadapt.errors import ConfigError, DataError
 
@@ -47,7 +47,8 @@ VINYALS_TEST = frozenset(
         "Sylheti", "Syriac_(Serto)", "Tengwar", "Tibetan", "ULOG",
     }
 )
-SCHEMES = ("vinyals", "lake", "random")
+Scheme = Literal["vinyals", "lake", "random"]
+SCHEMES: tuple[str, ...] = get_args(Scheme)
 SPLITS = {
     "vinyals": ("train", "val", "test", "trainval", "all"),
     "lake": ("train", "test", "all"),
@@ -238,8 +239,7 @@ def load_omniglot(
     resample: str = "lanczos",
 ) -> tuple[ClassDataset, list[str]]:
     """All 1623 characters (background first) and the part each comes from, decoding on first use."""
-    if resample not in RELEASE_BY_RESAMPLE:
-        raise ConfigError(f"Omniglot's resample must be one of {tuple(RELEASE_BY_RESAMPLE)}, got {resample!r}")
+    check_resample(resample)
     dataset, info = load_release(RELEASE_BY_RESAMPLE[resample], root, image_size, download, cache_dir)
     return dataset, info["part"]
 
@@ -318,13 +318,13 @@ class OmniglotConfig(ImageDatasetConfig):
     (Prototypical Networks too) ``resample: nearest``, and Reptile ``invert: false``."""
 
     data_dir: str | None = None
-    scheme: Literal["vinyals", "lake", "random"] = "vinyals"
+    scheme: Scheme = "vinyals"
     split_sizes: list[int] = option(list(RANDOM_SPLIT_SIZES))
     split_seed: int = 1
     rotations: bool = False
     rotation_splits: list[str] = option(list(ROTATION_SPLITS))
     task_rotations: bool = False
-    resample: Literal["lanczos", "nearest"] = "lanczos"
+    resample: Resample = "lanczos"
     invert: bool = True
     download: bool = False
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -21,12 +21,16 @@ from torch import Tensor, nn
 from fastadapt.components import DatasetConfig, ModelConfig, Run, option, register
 from fastadapt.errors import ConfigError
 from fastadapt.nn.batchnorm import BatchNorm
-from fastadapt.nn.init import initialize
+from fastadapt.nn.init import Init, initialize
 
-_ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
-_POOLS = ("max", "stride")
-_READOUTS = ("auto", "mean", "flatten")
-_PADDINGS = ("torch", "tensorflow")
+Activation = Literal["relu", "tanh"]
+_ACTIVATIONS: dict[str, type[nn.Module]] = dict(zip(get_args(Activation), (nn.ReLU, nn.Tanh), strict=True))
+Pool = Literal["max", "stride"]
+Readout = Literal["auto", "mean", "flatten"]
+Padding = Literal["torch", "tensorflow"]
+_POOLS: tuple[str, ...] = get_args(Pool)
+_READOUTS: tuple[str, ...] = get_args(Readout)
+_PADDINGS: tuple[str, ...] = get_args(Padding)
 
 
 class SpatialMean(nn.Module):
@@ -268,7 +272,7 @@ class BackboneConfig(ModelConfig):
     """A built-in backbone; ``init`` is how its weights start (``fastadapt.nn.init``: PyTorch's defaults, ``glorot``
     as TensorFlow's, or ``maml`` as the MAML code's)."""
 
-    init: Literal["torch", "glorot", "maml"] = "torch"
+    init: Init = "torch"
 
     def finish(self, model: nn.Module) -> nn.Module:
         return initialize(model, self.init)
@@ -294,11 +298,11 @@ class Conv4Config(ImageModelConfig):
     set them as it)."""
 
     hidden: int = option(64, minimum=1)
-    pool: Literal["max", "stride"] = "max"
+    pool: Pool = "max"
     bn_eps: float = option(1e-5, minimum=1e-12)
     bn_scale: bool = True
-    readout: Literal["auto", "mean", "flatten"] = "auto"
-    padding: Literal["torch", "tensorflow"] = "torch"
+    readout: Readout = "auto"
+    padding: Padding = "torch"
 
     def build(self, data: DatasetConfig, out_features: int | None, options: dict[str, Any]) -> nn.Module:
         channels, size = _image_shape(data)

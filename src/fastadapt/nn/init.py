@@ -3,11 +3,14 @@ reproduction follows where the paper is silent and its code decides."""
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 from torch import nn
 
 from fastadapt.errors import ConfigError
 
-INITS = ("torch", "glorot", "maml")
+Init = Literal["torch", "glorot", "maml"]
+INITS: tuple[str, ...] = get_args(Init)
 MAML_MLP_STD = 0.01  # the MAML code's construct_fc_weights: tf.truncated_normal(stddev=0.01)
 
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from torch import nn
 
 from fastadapt.components import AlgorithmConfig, DatasetConfig, ModelConfig, Run, TaskFamilyConfig, option, register
 from fastadapt.errors import ConfigError
+from fastadapt.nn.backbones import Activation
 from fastadapt.rl.families import FAMILIES, Navigation2D, TaskFamily
-from fastadapt.rl.mamlrl import MAMLRL
+from fastadapt.rl.mamlrl import MAMLRL, Outer, TestBaseline
 from fastadapt.rl.policy import GaussianPolicy
 from fastadapt.rl.tasks import RLTasks
 
@@ -57,7 +58,7 @@ class PolicyConfig(ModelConfig):
 
     inputs = "rl"
     layers: list[int] = option([40, 40])
-    activation: Literal["tanh", "relu"] = "tanh"
+    activation: Activation = "tanh"
 
     def build(self, data: DatasetConfig, out_features: int | None, options: dict[str, Any]) -> nn.Module:
         assert isinstance(data, FamilyConfig)
@@ -84,12 +85,12 @@ class MAMLRLConfig(AlgorithmConfig):
     test_transitions: int | None = option(None, minimum=1)  # the same when testing
     gamma: float = option(0.99, minimum=0)
     gae_lambda: float = option(1.0, minimum=0)
-    outer: Literal["trpo", "ppo"] = "trpo"
+    outer: Outer = "trpo"
     max_kl: float = option(0.01, minimum=1e-9)
     ppo_clip: float = option(0.2, minimum=1e-9)
     ppo_epochs: int = option(5, minimum=1)
     ppo_lr: float = option(3e-4, minimum=1e-12)
-    test_baseline: Literal["fitted", "previous"] = "fitted"  # a test step's baseline: its own trajectories' or the last
+    test_baseline: TestBaseline = "fitted"  # a test step's baseline: its own trajectories' or the last
 
     def check(self, run: Run) -> None:
         if run.model.name != "policy":

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor
@@ -31,8 +32,10 @@ from fastadapt.rl.tasks import RLTaskBatch
 
 __all__ = ["MAMLRL", "OUTER", "pack", "reinforce_loss"]
 
-OUTER = ("trpo", "ppo")
-TEST_BASELINES = ("fitted", "previous")
+Outer = Literal["trpo", "ppo"]
+TestBaseline = Literal["fitted", "previous"]
+OUTER: tuple[str, ...] = get_args(Outer)
+TEST_BASELINES: tuple[str, ...] = get_args(TestBaseline)
 Objective = Callable[..., tuple[Tensor, list[Tensor], Params]]
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+from typing import Literal, get_args
 
 import torch
 
 from fastadapt.errors import ConfigError
 
-SCHEDULES = ("constant", "cosine", "linear", "step")
+Schedule = Literal["constant", "cosine", "linear", "step"]
+SCHEDULES: tuple[str, ...] = get_args(Schedule)
 
 
 def check_schedule(schedule: str, decay_every: int) -> None:
