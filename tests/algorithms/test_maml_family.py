@@ -9,6 +9,7 @@ from helpers import directional_fd, random_dataset, to_double, unit_directions
 
 import fastadapt as fa
 from fastadapt.errors import ConfigError
+from fastadapt.nn.init import initialize
 
 
 def _image_batch(tasks: int = 2) -> fa.TaskBatch:
@@ -113,9 +114,9 @@ def _with_distinct_step_norms(learner: fa.MAML) -> fa.MAML:
 def test_per_step_batch_norm_weights_are_exact_on_a_standard_layer_model() -> None:
     model = _standard_bn_model()
     learner = _with_distinct_step_norms(fa.MAML(model, inner_lr=0.3, inner_steps=2, per_step_bn=True))
-    assert set(learner.norm_names) == {"1.weight", "1.bias", "5.weight", "5.bias"}
+    assert set(learner.held_norms) == {"1.weight", "1.bias", "5.weight", "5.bias"}
     assert all(table.shape == (2, 4) for table in learner.step_norms.values())
-    assert not set(learner.norm_names) & set(learner.fast_params())  # the inner loop does not adapt them
+    assert not set(learner.held_norms) & set(learner.fast_params())  # the inner loop does not adapt them
     _check_meta_gradient(learner, _image_batch())
 
 
@@ -125,8 +126,8 @@ def test_per_step_batch_norm_weights_serve_their_step() -> None:
     model = _standard_bn_model()
     learner = _with_distinct_step_norms(fa.MAML(model, inner_lr=0.3, inner_steps=2, per_step_bn=True))
     task = _image_batch(tasks=1)[0]
-    norms = [{name: learner.step_norms[name.replace(".", "__")][k] for name in learner.norm_names} for k in (0, 1)]
-    fast = {n: p for n, p in model.named_parameters() if n not in learner.norm_names}
+    norms = [{name: learner.step_norms[name.replace(".", "__")][k] for name in learner.held_norms} for k in (0, 1)]
+    fast = {n: p for n, p in model.named_parameters() if n not in learner.held_norms}
     for k in range(2):
         out = torch.func.functional_call(model, {**fast, **norms[k]}, (task.support_x,))
         grads = torch.autograd.grad(F.cross_entropy(out, task.support_y), list(fast.values()))
@@ -144,10 +145,10 @@ def test_batch_norm_left_out_of_the_inner_loop_is_meta_learned_only_and_exact() 
     them (finite differences)."""
     model = _standard_bn_model()
     learner = fa.MAML(model, inner_lr=0.3, inner_steps=1, adapt_batch_norm=False)
-    assert set(learner.norm_names) == {"1.weight", "1.bias", "5.weight", "5.bias"}
-    assert not set(learner.norm_names) & set(learner.fast_params())
+    assert set(learner.held_norms) == {"1.weight", "1.bias", "5.weight", "5.bias"}
+    assert not set(learner.held_norms) & set(learner.fast_params())
     task = _image_batch(tasks=1)[0]
-    fast = {n: p for n, p in model.named_parameters() if n not in learner.norm_names}
+    fast = {n: p for n, p in model.named_parameters() if n not in learner.held_norms}
     grads = torch.autograd.grad(F.cross_entropy(torch.func.functional_call(model, fast, (task.support_x,)),
                                                 task.support_y), list(fast.values()))
     adapted = {n: p - 0.3 * g for (n, p), g in zip(fast.items(), grads, strict=True)}
@@ -157,6 +158,15 @@ def test_batch_norm_left_out_of_the_inner_loop_is_meta_learned_only_and_exact() 
     _check_meta_gradient(learner, _image_batch())
     with pytest.raises(ConfigError, match="drop adapt_batch_norm=false"):
         fa.MAML(_standard_bn_model(), per_step_bn=True, adapt_batch_norm=False)
+
+
+def test_the_maml_codes_network_and_steps_have_an_exact_meta_gradient() -> None:
+    """The MAML Omniglot preset's network (TensorFlow's padding, batch norm with no scale, its initial weights) with
+    the batch-norm weights out of the inner loop: finite differences, second order through two steps."""
+    torch.manual_seed(0)
+    learner = fa.MAML(_conv4(TENSORFLOW_CONV4), inner_lr=0.3, inner_steps=2, adapt_batch_norm=False).double()
+    assert learner.held_norms and all(".bias" in name for name in learner.held_norms)  # no scale: only the shifts
+    _check_meta_gradient(learner, _image_batch())
 
 
 def test_per_step_batch_norm_needs_batch_norm_and_plain_maml() -> None:
@@ -254,19 +264,31 @@ def test_reptile_sgd_meta_step_moves_towards_the_adapted_weights() -> None:
         torch.testing.assert_close(p.detach(), old + 0.5 * (new.detach() - old))
 
 
+# The options of the papers' TensorFlow networks (MAML's and Reptile's presets): stride, 'same' padding, a flattened
+# map, epsilon 0.001, batch norm without scale, the MAML code's initial weights.
+TENSORFLOW_CONV4 = {"pool": "stride", "padding": "tensorflow", "readout": "flatten", "bn_eps": 1e-3, "bn_scale": False}
+
+
+def _conv4(options: dict[str, object]) -> torch.nn.Module:
+    model = fa.nn.Conv4(1, 4, hidden=6, image_size=16, **options)  # type: ignore[arg-type]
+    return initialize(model, "maml") if options else model
+
+
+@pytest.mark.parametrize("options", [{}, TENSORFLOW_CONV4], ids=["torch", "tensorflow"])
 @pytest.mark.parametrize("make", [
     lambda m: fa.MAML(m, 0.3, 2, test_inner_steps=3),
+    lambda m: fa.MAML(m, 0.3, 2, adapt_batch_norm=False),
     lambda m: fa.MetaSGD(m, 0.3, 1),
     lambda m: fa.ANIL(m, 0.3, 2),
     lambda m: fa.Reptile(m, 0.1, 2),
     lambda m: fa.MAML(m, 0.3, 2, per_step_bn=True, per_step_lr=True, multi_step_loss=True, multi_step_loss_steps=5),
 ])
-def test_every_gradient_learner_gives_the_same_numbers_with_vmap(make) -> None:
+def test_every_gradient_learner_gives_the_same_numbers_with_vmap(make, options) -> None:
     batch = _image_batch(tasks=3)
     results = {}
     for vmap in (False, True):
         torch.manual_seed(0)
-        learner = make(fa.nn.Conv4(1, 4, hidden=6, image_size=16)).double()
+        learner = make(_conv4(options)).double()
         learner.vmap = vmap
         loss, metrics = learner.meta_loss(batch)
         grads = _gradient(loss, learner)

@@ -2,8 +2,8 @@
 
 The matrix of the issue "your own model": standard batch norm with running statistics, a
 torchvision-style ResNet-18, a Transformer encoder (embeddings, attention, LayerNorm, dropout), an
-LSTM and an MLP, under MAML (second order), FOMAML, Meta-SGD, ANIL, Reptile (SGD, and Adam with a carried
-state) and ProtoNet, in the per-task loop and under vmap.
+LSTM and an MLP, under MAML (second order; and with batch norm's weights out of the inner loop), FOMAML,
+Meta-SGD, ANIL, Reptile (SGD, and Adam with a carried state) and ProtoNet, in the per-task loop and under vmap.
 """
 
 from __future__ import annotations
@@ -58,6 +58,8 @@ MODELS: dict[str, tuple[Callable[[], nn.Module], Callable[[int, torch.Generator]
 
 ALGORITHMS: dict[str, Callable[..., fa.MetaLearner]] = {
     "maml": lambda model, head, vmap: fa.MAML(model, inner_lr=0.1, inner_steps=2, vmap=vmap),
+    "maml_held_bn": lambda model, head, vmap: fa.MAML(model, inner_lr=0.1, inner_steps=2, adapt_batch_norm=False,
+                                                      vmap=vmap),
     "fomaml": lambda model, head, vmap: fa.MAML(model, inner_lr=0.1, inner_steps=2, first_order=True, vmap=vmap),
     "metasgd": lambda model, head, vmap: fa.MetaSGD(model, inner_lr=0.1, inner_steps=1, vmap=vmap),
     "anil": lambda model, head, vmap: fa.ANIL(model, inner_lr=0.1, inner_steps=2, vmap=vmap, head=head),

@@ -105,8 +105,10 @@ class MAML(MetaLearner):
         self.first_order_until = first_order_until
         self.checkpoint_inner = checkpoint_inner
         self.step = 0
-        self.norm_names: tuple[str, ...] = () if adapt_batch_norm else tuple(batch_norm_parameters(model))
-        self.step_norms, self.norm_names = self._init_step_norms(per_step_bn)
+        # The batch-norm weights the inner loop leaves alone: kept one set per step (per_step_bn), or the model's own.
+        held = per_step_bn or not adapt_batch_norm
+        self.held_norms: tuple[str, ...] = tuple(batch_norm_parameters(model)) if held else ()
+        self.step_norms = self._init_step_norms(per_step_bn)
         self.learned_lrs = self._init_learned_lrs(per_step_lr)
 
     def _init_learned_lrs(self, per_step_lr: bool) -> nn.ParameterDict | None:
@@ -116,11 +118,10 @@ class MAML(MetaLearner):
             {_key(name): nn.Parameter(torch.full((self.inner_steps,), self.inner_lr)) for name in self.fast_params()}
         )
 
-    def _init_step_norms(self, per_step_bn: bool) -> tuple[nn.ParameterDict | None, tuple[str, ...]]:
-        """MAML++'s per-step batch-norm weights: each layer's, copied once per inner step, and their names (without
-        them, the names ``adapt_batch_norm`` already keeps out of the inner loop)."""
+    def _init_step_norms(self, per_step_bn: bool) -> nn.ParameterDict | None:
+        """MAML++'s per-step batch-norm weights: each layer's, copied once per inner step."""
         if not per_step_bn:
-            return None, self.norm_names
+            return None
         norms = batch_norm_parameters(self.model)
         if not norms:
             raise ConfigError(
@@ -130,14 +131,14 @@ class MAML(MetaLearner):
         steps = self.inner_steps
         per_step = {_key(name): nn.Parameter(p.detach().unsqueeze(0).repeat(steps, *[1] * p.dim()))
                     for name, p in norms.items()}
-        return nn.ParameterDict(per_step), tuple(norms)
+        return nn.ParameterDict(per_step)
 
     # What adapts, and how it is applied: ANIL overrides these two.
     def fast_params(self) -> Params:
         """The parameters the inner loop adapts: all the model's, but the batch-norm weights that MAML++ keeps per step
         or that ``adapt_batch_norm=False`` keeps out."""
         params = parameter_dict(self.model)
-        return {name: p for name, p in params.items() if name not in self.norm_names}
+        return {name: p for name, p in params.items() if name not in self.held_norms}
 
     def norms_at(self, step: int) -> Params:
         """The batch-norm weights of inner step ``step`` (the last step's beyond ``inner_steps``) with
@@ -145,7 +146,7 @@ class MAML(MetaLearner):
         if self.step_norms is None:
             return {}
         index = min(step, self.inner_steps - 1)
-        return {name: self.step_norms[_key(name)][index] for name in self.norm_names}
+        return {name: self.step_norms[_key(name)][index] for name in self.held_norms}
 
     def predict_with(self, params: Params, steps: int, features: Tensor) -> Tensor:
         """The adapted network's outputs after ``steps`` inner steps ended at ``params``: with the batch-norm weights
