@@ -20,7 +20,7 @@ from matplotlib.lines import Line2D
 
 from fastadapt.config import RunConfig, build_tasks, merge, resolve, unflatten
 from fastadapt.errors import ConfigError
-from fastadapt.evaluate import meta_test
+from fastadapt.evaluate import higher_is_better, meta_test
 from fastadapt.experiment import load_learner, population_tasks
 from fastadapt.plots import plot_runs, save_figure
 from fastadapt.regression import SinusoidTasks
@@ -74,8 +74,14 @@ def steps_figure(trained: list[Trained], metric: str, path: Path) -> list[dict[s
                     for k, p in zip(STEPS, points, strict=True)
                 ],
             })
-    if not lines:
-        return []
+    if lines:
+        draw_steps(lines, metric, path)
+    return lines
+
+
+def draw_steps(lines: list[dict[str, Any]], metric: str, path: Path) -> None:
+    """The steps figure from its ``lines``: an error (MSE, a loss) on a log axis, where one diverging adaptation
+    would flatten the others (an interval that reaches below zero runs off the bottom)."""
     scale = 100 if metric == "accuracy" else 1
     figure = Figure(figsize=(5.5, 3.8), dpi=100)
     axis = figure.subplots()
@@ -88,16 +94,18 @@ def steps_figure(trained: list[Trained], metric: str, path: Path) -> list[dict[s
             capsize=3,
             label=line["label"],
         )
+    error = not higher_is_better(metric)
+    if error:
+        axis.set_yscale("log")
     axis.set(
         xlabel="adaptation steps at test",
-        ylabel="test accuracy (%)" if metric == "accuracy" else f"test {metric}",
+        ylabel="test accuracy (%)" if metric == "accuracy" else f"test {metric}" + (" (log scale)" if error else ""),
         title=f"after k steps (95% CI, {lines[0]['points'][0]['episodes']} test tasks)",
         xticks=list(STEPS),
     )
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
     save_figure(figure, path)
-    return lines
 
 
 def sinusoid_figure(trained: list[Trained], path: Path) -> dict[str, Any]:
