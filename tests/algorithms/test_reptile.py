@@ -142,6 +142,46 @@ def test_a_meta_batch_moves_the_shared_state_on_as_if_its_tasks_had_run_in_turn(
     assert int(learner.inner_count) == start[1] + 9 == 15
 
 
+def test_a_sequential_state_is_the_official_code_on_a_meta_batch_each_task_from_the_state_the_last_one_left() -> None:
+    """``inner_state="sequential"``: one ``torch.optim.Adam`` runs the batch's tasks in turn, each from the
+    initialization, its state carried on; the meta-step moves epsilon of the way to the mean adapted weights."""
+    model, epsilon = _bn_model(), 0.5
+    learner = fa.Reptile(copy.deepcopy(model), inner_lr=0.01, inner_steps=3, inner_optimizer="adam", inner_batch=5,
+                         inner_state="sequential")
+    meta_optimizer = torch.optim.SGD(learner.parameters(), lr=epsilon)
+    model.train()
+    adam = torch.optim.Adam(model.parameters(), lr=0.01, betas=(0.0, 0.999), eps=1e-8)
+    for batch in (_batch(tasks=3), _batch(tasks=5)[3:]):
+        meta_optimizer.zero_grad()
+        learner.meta_backward(batch)
+        meta_optimizer.step()
+        start, adapted = copy.deepcopy(model.state_dict()), []
+        for task in batch:
+            model.load_state_dict(start)
+            _adam_steps(model, adam, task, _order(task, 5, 3))
+            adapted.append([p.detach().clone() for p in model.parameters()])
+        model.load_state_dict(start)
+        with torch.no_grad():
+            for k, p in enumerate(model.parameters()):
+                p.add_(epsilon * (torch.stack([weights[k] for weights in adapted]).mean(0) - p))
+    for ours, theirs in zip(learner.model.parameters(), model.parameters(), strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(learner.inner_moments, _moments(adam), rtol=1e-10, atol=1e-15)
+    assert int(learner.inner_count) == 5 * 3
+
+
+def test_a_sequential_state_differs_from_the_batch_start_one_and_refuses_vmap() -> None:
+    """On a meta-batch of several tasks the two orders give other weights: the later tasks start elsewhere."""
+    results = []
+    for state in ("shared", "sequential"):
+        learner = fa.Reptile(_bn_model(), inner_lr=0.01, inner_steps=3, inner_optimizer="adam", inner_state=state)
+        learner.meta_loss(_batch(tasks=3))
+        results.append(learner.meta_loss(_batch(tasks=3))[0].item())
+    assert results[0] != pytest.approx(results[1], rel=1e-9)
+    with pytest.raises(ConfigError, match="inner_state=sequential runs a meta-batch's tasks in turn"):
+        fa.Reptile(_bn_model(), inner_optimizer="adam", inner_state="sequential", vmap=True)
+
+
 def _start_adam(model: nn.Module, state: tuple[torch.Tensor, int]) -> torch.optim.Adam:
     """``torch.optim.Adam(betas=(0, 0.999))`` over ``model`` with second moments and step count ``state``."""
     adam = torch.optim.Adam(model.parameters(), lr=0.01, betas=(0.0, 0.999), eps=1e-8)

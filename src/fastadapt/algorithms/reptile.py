@@ -18,7 +18,7 @@ from fastadapt.nn.params import ADAM_BETA2, Params, adam_step, flatten, sgd_step
 from fastadapt.tasks import TaskBatch
 
 InnerOptimizer = Literal["sgd", "adam"]
-InnerState = Literal["task", "shared"]
+InnerState = Literal["task", "shared", "sequential"]
 INNER_OPTIMIZERS: tuple[str, ...] = get_args(InnerOptimizer)
 INNER_STATES: tuple[str, ...] = get_args(InnerState)
 
@@ -34,9 +34,11 @@ class Reptile(MAML):
     ``inner_batch``), for ``test_inner_steps`` steps.
 
     Adam's second moments start fresh for each task (``inner_state="task"``), or are one state carried from
-    training task to training task (``"shared"``, what Reptile's code does: it resets only the weights between
-    tasks), from which every test task starts. The tasks of a meta-batch all start from the batch's state, and
-    the state moves on as if they had run one after the other (``carry``); it is saved with the weights.
+    training task to training task, from which every test task starts (Reptile's code resets only the weights
+    between tasks). With ``"sequential"`` the tasks of a meta-batch run in turn, each from the state the previous
+    one left, as the code runs them; with ``"shared"`` they all start from the batch's state (so they can run
+    side by side, under ``vmap``) and the state moves on as if they had run in turn (``carry``). The state is
+    saved with the weights.
 
     The update is expressed as a pseudo-gradient: the meta-objective
     ``0.5 * ||theta - stopgrad(theta'_i)||^2`` has gradient ``theta - theta'_i``, so plain SGD with
@@ -56,6 +58,9 @@ class Reptile(MAML):
         if inner_state not in INNER_STATES:
             raise ConfigError(f"inner_state must be one of {INNER_STATES}, got {inner_state!r}")
         check_inner_state(inner_optimizer, inner_state)
+        if inner_state == "sequential" and self.vmap:
+            raise ConfigError("inner_state=sequential runs a meta-batch's tasks in turn, each from the Adam state "
+                              "the previous one left: not under vmap (use vmap=False, or inner_state=shared)")
         for key, value in (("inner_batch", inner_batch), ("test_inner_batch", test_inner_batch)):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ConfigError(f"{key} must be a positive integer (or None: the whole support set), got {value!r}")
@@ -63,7 +68,7 @@ class Reptile(MAML):
         self.inner_batch = inner_batch
         self.test_inner_batch = inner_batch if test_inner_batch is None else test_inner_batch
         self.inner_state = inner_state
-        if inner_state == "shared":
+        if inner_state != "task":
             params = list(self.fast_params().values())
             size = sum(p.numel() for p in params)
             self.register_buffer("inner_moments", params[0].new_zeros(size))
@@ -79,7 +84,7 @@ class Reptile(MAML):
         order = self._minibatches(support_x, len(support_y), steps)
         params = self.fast_params()
         count, state = 0, {}
-        if self.inner_state == "shared":
+        if self.inner_state != "task":
             count = int(self.inner_count)
             state = dict(zip(params, unflatten(self.inner_moments, params.values()), strict=True))
 
@@ -95,10 +100,14 @@ class Reptile(MAML):
                                 order, step, state)
 
     def check_distributable(self) -> None:
-        if self.inner_state == "shared":
-            raise ConfigError("inner_state=shared carries one Adam state through every training task, which "
-                              "processes holding slices of the meta-batch cannot share: train in one process, or "
-                              "use inner_state=task")
+        if self.inner_state != "task":
+            raise ConfigError(f"inner_state={self.inner_state} carries one Adam state through every training task, "
+                              "which processes holding slices of the meta-batch cannot share: train in one process, "
+                              "or use inner_state=task")
+
+    def uses_vmap(self, batch: TaskBatch) -> bool:
+        """Never for a training meta-batch whose tasks run in turn (``inner_state="sequential"``)."""
+        return not (self.training and self.inner_state == "sequential") and super().uses_vmap(batch)
 
     def _minibatches(self, support_x: Tensor, size: int, steps: int) -> Tensor | None:
         """The examples of each inner step (``[steps, batch]``), or ``None``: the whole support set every step."""
@@ -121,7 +130,7 @@ class Reptile(MAML):
             iterates, state = self._inner_run(support_x, support_y, self.inner_steps)
             outputs = self.apply_fast(iterates[-1], self.features(query_x))
         objective = sum(0.5 * (p - iterates[-1][name]).pow(2).sum() for name, p in initial.items())
-        final = flatten(state[name] for name in initial) if self.inner_state == "shared" else torch.zeros(0)
+        final = flatten(state[name] for name in initial) if self.inner_state != "task" else torch.zeros(0)
         return cast(Tensor, objective), outputs, final
 
     def meta_backward(self, batch: TaskBatch) -> tuple[float, dict[str, float]]:
@@ -137,12 +146,16 @@ class Reptile(MAML):
             return super()._batch_loss(batch)
         ways = batch_ways(batch)
 
+        in_turn = self.training and self.inner_state == "sequential"
+
         def one_task(sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
             objective, outputs, final = self._task_terms(sx, sy, qx, ways)
+            if in_turn:  # the next task starts where this one left the state
+                self.carry(final.unsqueeze(0))
             return (objective, *task_scores(self.loss_fn, outputs.detach(), qy), final)
 
         objective, losses, accuracies, finals = self._map_tasks(one_task, batch)
-        if self.training:
+        if self.training and not in_turn:
             self.carry(finals)
         return objective.mean(), batch_metrics(losses, accuracies, batch.query_y)
 
@@ -160,9 +173,9 @@ class Reptile(MAML):
 
 
 def check_inner_state(inner_optimizer: str, inner_state: str) -> None:
-    """Refuse, in one line, a shared inner state for an inner optimizer that keeps none."""
-    if inner_state == "shared" and inner_optimizer != "adam":
-        raise ConfigError("inner_state='shared' carries Adam's moments from task to task, and inner_optimizer "
+    """Refuse, in one line, a carried inner state for an inner optimizer that keeps none."""
+    if inner_state != "task" and inner_optimizer != "adam":
+        raise ConfigError(f"inner_state={inner_state!r} carries Adam's moments from task to task, and inner_optimizer "
                           f"{inner_optimizer!r} keeps none: use inner_optimizer=adam, or inner_state=task")
 
 
