@@ -194,7 +194,8 @@ def _adopt_inner_state(learner: Reptile, state: dict[str, Tensor], prefix: str, 
 class ReptileConfig(InnerLoopConfig):
     """Reptile: the inner loop's keys (it is first order by construction), the inner optimizer and its mini-batches
     (``None``: the whole support set; ``test_inner_batch`` ``None``: as in training), and whether Adam's state is
-    fresh for each task (``task``) or carried across the training tasks (``shared``, as Reptile's code)."""
+    fresh for each task (``task``) or carried across the training tasks (``sequential``: a meta-batch's tasks in turn,
+    as Reptile's code; ``shared``: each from the batch's state)."""
 
     learner = Reptile
     inner_optimizer: InnerOptimizer = "sgd"
