@@ -7,6 +7,7 @@ runs and resumes an interrupted one, so a long reproduction survives being stopp
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -30,6 +31,7 @@ from fastadapt.experiment import (
     retest_run,
     run_experiment,
     test_learner,
+    with_data_dir,
 )
 from fastadapt.reproduce.compare import against, over_seeds
 from fastadapt.reproduce.kept import keep_measure, kept_measure, measure_key, run_settings
@@ -52,11 +54,11 @@ def row_config(
     """The resolved config of one row's run for one seed under a budget. ``data_dir`` and ``download`` apply to the
     rows whose dataset reads files (a reproduction may mix them with generated tasks, as sinusoid or RL rows)."""
     row = reproduction.rows[row_index]
-    overrides = [*row.overrides, *reproduction.budgets[budget].overrides, f"seed={seed}"]
-    config = build_config(row.preset, overrides)
-    files = [("data_dir", data_dir), ("download", "true" if download else None)]
-    extra = [f"dataset.{key}={value}" for key, value in files if value is not None and hasattr(config.dataset, key)]
-    return build_config(row.preset, [*overrides, *extra]) if extra else config
+    config = build_config(row.preset, [*row.overrides, *reproduction.budgets[budget].overrides, f"seed={seed}"])
+    config = with_data_dir(config, data_dir)
+    if download and hasattr(config.dataset, "download"):
+        config = config.replace(dataset=dataclasses.replace(config.dataset, **{"download": True}))
+    return config
 
 
 def _differences(stored: RunConfig, wanted: RunConfig) -> set[str]:
