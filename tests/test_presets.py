@@ -57,6 +57,10 @@ SETTINGS: list[tuple[str, dict[str, Any]]] = [
                        "algorithm.trajectories": 20, "algorithm.test_trajectories": 40, "algorithm.max_kl": 0.01,
                        "algorithm.outer": "trpo"}),
     ("maml-rl-ant-dir", {"algorithm.trajectories": 40}),
+    # the code's ICML HalfCheetah forward/backward model (mlr0.02) and test script (the pretrained policy's step 0.2)
+    ("maml-rl-cheetah-dir", {"algorithm.max_kl": 0.02, "train.meta_batch": 40, "algorithm.trajectories": 20}),
+    ("pretrained-rl-cheetah-dir", {"algorithm.inner_steps": 0, "algorithm.inner_lr": 0.2,
+                                   "algorithm.later_inner_lr": 0.1, "algorithm.max_kl": 0.02}),
     *[(name, {"test.checkpoint": "last"}) for name in ("maml-sinusoid", "pretrained-sinusoid", "maml-miniimagenet-5w1s",
                                                        "maml-miniimagenet-5w5s", "reptile-miniimagenet-5w1s")],
     *[(f"protonet-omniglot-{ws}", {"dataset.resample": "nearest", "dataset.invert": True})
