@@ -416,11 +416,17 @@ def evaluate_run(
     return test_learner(learner, config, episodes, inner_steps, split, progress)
 
 
+def with_dataset_field(config: RunConfig, key: str, value: Any) -> RunConfig:
+    """``config`` with ``dataset.<key>`` set to ``value`` where its dataset has that field (generated tasks, as
+    sinusoid or RL, have no files to find or download)."""
+    if not hasattr(config.dataset, key):
+        return config
+    return config.replace(dataset=dataclasses.replace(config.dataset, **{key: value}))
+
+
 def with_data_dir(config: RunConfig, data_dir: str | None) -> RunConfig:
     """``config`` reading its dataset from ``data_dir`` (where the data is on this machine), if given."""
-    if data_dir is None or not hasattr(config.dataset, "data_dir"):
-        return config
-    return config.replace(dataset=dataclasses.replace(config.dataset, **{"data_dir": data_dir}))
+    return config if data_dir is None else with_dataset_field(config, "data_dir", data_dir)
 
 
 def carried(run_dir: Path, config: RunConfig, data_dir: str | None) -> RunConfig:

@@ -7,7 +7,6 @@ runs and resumes an interrupted one, so a long reproduction survives being stopp
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import re
@@ -32,6 +31,7 @@ from fastadapt.experiment import (
     run_experiment,
     test_learner,
     with_data_dir,
+    with_dataset_field,
 )
 from fastadapt.reproduce.compare import against, over_seeds
 from fastadapt.reproduce.kept import keep_measure, kept_measure, measure_key, run_settings
@@ -56,9 +56,7 @@ def row_config(
     row = reproduction.rows[row_index]
     config = build_config(row.preset, [*row.overrides, *reproduction.budgets[budget].overrides, f"seed={seed}"])
     config = with_data_dir(config, data_dir)
-    if download and hasattr(config.dataset, "download"):
-        config = config.replace(dataset=dataclasses.replace(config.dataset, **{"download": True}))
-    return config
+    return with_dataset_field(config, "download", True) if download else config
 
 
 def _differences(stored: RunConfig, wanted: RunConfig) -> set[str]:
