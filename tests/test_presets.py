@@ -72,6 +72,8 @@ SETTINGS: list[tuple[str, dict[str, Any]]] = [
     *[(f"{method}-miniimagenet-{ws}", {"model.init": "glorot", "model.bn_eps": 0.001})
       for method in ("maml", "reptile") for ws in ("5w1s", "5w5s")],
     *[(f"maml-miniimagenet-{ws}", {"model.bn_scale": False, "algorithm.inner_lr": 0.05}) for ws in ("5w1s", "5w5s")],
+    *[(f"reptile-miniimagenet-{ws}", {"model.pool_padding": "same", "model.block_order": "conv-pool-norm-relu"})
+      for ws in ("5w1s", "5w5s")],
     ("protonet-omniglot-5w1s", {"model.init": "torch"}),  # the PyTorch code's defaults, the same bounds as today's
     ("protonet-tieredimagenet-5w1s", {"train_task.ways": 5, "train_task.queries": 5, "train.steps": 200000,
                                       "train.lr_decay_every": 25000, "train.lr_decay": 0.5}),

@@ -195,3 +195,50 @@ def test_maml_differentiates_twice_through_a_batch_norm_without_a_scale() -> Non
     batch = fa.TaskBatch(x[None, :3], y[None, :3], x[None, 3:], y[None, 3:])
     learner.meta_loss(batch)[0].backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in learner.parameters())
+
+
+def _tensorflow_pooled_block(x: torch.Tensor, conv: torch.nn.Conv2d, eps: float) -> torch.Tensor:
+    """Reptile's miniImageNet block from functional ops: 3x3 convolution ('same' at stride 1), 2x2 max pooling as
+    TensorFlow's 'same' (an odd last row and column padded with -inf), batch norm on the pooled map's batch
+    statistics (unit scale, zero shift as initialized), ReLU."""
+    x = F.conv2d(x, conv.weight, conv.bias, padding=1)
+    x = F.max_pool2d(F.pad(x, (0, x.shape[-1] % 2, 0, x.shape[-2] % 2), value=float("-inf")), 2)
+    mean, var = x.mean(dim=(0, 2, 3), keepdim=True), x.var(dim=(0, 2, 3), unbiased=False, keepdim=True)
+    return F.relu((x - mean) / torch.sqrt(var + eps))
+
+
+def test_conv4_pools_as_reptiles_minimagenet_network() -> None:
+    """'same' pooling before batch norm keeps 84, 42, 21, 11, 6 (1152 features) and matches a reference built
+    from functional ops; the default block pools after the ReLU and floors (84, 42, 21, 10, 5)."""
+    torch.manual_seed(0)
+    reptile = Conv4(3, None, hidden=32, image_size=84, bn_eps=1e-3, pool_padding="same",
+                    block_order="conv-pool-norm-relu")
+    assert reptile.feature_shape == (32, 6, 6) and reptile.embedding_dim == 1152
+    assert Conv4(3, None, hidden=32, image_size=84).feature_shape == (32, 5, 5)
+    images = torch.rand(5, 3, 84, 84)
+    expected = images
+    for conv in [m for m in reptile.body if isinstance(m, torch.nn.Conv2d)]:
+        expected = _tensorflow_pooled_block(expected, conv, 1e-3)
+    torch.testing.assert_close(reptile(images), expected.flatten(1))
+    pooled_after = Conv4(3, None, hidden=32, image_size=84, bn_eps=1e-3, pool_padding="same")
+    pooled_after.load_state_dict(dict(zip(pooled_after.state_dict(), reptile.state_dict().values(), strict=True)))
+    assert not torch.allclose(pooled_after(images), reptile(images))  # batch norm sees other statistics
+
+
+def test_same_pooling_keeps_the_odd_pixel_by_itself() -> None:
+    """A 3x3 map pools to 2x2: the last window holds the corner pixel alone."""
+    model = Conv4(1, None, hidden=1, image_size=3, downsample_blocks=1, pool_padding="same", feature_maps=True)
+    pool = next(m for m in model.body if isinstance(m, torch.nn.MaxPool2d))
+    grid = torch.tensor([[[[1.0, 5.0, 2.0], [3.0, 4.0, 9.0], [8.0, 0.0, 7.0]]]])
+    torch.testing.assert_close(pool(grid), torch.tensor([[[[5.0, 9.0], [8.0, 7.0]]]]))
+    assert min_image_size("max", 4, "same") == 1 and Conv4(1, 3, image_size=1, pool_padding="same")(
+        torch.rand(2, 1, 1, 1)).shape == (2, 3)
+
+
+def test_pooling_settings_without_max_pooling_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match="pool_padding must be one of"):
+        Conv4(pool_padding="full")
+    with pytest.raises(ConfigError, match="block_order must be one of"):
+        Conv4(block_order="pool-first")
+    with pytest.raises(ConfigError, match="with pool='stride' there is none"):
+        Conv4(pool="stride", block_order="conv-pool-norm-relu")

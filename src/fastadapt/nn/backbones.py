@@ -28,9 +28,13 @@ _ACTIVATIONS: dict[str, type[nn.Module]] = dict(zip(get_args(Activation), (nn.Re
 Pool = Literal["max", "stride"]
 Readout = Literal["auto", "mean", "flatten"]
 Padding = Literal["torch", "tensorflow"]
+PoolPadding = Literal["valid", "same"]
+BlockOrder = Literal["conv-norm-relu-pool", "conv-pool-norm-relu"]
 _POOLS: tuple[str, ...] = get_args(Pool)
 _READOUTS: tuple[str, ...] = get_args(Readout)
 _PADDINGS: tuple[str, ...] = get_args(Padding)
+_POOL_PADDINGS: tuple[str, ...] = get_args(PoolPadding)
+_BLOCK_ORDERS: tuple[str, ...] = get_args(BlockOrder)
 
 
 class SpatialMean(nn.Module):
@@ -90,15 +94,20 @@ class MLP(nn.Module):
         return self.head(features) if self.head is not None else features
 
 
-def _conv_output_size(size: int, pool: str) -> int:
-    # max pool: 3x3 conv (padding 1) keeps the size, 2x2 pooling floors it; stride 2 with padding 1 ceils it.
-    return size // 2 if pool == "max" else (size + 1) // 2
+def _floors(pool: str, pool_padding: str) -> bool:
+    """Whether a down-sampling block floors the size: 2x2 'valid' max pooling drops an odd last row and column;
+    'same' pooling (the odd pixel pooled alone) and stride-2 convolutions (padded) ceil it."""
+    return pool == "max" and pool_padding == "valid"
 
 
-def min_image_size(pool: str = "max", downsample_blocks: int = 4) -> int:
+def _conv_output_size(size: int, pool: str, pool_padding: str = "valid") -> int:
+    return size // 2 if _floors(pool, pool_padding) else (size + 1) // 2
+
+
+def min_image_size(pool: str = "max", downsample_blocks: int = 4, pool_padding: str = "valid") -> int:
     """The smallest image side that ``downsample_blocks`` 2x down-samplings leave at least one pixel wide:
-    ``2 ** blocks`` for max pooling (``_conv_output_size`` floors), 1 for stride-2 convolutions (it ceils)."""
-    return 2**downsample_blocks if pool == "max" else 1
+    ``2 ** blocks`` where they floor (``_floors``), else 1."""
+    return 2**downsample_blocks if _floors(pool, pool_padding) else 1
 
 
 class Conv4(nn.Module):
@@ -116,7 +125,10 @@ class Conv4(nn.Module):
     Reptile's code), and ``bn_scale=False`` learns no scale (MAML's code). ``readout`` overrides the pooling's usual
     readout (``mean`` over space, or ``flatten``: Reptile's strided network flattens its 2x2x64 map), and
     ``padding="tensorflow"`` pads the convolutions as TensorFlow's ``'same'`` (``SameConv2d``), as MAML's and
-    Reptile's networks are.
+    Reptile's networks are. ``pool_padding="same"`` keeps an odd last row and column in 2x2 max pooling (pooled
+    alone, as TensorFlow's ``'same'``: 84, 42, 21, 11, 6) where ``"valid"`` drops it (84, 42, 21, 10, 5), and
+    ``block_order="conv-pool-norm-relu"`` pools before batch norm, which then normalizes with the pooled map's
+    statistics: both as Reptile's miniImageNet network. (Pooling before or after the ReLU is the same function.)
     """
 
     def __init__(
@@ -132,15 +144,22 @@ class Conv4(nn.Module):
         readout: str = "auto",
         padding: str = "torch",
         bn_scale: bool = True,
+        pool_padding: str = "valid",
+        block_order: str = "conv-norm-relu-pool",
     ) -> None:
         super().__init__()
         _check_conv4(pool, image_size, downsample_blocks, feature_maps, out_features, readout, padding)
+        _check_pooling(pool, pool_padding, block_order, image_size, downsample_blocks)
         layers: list[nn.Module] = []
         channels, size = in_channels, image_size
         for block in range(4):
             down = block < downsample_blocks
-            layers += _conv4_block(channels, hidden, pool, down, BatchNorm(hidden, bn_eps, bn_scale), padding)
-            channels, size = hidden, _conv_output_size(size, pool) if down else size
+            conv = _conv(channels, hidden, 2 if pool == "stride" and down else 1, padding)
+            pooling = [nn.MaxPool2d(2, ceil_mode=pool_padding == "same")] if pool == "max" and down else []
+            norm = BatchNorm(hidden, bn_eps, bn_scale)
+            layers += ([conv, *pooling, norm, nn.ReLU()] if block_order == "conv-pool-norm-relu"
+                       else [conv, norm, nn.ReLU(), *pooling])
+            channels, size = hidden, _conv_output_size(size, pool, pool_padding) if down else size
         self.feature_shape = (hidden, size, size)
         if feature_maps:
             self.embedding_dim = hidden * size * size
@@ -184,20 +203,29 @@ def _check_conv4(
     if feature_maps and (out_features or readout != "auto"):
         raise ValueError("Conv4(feature_maps=True) is an encoder of feature maps: leave out_features=None and "
                          "readout='auto'")
-    smallest = min_image_size(pool, downsample_blocks)
+
+
+def _check_pooling(pool: str, pool_padding: str, block_order: str, image_size: int, downsample_blocks: int) -> None:
+    """Refuse pooling settings that name no network, or images too small for the down-sampling."""
+    if pool_padding not in _POOL_PADDINGS:
+        raise ConfigError(f"Conv4 pool_padding must be one of {_POOL_PADDINGS}, got {pool_padding!r}")
+    if block_order not in _BLOCK_ORDERS:
+        raise ConfigError(f"Conv4 block_order must be one of {_BLOCK_ORDERS}, got {block_order!r}")
+    if pool == "stride" and (pool_padding, block_order) != ("valid", "conv-norm-relu-pool"):
+        raise ConfigError("Conv4 pool_padding and block_order place 2x2 max pooling: with pool='stride' there is "
+                          "none; set pool='max' or leave them at their defaults")
+    smallest = min_image_size(pool, downsample_blocks, pool_padding)
     if image_size < smallest:
         raise ConfigError(
             f"Conv4 (pool={pool!r}) needs images of at least {smallest}x{smallest} pixels, got image_size={image_size}"
         )
 
 
-def _conv4_block(channels: int, hidden: int, pool: str, down: bool, norm: BatchNorm, padding: str) -> list[nn.Module]:
-    """One block: a 3x3 convolution (stride 2 where a strided block down-samples), ``norm``, ReLU, and 2x2 max
-    pooling where a pooled block down-samples."""
-    stride = 2 if pool == "stride" and down else 1
-    conv = (SameConv2d(channels, hidden, stride) if padding == "tensorflow"
-            else nn.Conv2d(channels, hidden, 3, stride=stride, padding=1))
-    return [conv, norm, nn.ReLU(), *([nn.MaxPool2d(2)] if pool == "max" and down else [])]
+def _conv(channels: int, hidden: int, stride: int, padding: str) -> nn.Conv2d:
+    """A block's 3x3 convolution, padded as PyTorch (one pixel on every side) or as TensorFlow's ``'same'``."""
+    if padding == "tensorflow":
+        return SameConv2d(channels, hidden, stride)
+    return nn.Conv2d(channels, hidden, 3, stride=stride, padding=1)
 
 
 class ResidualBlock(nn.Module):
@@ -294,8 +322,8 @@ class ImageModelConfig(BackboneConfig):
 @dataclass
 class Conv4Config(ImageModelConfig):
     """Conv4 with ``hidden`` channels per block, ``pool`` (2x2 max pooling or stride-2 convolutions), batch norm's
-    ``bn_eps`` and ``bn_scale``, its ``readout`` and ``padding`` (see ``Conv4``; presets that follow TensorFlow code
-    set them as it)."""
+    ``bn_eps`` and ``bn_scale``, its ``readout``, ``padding``, ``pool_padding`` and ``block_order`` (see ``Conv4``;
+    presets that follow TensorFlow code set them as it)."""
 
     hidden: int = option(64, minimum=1)
     pool: Pool = "max"
@@ -303,17 +331,20 @@ class Conv4Config(ImageModelConfig):
     bn_scale: bool = True
     readout: Readout = "auto"
     padding: Padding = "torch"
+    pool_padding: PoolPadding = "valid"
+    block_order: BlockOrder = "conv-norm-relu-pool"
 
     def build(self, data: DatasetConfig, out_features: int | None, options: dict[str, Any]) -> nn.Module:
         channels, size = _image_shape(data)
         model = Conv4(channels, out_features, self.hidden, self.pool, size, bn_eps=self.bn_eps, readout=self.readout,
-                      padding=self.padding, bn_scale=self.bn_scale, **options)
+                      padding=self.padding, bn_scale=self.bn_scale, pool_padding=self.pool_padding,
+                      block_order=self.block_order, **options)
         return self.finish(model)
 
     def check(self, run: Run) -> None:
         preprocessing = run.dataset.preprocessing()
         blocks = run.algorithm.backbone_options.get("downsample_blocks", 4)
-        smallest = min_image_size(self.pool, blocks)
+        smallest = min_image_size(self.pool, blocks, self.pool_padding)
         if preprocessing is not None and preprocessing.image_size < smallest:
             raise ConfigError(
                 f"model.name=conv4 with pool={self.pool} and {blocks} down-sampling blocks needs images of "
