@@ -69,6 +69,23 @@ def test_nearest_gives_the_pixels_pillow_gives_a_1bit_image() -> None:
         Preprocessing(28, resample="bicubic")
 
 
+def test_rotating_before_or_after_the_nearest_resize_gives_the_same_pixels() -> None:
+    """ProtoNet's code rotates Omniglot's 105-pixel file, then resizes it to 28; we resize, then rotate
+    (``with_rotations``). The nearest pixel of 105 at 28 is sampled symmetrically (source ``int((i + 0.5) * 3.75)``
+    and ``104`` minus it for ``27 - i``), so the orders agree pixel for pixel."""
+    import torch
+
+    from fastadapt.datasets.base import ClassDataset
+
+    drawing = Image.fromarray(np.random.default_rng(1).random((105, 105)) > 0.3)
+    ours = load_image(_png(drawing), Preprocessing(28, 1, invert=True, resample="nearest"))
+    rotated = ClassDataset(torch.from_numpy(ours)[None], torch.zeros(1, dtype=torch.long), ["c"]).with_rotations()
+    for k, angle in enumerate((0, 90, 180, 270)):
+        code = np.array(drawing.rotate(angle).resize((28, 28)), dtype=np.uint8)  # a 1-bit image: nearest
+        np.testing.assert_array_equal(rotated.images[k, 0].numpy(), 255 * (1 - code))
+    assert not np.array_equal(rotated.images[1, 0].numpy(), rotated.images[0, 0].numpy())
+
+
 def test_files_and_bytes_give_the_same_array(tmp_path: Path) -> None:
     data = _png(_square("RGB"))
     (tmp_path / "a.png").write_bytes(data)
