@@ -242,3 +242,29 @@ def test_pooling_settings_without_max_pooling_are_config_errors() -> None:
         Conv4(block_order="pool-first")
     with pytest.raises(ConfigError, match="with pool='stride' there is none"):
         Conv4(pool="stride", block_order="conv-pool-norm-relu")
+
+
+def test_conv4_unpadded_blocks_give_relation_networks_encoder() -> None:
+    """Sung et al.'s Omniglot encoder from standard layers: the first two convolutions unpadded and pooled, the
+    last two padded (28, 26, 13, 11, 5): the same weights give the same 64 x 5 x 5 maps."""
+    from torch import nn
+
+    torch.manual_seed(0)
+    ours = Conv4(1, None, image_size=28, downsample_blocks=2, feature_maps=True, unpadded_blocks=2)
+    assert ours.feature_shape == (64, 5, 5)
+    reference = nn.Sequential(
+        nn.Conv2d(1, 64, 3, padding=0), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(64, 64, 3, padding=0), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(64, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(),
+        nn.Conv2d(64, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(),
+    )
+    with torch.no_grad():
+        for mine, theirs in zip(ours.parameters(), reference.parameters(), strict=True):
+            theirs.copy_(mine)
+    images = torch.rand(6, 1, 28, 28)
+    torch.testing.assert_close(ours(images), reference.train()(images))
+    assert min_image_size("max", 2, unpadded_blocks=2) == 10
+    with pytest.raises(ConfigError, match="at least 10x10 pixels"):
+        Conv4(1, None, image_size=9, downsample_blocks=2, feature_maps=True, unpadded_blocks=2)
+    with pytest.raises(ConfigError, match="unpadded_blocks is for max-pooled blocks"):
+        Conv4(pool="stride", unpadded_blocks=2)

@@ -94,20 +94,27 @@ class MLP(nn.Module):
         return self.head(features) if self.head is not None else features
 
 
-def _floors(pool: str, pool_padding: str) -> bool:
-    """Whether a down-sampling block floors the size: 2x2 'valid' max pooling drops an odd last row and column;
-    'same' pooling (the odd pixel pooled alone) and stride-2 convolutions (padded) ceil it."""
-    return pool == "max" and pool_padding == "valid"
+def _block_sizes(size: int, pool: str, downsample_blocks: int, pool_padding: str, unpadded_blocks: int) -> list[int]:
+    """The side of the map after each of the four blocks. An unpadded 3x3 convolution takes 2 pixels off; 2x2
+    'valid' max pooling floors the half, 'same' pooling (the odd pixel pooled alone) and a padded stride-2
+    convolution ceil it."""
+    sizes = []
+    for block in range(4):
+        size -= 2 if block < unpadded_blocks else 0
+        if block < downsample_blocks:
+            size = size // 2 if pool == "max" and pool_padding == "valid" else (size + 1) // 2
+        sizes.append(size)
+    return sizes
 
 
-def _conv_output_size(size: int, pool: str, pool_padding: str = "valid") -> int:
-    return size // 2 if _floors(pool, pool_padding) else (size + 1) // 2
-
-
-def min_image_size(pool: str = "max", downsample_blocks: int = 4, pool_padding: str = "valid") -> int:
-    """The smallest image side that ``downsample_blocks`` 2x down-samplings leave at least one pixel wide:
-    ``2 ** blocks`` where they floor (``_floors``), else 1."""
-    return 2**downsample_blocks if _floors(pool, pool_padding) else 1
+def min_image_size(pool: str = "max", downsample_blocks: int = 4, pool_padding: str = "valid",
+                   unpadded_blocks: int = 0) -> int:
+    """The smallest image side that the four blocks leave at least one pixel wide (``2 ** blocks`` for 'valid' max
+    pooling in padded blocks, 1 for strided ones; ``_block_sizes``)."""
+    size = 1
+    while min(_block_sizes(size, pool, downsample_blocks, pool_padding, unpadded_blocks)) < 1:
+        size += 1
+    return size
 
 
 class Conv4(nn.Module):
@@ -129,6 +136,8 @@ class Conv4(nn.Module):
     alone, as TensorFlow's ``'same'``: 84, 42, 21, 11, 6) where ``"valid"`` drops it (84, 42, 21, 10, 5), and
     ``block_order="conv-pool-norm-relu"`` pools before batch norm, which then normalizes with the pooled map's
     statistics: both as Reptile's miniImageNet network. (Pooling before or after the ReLU is the same function.)
+    ``unpadded_blocks=2`` leaves the first two convolutions unpadded, as Relation Networks' encoder (28, 26, 13, 11,
+    5: 64 x 5 x 5 maps, where padded blocks leave 7 x 7).
     """
 
     def __init__(
@@ -146,20 +155,27 @@ class Conv4(nn.Module):
         bn_scale: bool = True,
         pool_padding: str = "valid",
         block_order: str = "conv-norm-relu-pool",
+        unpadded_blocks: int = 0,
     ) -> None:
         super().__init__()
-        _check_conv4(pool, image_size, downsample_blocks, feature_maps, out_features, readout, padding)
-        _check_pooling(pool, pool_padding, block_order, image_size, downsample_blocks)
+        _check_conv4(pool, downsample_blocks, feature_maps, out_features, readout, padding)
+        _check_pooling(pool, pool_padding, block_order, padding, unpadded_blocks)
+        smallest = min_image_size(pool, downsample_blocks, pool_padding, unpadded_blocks)
+        if image_size < smallest:
+            raise ConfigError(f"Conv4 (pool={pool!r}) needs images of at least {smallest}x{smallest} pixels, "
+                              f"got image_size={image_size}")
         layers: list[nn.Module] = []
-        channels, size = in_channels, image_size
+        channels = in_channels
         for block in range(4):
             down = block < downsample_blocks
-            conv = _conv(channels, hidden, 2 if pool == "stride" and down else 1, padding)
+            conv = _conv(channels, hidden, 2 if pool == "stride" and down else 1,
+                         "none" if block < unpadded_blocks else padding)
             pooling = [nn.MaxPool2d(2, ceil_mode=pool_padding == "same")] if pool == "max" and down else []
             norm = BatchNorm(hidden, bn_eps, bn_scale)
             layers += ([conv, *pooling, norm, nn.ReLU()] if block_order == "conv-pool-norm-relu"
                        else [conv, norm, nn.ReLU(), *pooling])
-            channels, size = hidden, _conv_output_size(size, pool, pool_padding) if down else size
+            channels = hidden
+        size = _block_sizes(image_size, pool, downsample_blocks, pool_padding, unpadded_blocks)[-1]
         self.feature_shape = (hidden, size, size)
         if feature_maps:
             self.embedding_dim = hidden * size * size
@@ -188,8 +204,7 @@ class Conv4(nn.Module):
 
 
 def _check_conv4(
-    pool: str, image_size: int, downsample_blocks: int, feature_maps: bool, out_features: int | None, readout: str,
-    padding: str,
+    pool: str, downsample_blocks: int, feature_maps: bool, out_features: int | None, readout: str, padding: str
 ) -> None:
     """Refuse Conv4 settings that name no network (``ConfigError`` where a config sets them)."""
     if pool not in _POOLS:
@@ -205,8 +220,8 @@ def _check_conv4(
                          "readout='auto'")
 
 
-def _check_pooling(pool: str, pool_padding: str, block_order: str, image_size: int, downsample_blocks: int) -> None:
-    """Refuse pooling settings that name no network, or images too small for the down-sampling."""
+def _check_pooling(pool: str, pool_padding: str, block_order: str, padding: str, unpadded_blocks: int) -> None:
+    """Refuse pooling and padding settings that name no network."""
     if pool_padding not in _POOL_PADDINGS:
         raise ConfigError(f"Conv4 pool_padding must be one of {_POOL_PADDINGS}, got {pool_padding!r}")
     if block_order not in _BLOCK_ORDERS:
@@ -214,18 +229,19 @@ def _check_pooling(pool: str, pool_padding: str, block_order: str, image_size: i
     if pool == "stride" and (pool_padding, block_order) != ("valid", "conv-norm-relu-pool"):
         raise ConfigError("Conv4 pool_padding and block_order place 2x2 max pooling: with pool='stride' there is "
                           "none; set pool='max' or leave them at their defaults")
-    smallest = min_image_size(pool, downsample_blocks, pool_padding)
-    if image_size < smallest:
-        raise ConfigError(
-            f"Conv4 (pool={pool!r}) needs images of at least {smallest}x{smallest} pixels, got image_size={image_size}"
-        )
+    if not 0 <= unpadded_blocks <= 4:
+        raise ConfigError(f"Conv4 unpadded_blocks must be between 0 and 4, got {unpadded_blocks!r}")
+    if unpadded_blocks and (pool, padding) != ("max", "torch"):
+        raise ConfigError("Conv4 unpadded_blocks is for max-pooled blocks padded as PyTorch (Relation Networks' "
+                          "encoder): set pool='max' and padding='torch', or unpadded_blocks=0")
 
 
 def _conv(channels: int, hidden: int, stride: int, padding: str) -> nn.Conv2d:
-    """A block's 3x3 convolution, padded as PyTorch (one pixel on every side) or as TensorFlow's ``'same'``."""
+    """A block's 3x3 convolution: padded as PyTorch (one pixel on every side), as TensorFlow's ``'same'``, or
+    (``"none"``) not at all."""
     if padding == "tensorflow":
         return SameConv2d(channels, hidden, stride)
-    return nn.Conv2d(channels, hidden, 3, stride=stride, padding=1)
+    return nn.Conv2d(channels, hidden, 3, stride=stride, padding=0 if padding == "none" else 1)
 
 
 class ResidualBlock(nn.Module):
@@ -322,8 +338,8 @@ class ImageModelConfig(BackboneConfig):
 @dataclass
 class Conv4Config(ImageModelConfig):
     """Conv4 with ``hidden`` channels per block, ``pool`` (2x2 max pooling or stride-2 convolutions), batch norm's
-    ``bn_eps`` and ``bn_scale``, its ``readout``, ``padding``, ``pool_padding`` and ``block_order`` (see ``Conv4``;
-    presets that follow TensorFlow code set them as it)."""
+    ``bn_eps`` and ``bn_scale``, its ``readout``, ``padding``, ``pool_padding``, ``block_order`` and
+    ``unpadded_blocks`` (see ``Conv4``; presets that follow a paper's code set them as it)."""
 
     hidden: int = option(64, minimum=1)
     pool: Pool = "max"
@@ -333,18 +349,19 @@ class Conv4Config(ImageModelConfig):
     padding: Padding = "torch"
     pool_padding: PoolPadding = "valid"
     block_order: BlockOrder = "conv-norm-relu-pool"
+    unpadded_blocks: int = option(0, minimum=0)
 
     def build(self, data: DatasetConfig, out_features: int | None, options: dict[str, Any]) -> nn.Module:
         channels, size = _image_shape(data)
         model = Conv4(channels, out_features, self.hidden, self.pool, size, bn_eps=self.bn_eps, readout=self.readout,
                       padding=self.padding, bn_scale=self.bn_scale, pool_padding=self.pool_padding,
-                      block_order=self.block_order, **options)
+                      block_order=self.block_order, unpadded_blocks=self.unpadded_blocks, **options)
         return self.finish(model)
 
     def check(self, run: Run) -> None:
         preprocessing = run.dataset.preprocessing()
         blocks = run.algorithm.backbone_options.get("downsample_blocks", 4)
-        smallest = min_image_size(self.pool, blocks, self.pool_padding)
+        smallest = min_image_size(self.pool, blocks, self.pool_padding, self.unpadded_blocks)
         if preprocessing is not None and preprocessing.image_size < smallest:
             raise ConfigError(
                 f"model.name=conv4 with pool={self.pool} and {blocks} down-sampling blocks needs images of "
