@@ -65,3 +65,18 @@ def test_the_config_key_reaches_the_model_and_a_bad_one_is_refused() -> None:
     assert all(not p.any() for name, p in learner.named_parameters() if name.endswith("bias"))
     with pytest.raises(ConfigError, match="init"):
         build_config("maml-sinusoid", ["model.init=xavier"])
+
+
+def test_relationnet_is_the_relation_network_codes_on_both_networks() -> None:
+    """weights_init: convolutions normal_(0, sqrt(2 / (k * k * out_channels))) with zero biases, linear layers
+    normal_(0, 0.01) with biases of one; the preset draws the encoder and the relation module so."""
+    torch.manual_seed(0)
+    learner = build_learner(build_config("relationnet-omniglot-5w1s", []))
+    convs = [m for m in learner.modules() if isinstance(m, nn.Conv2d)]
+    linears = [m for m in learner.modules() if isinstance(m, nn.Linear)]
+    assert len(convs) == 6 and len(linears) == 2  # 4 in the encoder, 2 in the relation module; its fc layers
+    for conv in convs[1:]:  # 64 x 64 x 9 draws each
+        std = math.sqrt(2 / (9 * conv.out_channels))
+        assert conv.weight.std().item() == pytest.approx(std, rel=0.05) and not conv.bias.any()
+    assert linears[0].weight.std().item() == pytest.approx(0.01, rel=0.2)
+    assert all(bool((layer.bias == 1).all()) for layer in linears)

@@ -14,6 +14,7 @@ from fastadapt.errors import ConfigError
 from fastadapt.nn.backbones import min_image_size
 from fastadapt.nn.batchnorm import BatchNorm
 from fastadapt.nn.functional import call
+from fastadapt.nn.init import initialize
 from fastadapt.tasks import ways_of
 
 
@@ -93,10 +94,18 @@ class RelationNet(MetaLearner):
 @register("algorithm", "relationnet")
 @dataclass
 class RelationNetConfig(AlgorithmConfig):
-    """Relation Networks, on a Conv4 that keeps its feature maps (two down-sampling blocks, as in the paper)."""
+    """Relation Networks, on a Conv4 that keeps its feature maps (two down-sampling blocks, as in the paper); the
+    relation module starts as ``model.init`` draws the encoder (``fastadapt.nn.init``)."""
 
     learner = RelationNet
     backbone_options = {"downsample_blocks": 2, "feature_maps": True}
+
+    def build(self, model: nn.Module, run: Run) -> nn.Module:
+        """The learner, its relation module's weights drawn as the encoder's (``model.init``), as the code draws
+        both networks alike."""
+        learner = RelationNet(model, **self.options())
+        initialize(learner.relation, getattr(run.model, "init", "torch"))
+        return learner
 
     def check(self, run: Run) -> None:
         if run.model.name not in ("conv4", "custom"):
