@@ -115,8 +115,8 @@ def test_a_second_call_reuses_finished_runs_and_resumes_a_broken_one(tmp_path: P
 
 
 def test_a_second_call_reuses_the_measures_its_runs_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The measures a run's own test does not answer (other shots, a tuned step) are kept in its folder: running the
-    reproduction again tests nothing for the table."""
+    """The measures a run's own test does not answer (other shots, a tuned step) are kept in its folder, and so are
+    the steps figure's points: running the reproduction again tests nothing for the table or the figure."""
     first = reproduce(_sinusoid(seeds=1), "quick", tmp_path, progress=False, echo=lambda line: None)
     kept = tmp_path / "maml-sinusoid-quick" / "pretrained-on-all-tasks-seed0" / "measures.json"
     before = (kept.read_text(), kept.stat().st_mtime_ns)
@@ -126,8 +126,8 @@ def test_a_second_call_reuses_the_measures_its_runs_kept(tmp_path: Path, monkeyp
 
     monkeypatch.setattr(run_module, "test_learner", tested_again)
     monkeypatch.setattr(run_module, "adaptation_test", tested_again)
-    monkeypatch.setattr(figures, "draw_figures", lambda *args: {})  # the figures test on their own
     second = reproduce(_sinusoid(seeds=1), "quick", tmp_path, progress=False, echo=lambda line: None)
+    assert second["figures"]["steps"] == first["figures"]["steps"]
     for a, b in zip(first["rows"], second["rows"], strict=True):
         unmarked = [{**m["ours"], "per_seed": [{k: v for k, v in seed.items() if k != "kept"}
                                                for seed in m["ours"]["per_seed"]]} for m in b["measures"]]

@@ -20,11 +20,12 @@ from matplotlib.lines import Line2D
 
 from fastadapt.config import RunConfig, build_tasks, merge, resolve, unflatten
 from fastadapt.errors import ConfigError
-from fastadapt.evaluate import higher_is_better, meta_test
-from fastadapt.experiment import load_learner, population_tasks
+from fastadapt.evaluate import higher_is_better
+from fastadapt.experiment import load_learner
 from fastadapt.plots import plot_runs, save_figure
 from fastadapt.regression import SinusoidTasks
 from fastadapt.reproduce.registry import FIGURES, Measure, Row
+from fastadapt.reproduce.run import measure
 from fastadapt.tasks import TaskDistribution, ways_of
 
 STEPS = (0, 1, 2, 3, 5, 10)
@@ -52,27 +53,27 @@ def _label(row: Row, setting: dict[str, Any], tested: RunConfig) -> str:
     return f"{row.label}, {task.ways}-way {task.shots}-shot{statistics}"
 
 
-def steps_figure(trained: list[Trained], metric: str, path: Path) -> list[dict[str, Any]]:
+def steps_figure(trained: list[Trained], metric: str, path: Path, keep: bool = False) -> list[dict[str, Any]]:
     """Metric (95% CI) after 0, 1, 2, 3, 5 and 10 adaptation steps on the run's test episodes (the first
-    ``FIGURE_EPISODES`` of them: Reptile's 10,000 tasks six times over would take longer than its training)."""
+    ``FIGURE_EPISODES`` of them: Reptile's 10,000 tasks six times over would take longer than its training). Each
+    point is a measure (``fastadapt.reproduce.run.measure``): with ``keep``, kept in its run folder and read back
+    on the next call, as the table's are."""
     lines: list[dict[str, Any]] = []
-    for row, _, _, learner, config in trained:
+    for row, _, run_dir, learner, config in trained:
         if not hasattr(learner, "inner_steps") or config.algorithm.name == "mamlrl":
             continue
         for setting in _settings(row):
             tested = resolve(merge(config.to_dict(), unflatten(setting)))
-            tasks, population = build_tasks(tested, "test"), population_tasks(tested)
+            capped = {**setting, "test.episodes": min(tested.test.episodes, FIGURE_EPISODES)}
             points = [
-                meta_test(learner, tasks, min(tested.test.episodes, FIGURE_EPISODES), inner_steps=k,
-                          statistics=tested.test.statistics, population=population)
+                measure(learner, config, Measure(f"{k} steps", {**capped, "test.inner_steps": k}),
+                        run_dir=run_dir if keep else None)
                 for k in STEPS
             ]
             lines.append({
                 "label": _label(row, setting, tested),
-                "points": [
-                    {"steps": k, "value": p.mean, "ci95": p.ci95, "episodes": p.episodes}
-                    for k, p in zip(STEPS, points, strict=True)
-                ],
+                "points": [{"steps": k, **{f: p[f] for f in ("value", "ci95", "episodes")}}
+                           for k, p in zip(STEPS, points, strict=True)],
             })
     if lines:
         draw_steps(lines, metric, path)
@@ -232,12 +233,15 @@ def embedding_figure(trained: list[Trained], path: Path) -> list[dict[str, Any]]
              "explained_variance": p["explained"]} for p in panels]
 
 
-def draw_figures(figures: tuple[str, ...], metric: str, trained: list[Trained], folder: Path) -> dict[str, Any]:
-    """Learning curves of every run, and the ``figures`` asked for; their files and numbers."""
+def draw_figures(
+    figures: tuple[str, ...], metric: str, trained: list[Trained], folder: Path, keep: bool = False
+) -> dict[str, Any]:
+    """Learning curves of every run, and the ``figures`` asked for; their files and numbers (``keep``: the steps
+    figure's points kept in the run folders, as a reproduction keeps its measures)."""
     files = [str(p) for p in plot_runs([t[2] for t in trained], folder)]
     data: dict[str, Any] = {}
     if "steps" in figures:
-        data["steps"] = steps_figure(trained, metric, folder / "steps.png")
+        data["steps"] = steps_figure(trained, metric, folder / "steps.png", keep)
     if "sinusoid" in figures:
         data["sinusoid"] = sinusoid_figure(trained, folder / "sinusoid.png")
     if "embedding" in figures:

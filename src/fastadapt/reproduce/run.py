@@ -240,7 +240,7 @@ def reproduce(
         "date": date.today().isoformat(),
         "machine": machine(),
     }
-    report["figures"] = draw_figures(reproduction.figures, reproduction.metric, trained, folder)
+    report["figures"] = draw_figures(reproduction.figures, reproduction.metric, trained, folder, keep=True)
     report["wall_time_s"] = time.perf_counter() - start
     atomic_write_text(json.dumps(report, indent=2) + "\n", folder / "reproduce.json")
     return report
