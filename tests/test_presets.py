@@ -75,7 +75,7 @@ SETTINGS: list[tuple[str, dict[str, Any]]] = [
     *[(f"reptile-miniimagenet-{ws}", {"model.pool_padding": "same", "model.block_order": "conv-pool-norm-relu"})
       for ws in ("5w1s", "5w5s")],
     *[(f"relationnet-omniglot-{ws}", {"model.unpadded_blocks": 2, "model.init": "relationnet",
-                                         "dataset.resample": "nearest"})
+                                         "dataset.resample": "nearest", "train.grad_clip": 0.5})
       for ws in ("5w1s", "20w1s")],
     ("protonet-omniglot-5w1s", {"model.init": "torch"}),  # the PyTorch code's defaults, the same bounds as today's
     ("protonet-tieredimagenet-5w1s", {"train_task.ways": 5, "train_task.queries": 5, "train.steps": 200000,

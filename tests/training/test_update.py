@@ -75,3 +75,28 @@ def test_each_kind_of_learner_trains_on_its_kind_of_tasks() -> None:
         fa.meta_train(maml, tasks, 1, val_tasks=RLTasks(Navigation2D()), progress=False)
     with pytest.raises(TypeError, match="MAML cannot be tested on RLTasks"):
         fa.meta_test(maml, RLTasks(Navigation2D()), episodes=1)
+
+
+def test_grad_clip_bounds_each_of_the_learners_clip_groups() -> None:
+    """Relation Networks clip the encoder and the relation module apart, as Sung et al.'s code: after one update
+    each group's gradient norm is the bound, and both together exceed it (one norm over all would hold them to it)."""
+    from helpers import random_dataset
+
+    from fastadapt.training.divergence import DivergencePolicy
+    from fastadapt.training.update import SupervisedUpdate
+
+    torch.manual_seed(0)
+    learner = fa.RelationNet(fa.nn.Conv4(1, None, hidden=4, image_size=28, downsample_blocks=2, feature_maps=True))
+    tasks = fa.FewShotTasks(random_dataset(classes=6, per_class=4, size=28), ways=3, shots=1, queries=2)
+    optimizer = torch.optim.SGD(learner.parameters(), lr=0.0)  # the gradients stay to be read
+    constant = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1)
+    update = SupervisedUpdate(learner, tasks, None, optimizer, constant, meta_batch=2, grad_clip=1e-4,
+                              world=fa.distributed.World())
+    update(0, DivergencePolicy(skip=False), None)
+    groups = learner.clip_groups()
+    assert sum(len(g) for g in groups) == len(list(learner.parameters())) == len({id(p) for g in groups for p in g})
+    norms = [torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in g])).item() for g in groups]
+    assert norms == pytest.approx([1e-4, 1e-4], rel=1e-3)
+    whole = [p for p in learner.parameters() if p.grad is not None]
+    assert torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in whole])).item() == pytest.approx(
+        1e-4 * 2**0.5, rel=1e-3)

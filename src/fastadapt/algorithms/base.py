@@ -107,6 +107,11 @@ class MetaLearner(nn.Module):
         """Class probabilities from a predictor's outputs ``[n, ways]`` (a softmax of logits)."""
         return outputs.softmax(dim=-1)
 
+    def clip_groups(self) -> list[list[nn.Parameter]]:
+        """The parameters whose gradient norm ``train.grad_clip`` bounds, one group at a time: all of them together,
+        unless the method's code clips its networks apart (Relation Networks)."""
+        return [list(self.parameters())]
+
     def set_step(self, step: int) -> None:
         """Told by the trainer before each meta-update, for schedules inside an algorithm (MAML++)."""
 

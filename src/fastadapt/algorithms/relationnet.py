@@ -90,6 +90,10 @@ class RelationNet(MetaLearner):
     def probabilities(self, outputs: Tensor) -> Tensor:
         return outputs / outputs.sum(dim=-1, keepdim=True)
 
+    def clip_groups(self) -> list[list[nn.Parameter]]:
+        """The encoder and the relation module, clipped apart as Sung et al.'s code clips them."""
+        return [list(self.encoder.parameters()), list(self.relation.parameters())]
+
 
 @register("algorithm", "relationnet")
 @dataclass

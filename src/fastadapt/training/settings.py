@@ -16,18 +16,17 @@ from fastadapt.training.validation import check_selection
 class TrainConfig:
     """How ``meta_train`` trains: ``steps`` meta-updates on batches of ``meta_batch`` tasks, and around them.
 
-    ``lr`` is the learning rate of the default optimizer (Adam), ``schedule`` its schedule (``lr_decay_every``
-    and ``lr_decay`` for ``step``), ``grad_clip`` the largest gradient norm. Validation runs every
-    ``val_every`` updates on ``val_episodes`` tasks, ``last.pt`` is written every ``checkpoint_every``
-    updates (default ``val_every``) and a train record every ``log_every``. ``skip_nonfinite`` skips a
-    meta-batch with a non-finite loss or gradient instead of stopping; ``restore_best`` ends with the best
-    validation state; ``max_minutes`` ends training once that much training time is spent; ``progress``
-    shows a progress bar and ``tensorboard`` also logs TensorBoard event files. ``patience`` stops early once that
-    many meta-updates have passed since the best validation (Snell et al.'s early stopping). ``select`` is what makes a
+    ``lr`` is the learning rate of the default optimizer (Adam), ``schedule`` its schedule (``lr_decay_every`` and
+    ``lr_decay`` for ``step``), ``grad_clip`` the largest gradient norm (of each of the learner's ``clip_groups``).
+    Validation runs every ``val_every`` updates on ``val_episodes`` tasks, ``last.pt`` is written every
+    ``checkpoint_every`` updates (default ``val_every``) and a train record every ``log_every``. ``skip_nonfinite``
+    skips a meta-batch with a non-finite loss or gradient instead of stopping; ``restore_best`` ends with the best
+    validation state; ``max_minutes`` ends training once that much training time is spent; ``progress`` shows a
+    progress bar and ``tensorboard`` also logs TensorBoard event files. ``patience`` stops early once that many
+    meta-updates have passed since the best validation (Snell et al.'s early stopping). ``select`` is what makes a
     validation the best: the task metric (``metric``) or the query loss (``loss``, as Snell et al. chose both the
-    early-stopping step and the retraining length). ``keep_best`` is how many
-    checkpoints of the best validations are kept (``best.pt`` and, beyond one, ``top/step-N.pt``), which a top-k
-    ensemble averages at test (MAML++: 5).
+    early-stopping step and the retraining length). ``keep_best`` is how many checkpoints of the best validations
+    are kept (``best.pt`` and, beyond one, ``top/step-N.pt``), which a top-k ensemble averages at test (MAML++: 5).
     """
 
     steps: int

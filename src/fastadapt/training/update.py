@@ -40,7 +40,8 @@ class Update(Protocol):
 @dataclass
 class SupervisedUpdate:
     """The gradient of the meta-objective on a meta-batch of ``meta_batch`` tasks, averaged over the processes,
-    checked, clipped to ``grad_clip``; then the optimizer's step and the schedule's."""
+    checked, clipped to ``grad_clip`` (each of the learner's ``clip_groups``); then the optimizer's step and the
+    schedule's."""
 
     learner: MetaLearner
     tasks: TaskDistribution
@@ -61,7 +62,8 @@ class SupervisedUpdate:
         loss, metrics = average_over_processes(learner, loss, metrics, self.world)
         admitted = divergence.admit(loss, learner, done + 1, last)
         if admitted and self.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(learner.parameters(), self.grad_clip)
+            for group in learner.clip_groups():
+                torch.nn.utils.clip_grad_norm_(group, self.grad_clip)
         self.optimizer.step()  # a skipped batch left no gradients: this step changes nothing
         self.scheduler.step()
         return metrics if admitted else None
