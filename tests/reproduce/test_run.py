@@ -13,8 +13,8 @@ import torch
 import yaml
 
 import fastadapt.reproduce.figures as figures
+import fastadapt.reproduce.measures as measures_module
 import fastadapt.reproduce.registry as registry
-import fastadapt.reproduce.run as run_module
 from fastadapt import experiment
 from fastadapt.cli import main
 from fastadapt.config import build_config, merge, resolve
@@ -124,8 +124,8 @@ def test_a_second_call_reuses_the_measures_its_runs_kept(tmp_path: Path, monkeyp
     def tested_again(*args: object, **kwargs: object) -> None:
         raise AssertionError("a kept measure was tested again")
 
-    monkeypatch.setattr(run_module, "test_learner", tested_again)
-    monkeypatch.setattr(run_module, "adaptation_test", tested_again)
+    monkeypatch.setattr(measures_module, "test_learner", tested_again)
+    monkeypatch.setattr(measures_module, "adaptation_test", tested_again)
     second = reproduce(_sinusoid(seeds=1), "quick", tmp_path, progress=False, echo=lambda line: None)
     assert second["figures"]["steps"] == first["figures"]["steps"]
     for a, b in zip(first["rows"], second["rows"], strict=True):

@@ -24,8 +24,8 @@ from fastadapt.evaluate import higher_is_better
 from fastadapt.experiment import load_learner
 from fastadapt.plots import plot_runs, save_figure
 from fastadapt.regression import SinusoidTasks
+from fastadapt.reproduce.measures import measure
 from fastadapt.reproduce.registry import FIGURES, Measure, Row
-from fastadapt.reproduce.run import measure
 from fastadapt.tasks import TaskDistribution, ways_of
 
 STEPS = (0, 1, 2, 3, 5, 10)

@@ -16,26 +16,24 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from fastadapt.config import RunConfig, build_config, merge, resolve, unflatten
+from fastadapt.config import RunConfig, build_config
 from fastadapt.errors import CheckpointError, ConfigError
 from fastadapt.evaluate import higher_is_better
 from fastadapt.experiment import (
-    adaptation_test,
     carried,
-    is_rl,
     learner_with,
     load_learner,
     machine,
     read_config,
     retest_run,
     run_experiment,
-    test_learner,
     with_data_dir,
     with_dataset_field,
 )
 from fastadapt.reproduce.compare import against, over_seeds
-from fastadapt.reproduce.kept import keep_measure, kept_measure, measure_key, run_settings
-from fastadapt.reproduce.registry import BUDGETS, Measure, Reproduction, Row, get
+from fastadapt.reproduce.kept import run_settings
+from fastadapt.reproduce.measures import measure
+from fastadapt.reproduce.registry import BUDGETS, Reproduction, Row, get
 from fastadapt.storage import atomic_write_text, holds_files
 from fastadapt.training.folder import write_config
 
@@ -93,52 +91,6 @@ def train_or_reuse(config: RunConfig, run_dir: Path, progress: bool, data_dir: s
     elif holds_files(run_dir):
         raise CheckpointError(f"{run_dir} exists and is not a run folder: remove it or give another --out")
     return run_experiment(config, run_dir, progress=progress)
-
-
-def _from_result(result: dict[str, Any], item: Measure) -> dict[str, Any] | None:
-    """The measure as the run's own test answers it: that test when nothing changes; for RL a point of the
-    run's adaptation curve when only the number of steps changes; else None."""
-    metric = result["test"]["metric"]
-    if not item.set:
-        test = result["test"]
-        return {"value": test[metric], "ci95": test["ci95"], "episodes": test["episodes"]}
-    curve = result.get("adaptation")
-    steps = item.set.get("test.inner_steps")
-    if curve and set(item.set) == {"test.inner_steps"} and steps is not None and steps < len(curve):
-        point = curve[steps]
-        return {"value": point[metric], "ci95": point["ci95"], "episodes": point["episodes"]}
-    return None
-
-
-def measure(
-    learner: Any, config: RunConfig, item: Measure, result: dict[str, Any] | None = None, split: str = "test",
-    run_dir: Path | None = None,
-) -> dict[str, Any]:
-    """One measure on one trained learner: read from the run's ``result`` where it answers it, else a new
-    test on ``split`` with the measure's ``set`` applied (for RL, the return after ``test.inner_steps`` steps),
-    which ``run_dir`` (where given) keeps for the same weights and settings and gives back on the next call, marked
-    ``"kept": true`` so that a report says which of its numbers an earlier call took."""
-    if result is not None:
-        own = _from_result(result, item)
-        if own is not None:
-            return own
-    changed = resolve(merge(config.to_dict(), unflatten(item.set))) if item.set else config
-    if run_dir is None:
-        return _tested(learner, changed, split)
-    key = measure_key(learner, changed, split)
-    kept = kept_measure(run_dir, key)
-    if kept is not None:
-        return {**kept, "kept": True}
-    taken = _tested(learner, changed, split)
-    keep_measure(run_dir, key, taken)
-    return taken
-
-
-def _tested(learner: Any, config: RunConfig, split: str) -> dict[str, Any]:
-    """A new test of ``learner`` under ``config`` on ``split`` (for RL, the return after its last step)."""
-    tested = adaptation_test(learner, config, split=split)[-1] if is_rl(config) else (
-        test_learner(learner, config, split=split))
-    return {"value": tested.mean, "ci95": tested.ci95, "episodes": tested.episodes}
 
 
 def tune(
