@@ -259,7 +259,8 @@ def test_target_rules_name_the_key(overrides: list[str], message: str) -> None:
 
 def test_a_target_replaces_the_inherited_section_and_old_configs_are_unchanged(tmp_path: Path) -> None:
     builtin = build_config("protonet-glyphs-5w1s").to_dict()
-    conv4 = {"name", "hidden", "pool", "channels_last", "init", "bn_eps", "bn_scale", "readout", "padding"}
+    conv4 = {"name", "hidden", "pool", "channels_last", "init", "bn_eps", "bn_scale", "readout", "padding",
+             "pool_padding", "block_order", "unpadded_blocks"}
     assert set(builtin["model"]) == conv4 and "target" not in builtin["dataset"]
     targets = ["model.target=mynets:encoder", "dataset.target=mydata:features"]
     own = build_config("protonet-glyphs-5w1s", targets).to_dict()
