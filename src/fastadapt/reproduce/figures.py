@@ -24,6 +24,7 @@ from fastadapt.evaluate import higher_is_better
 from fastadapt.experiment import load_learner
 from fastadapt.plots import plot_runs, save_figure
 from fastadapt.regression import SinusoidTasks
+from fastadapt.reproduce.kept import FIELDS
 from fastadapt.reproduce.measures import measure
 from fastadapt.reproduce.registry import FIGURES, Measure, Row
 from fastadapt.tasks import TaskDistribution, ways_of
@@ -56,7 +57,7 @@ def _label(row: Row, setting: dict[str, Any], tested: RunConfig) -> str:
 def steps_figure(trained: list[Trained], metric: str, path: Path, keep: bool = False) -> list[dict[str, Any]]:
     """Metric (95% CI) after 0, 1, 2, 3, 5 and 10 adaptation steps on the run's test episodes (the first
     ``FIGURE_EPISODES`` of them: Reptile's 10,000 tasks six times over would take longer than its training). Each
-    point is a measure (``fastadapt.reproduce.run.measure``): with ``keep``, kept in its run folder and read back
+    point is a measure (``fastadapt.reproduce.measures.measure``): with ``keep``, kept in its run folder and read back
     on the next call, as the table's are."""
     lines: list[dict[str, Any]] = []
     for row, _, run_dir, learner, config in trained:
@@ -72,7 +73,7 @@ def steps_figure(trained: list[Trained], metric: str, path: Path, keep: bool = F
             ]
             lines.append({
                 "label": _label(row, setting, tested),
-                "points": [{"steps": k, **{f: p[f] for f in ("value", "ci95", "episodes")}}
+                "points": [{"steps": k, **{f: p[f] for f in FIELDS}}
                            for k, p in zip(STEPS, points, strict=True)],
             })
     if lines:
